@@ -1,0 +1,1 @@
+"""Thin endpoints and pure-ASGI middleware."""

@@ -1,0 +1,1 @@
+"""Upstreams. Each channel module states what it supports and how its wire works."""

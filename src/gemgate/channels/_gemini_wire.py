@@ -1,0 +1,489 @@
+"""IR ⇄ generateContent JSON, shared by the `gemini` and `gemini_cli` channels.
+
+`request_body` turns an IR request into the body Google expects for a given upstream model;
+`ChunkReader` turns each GenerateContentResponse (a whole answer or one stream chunk) into IR
+events; `parse_google_error` reads google.rpc.Status error bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gemgate import ir
+from gemgate.channels._gemini_schema import clean_schema
+from gemgate.errors import GatewayError, InvalidRequest, from_status
+
+# Literal values Google accepts in place of a signature for history it did not produce.
+SIGNATURE_SENTINELS = frozenset(
+    {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+)
+BYPASS_SIGNATURE = "skip_thought_signature_validator"
+MAX_STOP_SEQUENCES = 5
+
+_FINISH: dict[str, ir.FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "max_tokens",
+    **{
+        reason: "safety"
+        for reason in (
+            "SAFETY",
+            "RECITATION",
+            "BLOCKLIST",
+            "PROHIBITED_CONTENT",
+            "SPII",
+            "LANGUAGE",
+            "IMAGE_SAFETY",
+            "IMAGE_PROHIBITED_CONTENT",
+            "IMAGE_RECITATION",
+        )
+    },
+}
+
+
+# -- request ----------------------------------------------------------------------------------
+
+
+def request_body(req: ir.Request, model: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"contents": _contents(req)}
+    system = [{"text": t.text} for t in req.system if t.text]
+    if system and req.messages:
+        body["systemInstruction"] = {"parts": system}
+    tools = _tools(req.tools)
+    if tools:
+        body["tools"] = tools
+        tool_config = _tool_config(req.tool_choice)
+        if tool_config:
+            body["toolConfig"] = tool_config
+    generation = generation_config(req, model)
+    if generation:
+        body["generationConfig"] = generation
+    if req.safety:
+        body["safetySettings"] = req.safety
+    return body
+
+
+def _contents(req: ir.Request) -> list[dict[str, Any]]:
+    if not req.messages:
+        # Gemini needs at least one content; a system-only request becomes the user's turn.
+        texts = [{"text": t.text} for t in req.system if t.text]
+        if not texts:
+            raise InvalidRequest("the request has no messages", param="messages")
+        return [{"role": "user", "parts": texts}]
+    contents: list[dict[str, Any]] = []
+    for message in req.messages:
+        parts = _parts(message)
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == message.role:
+            # Gemini wants turns to alternate; consecutive same-role messages are one turn.
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": message.role, "parts": parts})
+    if not contents:
+        raise InvalidRequest("every message is empty", param="messages")
+    return contents
+
+
+def _parts(message: ir.Message) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    first_call = True
+    for part in message.parts:
+        if isinstance(part, ir.Text):
+            if part.thought:
+                # Thought text is only worth sending back with its signature; unsigned, Gemini
+                # ignores it.
+                if part.signature and (sig := normalise_signature(part.signature)):
+                    out.append({"text": part.text, "thought": True, "thoughtSignature": sig})
+                continue
+            if not part.text and not part.signature:
+                continue
+            wire: dict[str, Any] = {"text": part.text}
+            if part.signature and (sig := normalise_signature(part.signature)):
+                wire["thoughtSignature"] = sig
+            out.append(wire)
+        elif isinstance(part, ir.ToolCall):
+            call: dict[str, Any] = {"functionCall": {"name": part.name, "args": part.arguments}}
+            sig = normalise_signature(part.signature) if part.signature else None
+            if sig is None and first_call and message.role == "model":
+                # Gemini 3 rejects a function-call turn whose first call has no signature; when
+                # the client lost it, the documented bypass keeps the conversation going.
+                sig = BYPASS_SIGNATURE
+            if sig:
+                call["thoughtSignature"] = sig
+            first_call = False
+            out.append(call)
+        elif isinstance(part, ir.ToolResult):
+            key = "error" if part.is_error else "output"
+            out.append({"functionResponse": {"name": part.name, "response": {key: part.output}}})
+            out.extend(_media(m) for m in part.media)
+        elif isinstance(part, ir.Media):
+            out.append(_media(part))
+        elif isinstance(part, ir.CodeCall):
+            code: dict[str, Any] = {
+                "executableCode": {"language": part.language, "code": part.code}
+            }
+            if part.signature and (sig := normalise_signature(part.signature)):
+                code["thoughtSignature"] = sig
+            out.append(code)
+        elif isinstance(part, ir.CodeResult):
+            out.append({"codeExecutionResult": {"outcome": part.outcome, "output": part.output}})
+    return _tool_results_first(out)
+
+
+def _tool_results_first(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Function responses must directly answer the preceding calls; other parts of the same
+    # user turn (a follow-up question, say) go after them.
+    if not any("functionResponse" in p for p in parts):
+        return parts
+    answers = [p for p in parts if "functionResponse" in p]
+    return answers + [p for p in parts if "functionResponse" not in p]
+
+
+def _media(media: ir.Media) -> dict[str, Any]:
+    if media.uri:
+        return {"fileData": {"mimeType": media.mime_type, "fileUri": media.uri}}
+    return {"inlineData": {"mimeType": media.mime_type, "data": media.data or ""}}
+
+
+def normalise_signature(signature: str) -> str | None:
+    """Standard padded base64 as Google issued it, or None when it is not a signature at all.
+    Clients and proxies turn signatures into URL-safe base64 or drop the padding."""
+    if signature in SIGNATURE_SENTINELS:
+        return signature
+    fixed = signature.replace("-", "+").replace("_", "/")
+    fixed += "=" * (-len(fixed) % 4)
+    try:
+        base64.b64decode(fixed, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return fixed
+
+
+def _tools(tools: list[ir.Tool]) -> list[dict[str, Any]]:
+    declarations: list[dict[str, Any]] = []
+    builtins: list[dict[str, Any]] = []
+    for tool in tools:
+        if isinstance(tool, ir.FunctionTool):
+            declaration: dict[str, Any] = {"name": tool.name}
+            if tool.description:
+                declaration["description"] = tool.description
+            schema = clean_schema(tool.parameters) if tool.parameters else None
+            if schema:
+                declaration["parametersJsonSchema"] = schema
+            declarations.append(declaration)
+        elif {tool.kind: {}} not in builtins:
+            builtins.append({tool.kind: {}})
+    out = [{"functionDeclarations": declarations}] if declarations else []
+    return out + builtins
+
+
+def _tool_config(choice: ir.ToolChoice | None) -> dict[str, Any] | None:
+    if choice is None or choice.mode == "auto":
+        return None
+    if choice.mode == "none":
+        return {"functionCallingConfig": {"mode": "NONE"}}
+    config: dict[str, Any] = {"mode": "ANY"}
+    if choice.names:
+        config["allowedFunctionNames"] = list(choice.names)
+    return {"functionCallingConfig": config}
+
+
+def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
+    g = req.generation
+    config: dict[str, Any] = {}
+    for key, value in (
+        ("temperature", g.temperature),
+        ("topP", g.top_p),
+        ("topK", g.top_k),
+        ("maxOutputTokens", g.max_tokens),
+        ("seed", g.seed),
+        ("presencePenalty", g.presence_penalty),
+        ("frequencyPenalty", g.frequency_penalty),
+        ("responseMimeType", g.response_mime_type),
+        ("responseModalities", g.response_modalities),
+        ("imageConfig", g.image_config),
+    ):
+        if value is not None:
+            config[key] = value
+    if g.stop:
+        if len(g.stop) > MAX_STOP_SEQUENCES:
+            raise InvalidRequest(
+                f"Gemini accepts at most {MAX_STOP_SEQUENCES} stop sequences, got {len(g.stop)}",
+                param="stop",
+            )
+        config["stopSequences"] = list(g.stop)
+    if g.candidates is not None and g.candidates > 1:
+        config["candidateCount"] = g.candidates
+    if g.logprobs is not None:
+        config["responseLogprobs"] = True
+        config["logprobs"] = g.logprobs
+    if g.response_schema is not None:
+        config["responseJsonSchema"] = clean_schema(g.response_schema)
+        config.setdefault("responseMimeType", "application/json")
+    thinking = thinking_config(req.thinking, model)
+    if thinking:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+# -- thinking ---------------------------------------------------------------------------------
+
+_LEVELS = ("minimal", "low", "medium", "high")
+_EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+
+
+@dataclass(frozen=True, slots=True)
+class _ThinkingModel:
+    uses_levels: bool
+    levels: tuple[str, ...] = _LEVELS
+    min_budget: int = 0
+    max_budget: int = 24576
+    can_disable: bool = True
+
+
+def _thinking_model(model: str) -> _ThinkingModel:
+    name = model.lower()
+    if re.match(r"gemini-[3-9]", name):
+        if "pro" in name:
+            levels = ("low", "high") if name.startswith("gemini-3-") else ("low", "medium", "high")
+            return _ThinkingModel(True, levels, can_disable=False)
+        return _ThinkingModel(True, can_disable=False)
+    if "2.5-pro" in name:
+        return _ThinkingModel(False, min_budget=128, max_budget=32768, can_disable=False)
+    if "2.5-flash-lite" in name:
+        return _ThinkingModel(False, min_budget=512)
+    return _ThinkingModel(False)
+
+
+def thinking_config(thinking: ir.Thinking | None, model: str) -> dict[str, Any] | None:
+    """Resolve what the client asked for into what this model accepts: a level for Gemini 3,
+    a budget within range for 2.5, never both."""
+    if thinking is None:
+        return None
+    spec = _thinking_model(model)
+    config: dict[str, Any] = {}
+    if spec.uses_levels:
+        level = _level_for(thinking, spec)
+        if level is not None:
+            config["thinkingLevel"] = level
+    else:
+        budget = _budget_for(thinking, spec)
+        if budget is not None:
+            config["thinkingBudget"] = budget
+    if thinking.include_thoughts is not None:
+        off = config.get("thinkingBudget") == 0
+        config["includeThoughts"] = thinking.include_thoughts and not off
+    return config or None
+
+
+def _level_for(thinking: ir.Thinking, spec: _ThinkingModel) -> str | None:
+    wanted: str | None
+    if thinking.level:
+        wanted = thinking.level.lower()
+    elif thinking.effort:
+        effort = thinking.effort.lower()
+        wanted = {"none": "minimal", "max": "high", "xhigh": "high"}.get(effort, effort)
+    elif thinking.budget is not None:
+        if thinking.budget < 0:
+            return None
+        wanted = _level_of_budget(thinking.budget)
+    else:
+        return None
+    if wanted not in _LEVELS:
+        raise InvalidRequest(
+            f"unknown thinking level or effort {wanted!r}", param="reasoning_effort"
+        )
+    # A level the model lacks becomes the next one up, or its highest.
+    for level in _LEVELS[_LEVELS.index(wanted) :]:
+        if level in spec.levels:
+            return level
+    return spec.levels[-1]
+
+
+def _level_of_budget(budget: int) -> str:
+    if budget <= 512:
+        return "minimal"
+    if budget <= 1024:
+        return "low"
+    if budget <= 8192:
+        return "medium"
+    return "high"
+
+
+def _budget_for(thinking: ir.Thinking, spec: _ThinkingModel) -> int | None:
+    if thinking.budget is not None:
+        budget = thinking.budget
+    elif thinking.effort or thinking.level:
+        word = (thinking.effort or thinking.level or "").lower()
+        if word == "none":
+            budget = 0
+        elif word in ("max", "xhigh"):
+            budget = spec.max_budget
+        elif word in _EFFORT_BUDGET:
+            budget = _EFFORT_BUDGET[word]
+        else:
+            raise InvalidRequest(f"unknown thinking effort {word!r}", param="reasoning_effort")
+    else:
+        return None
+    if budget < 0:
+        return -1
+    if budget == 0:
+        return 0 if spec.can_disable else spec.min_budget
+    return max(spec.min_budget, min(budget, spec.max_budget))
+
+
+# -- response ---------------------------------------------------------------------------------
+
+
+class ChunkReader:
+    """Reads the GenerateContentResponse objects of one answer, in order, into IR events."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def events(self, chunk: dict[str, Any]) -> list[ir.Event]:
+        if "error" in chunk:
+            raise error_from_status(chunk["error"], 500)
+        out: list[ir.Event] = []
+        if not self._started:
+            self._started = True
+            version = chunk.get("modelVersion")
+            if isinstance(version, str) and version.startswith("models/"):
+                version = version[len("models/") :]
+            out.append(ir.Start(chunk.get("responseId"), version))
+        feedback = chunk.get("promptFeedback") or {}
+        candidates = chunk.get("candidates") or []
+        if feedback.get("blockReason") and not candidates:
+            out.append(ir.Finish("blocked", 0, feedback["blockReason"]))
+        for cand in candidates:
+            index = cand.get("index", 0)
+            for part in (cand.get("content") or {}).get("parts") or ():
+                converted = _read_part(part)
+                if converted is not None:
+                    out.append(ir.PartEvent(converted, index))
+            reason = cand.get("finishReason")
+            if reason:
+                out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
+        usage = chunk.get("usageMetadata")
+        if usage:
+            out.append(ir.UsageEvent(read_usage(usage)))
+        return out
+
+
+def _read_part(
+    part: dict[str, Any],
+) -> ir.Text | ir.ToolCall | ir.Media | ir.CodeCall | ir.CodeResult | None:
+    signature = part.get("thoughtSignature")
+    if "text" in part:
+        if not part["text"] and not signature:
+            return None
+        return ir.Text(part["text"], bool(part.get("thought")), signature)
+    if "functionCall" in part:
+        call = part["functionCall"]
+        return ir.ToolCall(new_call_id(), call.get("name", ""), call.get("args") or {}, signature)
+    if "inlineData" in part:
+        data = part["inlineData"]
+        return ir.Media(data.get("mimeType", "application/octet-stream"), data=data.get("data", ""))
+    if "fileData" in part:
+        data = part["fileData"]
+        return ir.Media(data.get("mimeType", "application/octet-stream"), uri=data.get("fileUri"))
+    if "executableCode" in part:
+        code = part["executableCode"]
+        return ir.CodeCall(code.get("language", "PYTHON"), code.get("code", ""), signature)
+    if "codeExecutionResult" in part:
+        result = part["codeExecutionResult"]
+        return ir.CodeResult(result.get("outcome", "OUTCOME_OK"), result.get("output", ""))
+    return None
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+def read_usage(usage: dict[str, Any]) -> ir.Usage:
+    return ir.Usage(
+        prompt_tokens=usage.get("promptTokenCount", 0),
+        output_tokens=usage.get("candidatesTokenCount", 0),
+        thought_tokens=usage.get("thoughtsTokenCount", 0),
+        cached_tokens=usage.get("cachedContentTokenCount", 0),
+        tool_prompt_tokens=usage.get("toolUsePromptTokenCount", 0),
+        total_tokens=usage.get("totalTokenCount", 0),
+    )
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleError:
+    http_status: int
+    status: str
+    message: str
+    reason: str | None
+    retry_delay: float | None
+    per_day: bool
+
+
+def parse_google_error(http_status: int, body: bytes) -> GoogleError:
+    """Read a google.rpc.Status body (also wrapped in a one-element array, or not JSON)."""
+    try:
+        data: Any = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        data = {}
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        text = body.decode("utf-8", "replace").strip()[:300]
+        return GoogleError(
+            http_status, "", text or f"upstream answered HTTP {http_status}", None, None, False
+        )
+    message = str(error.get("message") or f"upstream answered HTTP {http_status}")
+    reason, delay, per_day = None, None, False
+    for detail in error.get("details") or ():
+        kind = str(detail.get("@type", ""))
+        if kind.endswith("ErrorInfo"):
+            reason = detail.get("reason")
+            reset = (detail.get("metadata") or {}).get("quotaResetDelay")
+            if delay is None and reset:
+                delay = parse_duration(reset)
+        elif kind.endswith("RetryInfo") and detail.get("retryDelay"):
+            delay = parse_duration(detail["retryDelay"])
+        elif kind.endswith("QuotaFailure"):
+            per_day = any(
+                "PerDay" in str(v.get("quotaId", "")) for v in detail.get("violations") or ()
+            )
+    if delay is None:
+        delay = _delay_in_message(message)
+    return GoogleError(http_status, str(error.get("status") or ""), message, reason, delay, per_day)
+
+
+_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ms|h|m|s)")
+_RETRY_IN_MESSAGE = re.compile(r"(?:retry in|reset after|after)\s+([0-9hms.]+)", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a proto Duration ("38s", "0.5s") or a Go duration ("539ms", "1h2m3s")."""
+    total, matched = 0.0, False
+    for number, unit in _DURATION_PART.findall(text.strip()):
+        matched = True
+        total += float(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total if matched else None
+
+
+def _delay_in_message(message: str) -> float | None:
+    found = _RETRY_IN_MESSAGE.search(message)
+    return parse_duration(found.group(1).rstrip(".")) if found else None
+
+
+def error_from_status(error: dict[str, Any], default_status: int) -> GatewayError:
+    """A gateway error for an error object that arrived inside a 200 stream."""
+    status = error.get("code") if isinstance(error.get("code"), int) else default_status
+    return from_status(status, str(error.get("message") or "upstream error"))

@@ -1,0 +1,42 @@
+"""The channel seam: what every upstream must do, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gemgate import ir
+from gemgate.pool import Credential
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    display_name: str | None = None
+    input_token_limit: int | None = None
+    output_token_limit: int | None = None
+    # The upstream's own description, for the Gemini-native model listing.
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Channel(Protocol):
+    id: str
+
+    def serves(self, model: str) -> bool:
+        """Whether an unprefixed request for `model` may be routed here."""
+        ...
+
+    def generate(
+        self, request: ir.Request, model: str, credential: Credential
+    ) -> AsyncIterator[ir.Event]:
+        """Send the request upstream and yield IR events as the answer arrives. Before the first
+        event, failures are raised as `UpstreamFailed` so the pool can try another credential;
+        after it, as `GatewayError`."""
+        ...
+
+    async def count_tokens(
+        self, request: ir.Request, model: str, credential: Credential
+    ) -> int: ...
+
+    async def list_models(self, credential: Credential) -> list[ModelInfo]: ...

@@ -1,0 +1,181 @@
+"""The `gemini` channel: the official Gemini API (`generativelanguage.googleapis.com/v1beta`)
+with a pool of API keys. The key travels in `x-goog-api-key`, never in the URL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gemgate import errors, ir
+from gemgate.channels import _gemini_wire as wire
+from gemgate.channels._http import Http, sse_data
+from gemgate.channels.base import ModelInfo
+from gemgate.config import Settings
+from gemgate.pool import Credential, Failure, UpstreamFailed
+
+# A 429 that says nothing about when to come back.
+DEFAULT_COOLDOWN = 60.0
+# A daily quota or a model the key's tier does not have at all.
+LONG_COOLDOWN = 3600.0
+_SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
+
+
+class GeminiAPI:
+    id = "gemini"
+
+    def __init__(self, settings: Settings, http: Http) -> None:
+        self.base = settings.gemini_api_base.rstrip("/") + "/v1beta"
+        self.http = http
+        self._models: list[ModelInfo] = []
+        self._models_at = 0.0
+        self._models_ttl = settings.models_cache_ttl
+
+    def serves(self, model: str) -> bool:
+        return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
+
+    async def generate(
+        self, request: ir.Request, model: str, credential: Credential
+    ) -> AsyncIterator[ir.Event]:
+        body = orjson.dumps(wire.request_body(request, model))
+        method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
+        url = f"{self.base}/models/{model}:{method}"
+        reader = wire.ChunkReader()
+        started = False
+        try:
+            async with self._post(url, body, credential) as response:
+                if response.status != 200:
+                    raise UpstreamFailed(
+                        classify(response.status, await response.read(), credential)
+                    )
+                if request.stream:
+                    async for data in sse_data(response):
+                        for event in reader.events(orjson.loads(data)):
+                            started = True
+                            yield event
+                else:
+                    for event in reader.events(orjson.loads(await response.read())):
+                        started = True
+                        yield event
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            error = _transport_error(exc)
+            if started:
+                raise error from None
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
+    async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
+        body = wire.request_body(request, model)
+        body.pop("safetySettings", None)
+        payload = orjson.dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
+        data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
+        return int(data.get("totalTokens", 0))
+
+    async def list_models(self, credential: Credential) -> list[ModelInfo]:
+        if self._models and time.monotonic() - self._models_at < self._models_ttl:
+            return self._models
+        models: list[ModelInfo] = []
+        token = ""
+        while True:
+            url = f"{self.base}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            data = await self._call_json(url, None, credential)
+            for raw in data.get("models") or ():
+                if "generateContent" not in raw.get(
+                    "supportedGenerationMethods", ["generateContent"]
+                ):
+                    continue
+                models.append(
+                    ModelInfo(
+                        id=str(raw.get("name", "")).removeprefix("models/"),
+                        display_name=raw.get("displayName"),
+                        input_token_limit=raw.get("inputTokenLimit"),
+                        output_token_limit=raw.get("outputTokenLimit"),
+                        raw=raw,
+                    )
+                )
+            token = data.get("nextPageToken") or ""
+            if not token:
+                break
+        self._models, self._models_at = models, time.monotonic()
+        return models
+
+    def _post(self, url: str, body: bytes, credential: Credential) -> Any:
+        return self.http.session.post(
+            url,
+            data=body,
+            headers=_headers(credential),
+            proxy=self.http.proxy_for(credential.proxy),
+        )
+
+    async def _call_json(
+        self, url: str, body: bytes | None, credential: Credential
+    ) -> dict[str, Any]:
+        method = "POST" if body is not None else "GET"
+        try:
+            async with self.http.session.request(
+                method,
+                url,
+                data=body,
+                headers=_headers(credential),
+                proxy=self.http.proxy_for(credential.proxy),
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise UpstreamFailed(classify(response.status, raw, credential))
+                return orjson.loads(raw)  # type: ignore[no-any-return]
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            error = _transport_error(exc)
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
+
+def _headers(credential: Credential) -> dict[str, str]:
+    return {"x-goog-api-key": credential.secret["api_key"], "content-type": "application/json"}
+
+
+def _transport_error(exc: BaseException) -> errors.GatewayError:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return errors.UpstreamTimeout("the Gemini API did not answer in time")
+    if isinstance(exc, orjson.JSONDecodeError):
+        return errors.UpstreamError("the Gemini API sent a reply that is not JSON")
+    return errors.UpstreamError(f"could not reach the Gemini API: {type(exc).__name__}")
+
+
+def classify(status: int, body: bytes, credential: Credential) -> Failure:
+    """What an error answer from the Gemini API means for this credential and this request."""
+    google = wire.parse_google_error(status, body)
+    message = scrub(google.message, credential)
+    said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
+    if google.reason == "API_KEY_INVALID" or status in (401, 403):
+        return Failure(
+            "invalidate",
+            errors.Unavailable(f"the Gemini API rejected a gemgate credential: {message}"),
+            reason=said,
+        )
+    if status == 429:
+        if google.per_day or "limit: 0" in message:
+            seconds = max(google.retry_delay or 0.0, LONG_COOLDOWN)
+        else:
+            seconds = google.retry_delay if google.retry_delay is not None else DEFAULT_COOLDOWN
+        return Failure(
+            "cooldown",
+            errors.RateLimited(message, retry_after=seconds),
+            cooldown=seconds,
+            reason=said,
+        )
+    error = errors.from_status(status, message)
+    if status >= 500 or status == 408:
+        return Failure("retry", error, reason=said)
+    if status == 404:
+        error.code = "model_not_found"
+    return Failure("final", error, reason=said)
+
+
+def scrub(text: str, credential: Credential) -> str:
+    """Remove any of the credential's secret values that an upstream echoed back."""
+    for value in credential.secret.values():
+        if isinstance(value, str) and len(value) >= 8 and value in text:
+            text = text.replace(value, "***")
+    return text

@@ -1,0 +1,392 @@
+"""The command line: serve (the default), keys, credentials, db."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from gemgate.config import Settings
+from gemgate.errors import GatewayError
+from gemgate.services import credentials as credential_service
+from gemgate.services import keys as key_service
+from gemgate.store import KeyRecord, Store
+
+T = TypeVar("T")
+
+
+class _DefaultServe(click.Group):
+    """`gemgate` alone, or with only options, means `gemgate serve`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultServe)
+@click.version_option(package_name="gemgate")
+@click.option("--config", "config_file", envvar="GEMGATE_CONFIG", help="TOML settings file.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """gemgate: Google Gemini behind the OpenAI, Anthropic and Gemini APIs."""
+    ctx.obj = config_file
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(ctx.find_root().obj, **overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run an async command body with an open store; gateway errors become clean CLI errors."""
+
+    @wraps(func)
+    @click.pass_context
+    def wrapper(ctx: click.Context, **kwargs: Any) -> T:
+        async def run() -> T:
+            store = Store(_settings(ctx).resolved_database_url)
+            try:
+                await store.open()
+                return await func(store, **kwargs)
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(run())
+        except GatewayError as error:
+            raise click.ClickException(error.message) from None
+
+    return wrapper
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", envvar="GEMGATE_HOST", help="Address to listen on [127.0.0.1].")
+@click.option("--port", envvar="GEMGATE_PORT", type=int, help="Port to listen on [8000].")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Start the server (the default command)."""
+    import logging
+
+    import uvicorn
+
+    from gemgate.app import build_app
+
+    settings = _settings(ctx, host=host, port=port)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = build_app(settings)
+    click.echo(f"gemgate {_version()} on http://{settings.host}:{settings.port}")
+    click.echo(f"store: {_safe_url(settings.resolved_database_url)}")
+    click.echo("add a client key with: gemgate keys create --name NAME")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        lifespan="on",
+        # In-flight answers, streams included, get this long to finish on SIGTERM.
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def _version() -> str:
+    from gemgate import __version__
+
+    return __version__
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Client keys: who may use this gateway, for what."""
+
+
+def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--channels", help="Comma-separated channels: gemini,gemini_cli,gemini_official."
+        ),
+        click.option("--models", help="Comma-separated model patterns, e.g. 'gemini-2.5-*'."),
+        click.option("--endpoints", help="Comma-separated endpoints: chat,messages,native,images."),
+        click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute."),
+        click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute."),
+        click.option("--quota-tokens", type=click.IntRange(min=1), help="Total tokens allowed."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _scopes(channels: str | None, models: str | None, endpoints: str | None) -> dict[str, Any]:
+    return {
+        "channels": key_service.parse_list(channels, key_service.CHANNELS, "channel"),
+        "models": key_service.parse_list(models),
+        "endpoints": key_service.parse_list(endpoints, key_service.ENDPOINTS, "endpoint"),
+    }
+
+
+def _key_view(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "key": record.key_hint,
+        "channels": record.channels or "all",
+        "models": record.models or "all",
+        "endpoints": record.endpoints or "all",
+        "rpm": record.rpm,
+        "tpm": record.tpm,
+        "quota_tokens": record.quota_tokens,
+        "created": _when(record.created_at),
+        "revoked": _when(record.revoked_at) if record.revoked_at else None,
+    }
+
+
+def _when(timestamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else None
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A name to recognise the key by.")
+@_scope_options
+@_with_store
+async def keys_create(
+    store: Store,
+    name: str,
+    channels: str | None,
+    models: str | None,
+    endpoints: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    quota_tokens: int | None,
+) -> None:
+    """Create a key; it is printed once, alone on the last line."""
+    record, secret = await key_service.create(
+        store,
+        name,
+        **_scopes(channels, models, endpoints),
+        rpm=rpm,
+        tpm=tpm,
+        quota_tokens=quota_tokens,
+    )
+    click.echo(f"created key {record.id} ({record.name}); it is shown only now:", err=False)
+    click.echo(secret)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_with_store
+async def keys_list(store: Store, as_json: bool) -> None:
+    """List keys (never the keys themselves, only a hint)."""
+    views = [_key_view(r) for r in await store.list_keys()]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        click.echo("no keys yet: gemgate keys create --name NAME")
+    for v in views:
+        state = f"revoked {v['revoked']}" if v["revoked"] else "active"
+        click.echo(f"{v['id']:>4}  {v['name']:<24} {v['key']:<14} {state}")
+
+
+@keys.command("show")
+@click.argument("key")
+@_with_store
+async def keys_show(store: Store, key: str) -> None:
+    """Show one key by id or name."""
+    click.echo(json.dumps(_key_view(await key_service.find(store, key)), indent=2))
+
+
+@keys.command("update")
+@click.argument("key")
+@_scope_options
+@_with_store
+async def keys_update(
+    store: Store,
+    key: str,
+    channels: str | None,
+    models: str | None,
+    endpoints: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    quota_tokens: int | None,
+) -> None:
+    """Change a key's scopes and limits (only the options given)."""
+    record = await key_service.find(store, key)
+    changes = {k: v for k, v in _scopes(channels, models, endpoints).items() if v is not None}
+    changes.update(
+        {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("quota_tokens", quota_tokens)) if v}
+    )
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    updated = await store.update_key(record.id, **changes)
+    assert updated is not None
+    click.echo(json.dumps(_key_view(updated), indent=2))
+
+
+@keys.command("revoke")
+@click.argument("key")
+@_with_store
+async def keys_revoke(store: Store, key: str) -> None:
+    """Revoke a key by id or name; running servers stop accepting it within seconds."""
+    record = await key_service.revoke(store, key)
+    click.echo(f"revoked key {record.id} ({record.name})")
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+
+@main.group()
+def credentials() -> None:
+    """Upstream credentials in each channel's pool."""
+
+
+@credentials.command("add")
+@click.argument("channel", type=click.Choice(key_service.CHANNELS))
+@click.option("--api-key", help="gemini: a Gemini API key.")
+@click.option("--label", help="A name to recognise the credential by.")
+@click.option("--proxy", help="Outbound proxy URL for this credential.")
+@_with_store
+async def credentials_add(
+    store: Store, channel: str, api_key: str | None, label: str | None, proxy: str | None
+) -> None:
+    """Add a credential to a channel's pool."""
+    if channel != "gemini":
+        raise click.ClickException(f"the {channel} channel is not available in this version yet")
+    if not api_key:
+        raise click.UsageError("gemini needs --api-key")
+    record = await credential_service.add_gemini(store, api_key, label=label, proxy=proxy)
+    click.echo(f"added credential {record.id} ({record.label}) to {record.channel}")
+
+
+@credentials.command("list")
+@click.option("--channel", type=click.Choice(key_service.CHANNELS))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_with_store
+async def credentials_list(store: Store, channel: str | None, as_json: bool) -> None:
+    """List credentials, secrets masked, with why any is broken."""
+    views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
+    if as_json:
+        click.echo(json.dumps(views, indent=2))
+        return
+    if not views:
+        click.echo("no credentials yet: gemgate credentials add gemini --api-key KEY")
+    for v in views:
+        state = "enabled" if v["enabled"] else "disabled"
+        if v["status"] != "ok":
+            state += f", {v['status']}: {v['status_reason']}"
+        secret = ", ".join(f"{k}={s}" for k, s in v["secret"].items())
+        click.echo(f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]")
+
+
+@credentials.command("enable")
+@click.argument("credential_id", type=int)
+@_with_store
+async def credentials_enable(store: Store, credential_id: int) -> None:
+    """Enable a credential (and clear its invalid mark)."""
+    record = await credential_service.set_enabled(store, credential_id, True)
+    click.echo(f"enabled credential {record.id} ({record.label})")
+
+
+@credentials.command("disable")
+@click.argument("credential_id", type=int)
+@_with_store
+async def credentials_disable(store: Store, credential_id: int) -> None:
+    """Disable a credential; it stays stored but is never used."""
+    record = await credential_service.set_enabled(store, credential_id, False)
+    click.echo(f"disabled credential {record.id} ({record.label})")
+
+
+@credentials.command("remove")
+@click.argument("credential_id", type=int)
+@_with_store
+async def credentials_remove(store: Store, credential_id: int) -> None:
+    """Remove a credential for good."""
+    record = await credential_service.find(store, credential_id)
+    await store.remove_credential(credential_id)
+    click.echo(f"removed credential {record.id} ({record.label})")
+
+
+@credentials.command("test")
+@click.argument("credential_id", type=int)
+@click.pass_context
+def credentials_test(ctx: click.Context, credential_id: int) -> None:
+    """Ask the upstream whether a credential works, and say why not."""
+    from gemgate.gateway import Gateway
+    from gemgate.pool import UpstreamFailed
+
+    async def run() -> str:
+        gateway = Gateway(_settings(ctx))
+        await gateway.store.open()
+        try:
+            record = await credential_service.find(gateway.store, credential_id)
+            channel = gateway.channels.get(record.channel)
+            if channel is None:
+                raise click.ClickException(
+                    f"the {record.channel} channel is not available in this version yet"
+                )
+            try:
+                models = await channel.list_models(credential_service.to_pool(record))
+            except UpstreamFailed as failed:
+                if failed.failure.action == "invalidate":
+                    await credential_service.mark_invalid(
+                        gateway.store, record.id, failed.failure.reason
+                    )
+                raise click.ClickException(
+                    f"credential {record.id} ({record.label}) failed: {failed.failure.reason}"
+                ) from None
+            if record.status != "ok":
+                await gateway.store.update_credential(record.id, status="ok", status_reason=None)
+            return f"credential {record.id} ({record.label}) works: {len(models)} models"
+        finally:
+            await gateway.http.close()
+            await gateway.store.close()
+
+    try:
+        click.echo(asyncio.run(run()))
+    except GatewayError as error:
+        raise click.ClickException(error.message) from None
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The store."""
+
+
+@db.command("migrate")
+@_with_store
+async def db_migrate(store: Store) -> None:
+    """Bring the database schema up to date (serve does this too)."""
+    click.echo(f"{_safe_url(store.url)} is up to date")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

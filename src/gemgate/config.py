@@ -1,0 +1,86 @@
+"""Settings: `GEMGATE_*` environment variables over an optional TOML file.
+
+Nothing here touches the disk or the network at import time; `Settings.load` reads the TOML file
+only when it is called.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GEMGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("gemgate-data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_token: str | None = None
+
+    gemini_api_base: str = "https://generativelanguage.googleapis.com"
+    code_assist_base: str = "https://cloudcode-pa.googleapis.com"
+    oauth_token_url: str = "https://oauth2.googleapis.com/token"
+    gemini_web_base: str = "https://gemini.google.com"
+    google_accounts_base: str = "https://accounts.google.com"
+    web_upload_base: str = "https://content-push.googleapis.com"
+    public_url: str | None = None
+
+    # Outbound proxy for every upstream call; a credential's own proxy wins over it.
+    proxy: str | None = None
+    connect_timeout: float = 10.0
+    # Longest silence tolerated from an upstream, between bytes, not for the whole answer.
+    read_timeout: float = 120.0
+
+    # How often a server re-reads keys and credentials written by another process (the CLI).
+    reload_interval: float = 2.0
+    models_cache_ttl: float = 600.0
+    # Client-facing model name -> "channel/model" or a plain upstream model name.
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    log_level: str = "info"
+    access_log: bool = False
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Build settings: overrides (CLI flags) > environment > TOML file > defaults."""
+        config_file = config_file or os.environ.get("GEMGATE_CONFIG")
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if not config_file:
+            return cls(**clean)
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        config = SettingsConfigDict(**{**cls.model_config, "toml_file": path})
+        toml_cls = type(cls.__name__, (cls,), {"model_config": config})
+        return toml_cls(**clean)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if settings_cls.model_config.get("toml_file") is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gemgate.db').resolve()}"

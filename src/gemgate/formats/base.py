@@ -1,0 +1,47 @@
+"""The format seam: what the pipeline asks of every client API."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from gemgate import ir
+from gemgate.errors import GatewayError, InvalidRequest
+
+
+class StreamEncoder(Protocol):
+    """Per-request: holds the stream's state (open block, tool-call index, usage seen)."""
+
+    def event(self, event: ir.Event) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def error(self, error: GatewayError) -> bytes: ...
+
+
+class Format(Protocol):
+    # The key scope this front belongs to: chat, messages, native or images.
+    endpoint: str
+    stream_media_type: str
+
+    def decode(self, body: bytes, path_model: str | None = None) -> ir.Request: ...
+
+    def encode(self, response: ir.Response, request: ir.Request) -> bytes: ...
+
+    def stream_encoder(self, request: ir.Request) -> StreamEncoder: ...
+
+    def error_body(self, error: GatewayError) -> bytes: ...
+
+
+def load_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return data

@@ -1,0 +1,73 @@
+"""The running gateway's parts, built once per app, and kept in step with the store so that
+keys and credentials changed by another process take effect without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gemgate.channels._http import Http
+from gemgate.channels.base import Channel
+from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.config import Settings
+from gemgate.pool import Credential, Pool
+from gemgate.routing import Router
+from gemgate.services import credentials as credential_service
+from gemgate.services.keys import KeyRing
+from gemgate.store import Store
+
+log = logging.getLogger("gemgate")
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.resolved_database_url)
+        self.http = Http(settings)
+        self.keys = KeyRing()
+        self.pool = Pool(on_invalid=self._store_invalid)
+        self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
+        self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
+        self._revision = -1
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.reload()
+        self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.http.close()
+        await self.store.close()
+
+    async def reload(self) -> None:
+        """Load keys and credentials if the store changed since the last load."""
+        revision = await self.store.revision()
+        if revision == self._revision:
+            return
+        self.keys.replace(await self.store.list_keys())
+        records = await self.store.list_credentials()
+        self.pool.load(
+            [credential_service.to_pool(r) for r in records],
+            {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},
+        )
+        self._revision = revision
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("could not reload keys and credentials from the store")
+
+    async def _store_invalid(self, credential: Credential, reason: str) -> None:
+        try:
+            await credential_service.mark_invalid(self.store, credential.id, reason)
+        except Exception:
+            log.exception("could not record credential %s as invalid", credential.id)

@@ -1,0 +1,109 @@
+"""What a channel yields as upstream bytes arrive, and the whole response they add up to.
+
+A non-streaming answer is the same events collected by `collect`, so every format has one
+source of truth for how parts, usage and endings are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gemgate.ir.request import CodeCall, CodeResult, Media, Part, Text, ToolCall
+
+# Neutral endings; each format maps them to its own vocabulary.
+FinishReason = Literal["stop", "max_tokens", "safety", "blocked", "other"]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    output_tokens: int = 0  # answer tokens, thoughts excluded
+    thought_tokens: int = 0
+    cached_tokens: int = 0
+    tool_prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Start:
+    """First event of every answer: upstream ids, known before any content."""
+
+    response_id: str | None = None
+    model_version: str | None = None
+
+
+@dataclass(slots=True)
+class PartEvent:
+    """A new piece of candidate `index`: a text delta, a whole tool call, media, code."""
+
+    part: Text | ToolCall | Media | CodeCall | CodeResult
+    index: int = 0
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: FinishReason
+    index: int = 0
+    # The upstream's own word for it (SAFETY, RECITATION, a block reason...).
+    detail: str | None = None
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """Cumulative usage so far; the last one wins."""
+
+    usage: Usage
+
+
+Event = Start | PartEvent | Finish | UsageEvent
+
+
+@dataclass(slots=True)
+class Candidate:
+    index: int
+    parts: list[Part] = field(default_factory=list)
+    finish: FinishReason | None = None
+    finish_detail: str | None = None
+
+
+@dataclass(slots=True)
+class Response:
+    response_id: str | None
+    model_version: str | None
+    candidates: list[Candidate]
+    usage: Usage
+
+
+def collect(events: list[Event]) -> Response:
+    """Add streamed events up into one response, merging adjacent text of the same kind."""
+    start = Start()
+    usage = Usage()
+    by_index: dict[int, Candidate] = {}
+    for event in events:
+        if isinstance(event, PartEvent):
+            cand = by_index.setdefault(event.index, Candidate(event.index))
+            _append(cand.parts, event.part)
+        elif isinstance(event, Finish):
+            cand = by_index.setdefault(event.index, Candidate(event.index))
+            cand.finish, cand.finish_detail = event.reason, event.detail
+        elif isinstance(event, UsageEvent):
+            usage = event.usage
+        elif isinstance(event, Start):
+            start = event
+    candidates = [by_index[i] for i in sorted(by_index)] or [Candidate(0)]
+    return Response(start.response_id, start.model_version, candidates, usage)
+
+
+def _append(parts: list[Part], part: Part) -> None:
+    last = parts[-1] if parts else None
+    if (
+        isinstance(part, Text)
+        and isinstance(last, Text)
+        and last.thought == part.thought
+        and last.signature is None
+    ):
+        # Gemini puts the signature on the last piece of a run; keep it on the merged part.
+        parts[-1] = Text(last.text + part.text, part.thought, part.signature)
+        return
+    parts.append(part)

@@ -1,0 +1,131 @@
+"""The neutral request: what a client asked for, independent of its API and of the upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(slots=True)
+class Text:
+    text: str
+    thought: bool = False
+    # Gemini's opaque thought signature, carried on the part it came with.
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class Media:
+    """Inline bytes (base64 `data`) or a reference (`uri`) with its MIME type."""
+
+    mime_type: str
+    data: str | None = None
+    uri: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class ToolResult:
+    call_id: str
+    name: str
+    output: Any
+    is_error: bool = False
+    # Media returned by the tool (images in an Anthropic tool_result, say).
+    media: list[Media] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CodeCall:
+    language: str
+    code: str
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class CodeResult:
+    outcome: str
+    output: str
+
+
+Part = Text | Media | ToolCall | ToolResult | CodeCall | CodeResult
+Role = Literal["user", "model"]
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    parts: list[Part]
+
+
+@dataclass(slots=True)
+class FunctionTool:
+    name: str
+    description: str | None = None
+    # JSON Schema as the client sent it; the wire module makes it acceptable upstream.
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class BuiltinTool:
+    kind: Literal["googleSearch", "codeExecution", "urlContext"]
+
+
+Tool = FunctionTool | BuiltinTool
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required"]
+    # With mode "required": only these functions may be called.
+    names: list[str] | None = None
+
+
+@dataclass(slots=True)
+class Thinking:
+    """Thinking as the client expressed it; the channel resolves it for the actual model."""
+
+    effort: str | None = None  # none | minimal | low | medium | high | max
+    budget: int | None = None  # tokens; 0 = off, -1 = dynamic
+    level: str | None = None  # minimal | low | medium | high
+    include_thoughts: bool | None = None
+
+
+@dataclass(slots=True)
+class Generation:
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    candidates: int | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: int | None = None
+    response_mime_type: str | None = None
+    response_schema: dict[str, Any] | None = None
+    response_modalities: list[str] | None = None
+    image_config: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    model: str
+    messages: list[Message]
+    system: list[Text] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    generation: Generation = field(default_factory=Generation)
+    thinking: Thinking | None = None
+    safety: list[dict[str, Any]] | None = None
+    stream: bool = False
+    # Format-private options its encoder needs later (OpenAI's include_usage, say); channels
+    # never read it.
+    client_options: dict[str, Any] = field(default_factory=dict)

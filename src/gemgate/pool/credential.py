@@ -1,0 +1,44 @@
+"""A credential's configuration (immutable, from the store) apart from its runtime state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: int
+    channel: str
+    label: str
+    secret: dict[str, Any]
+    proxy: str | None = None
+    enabled: bool = True
+
+    def __repr__(self) -> str:
+        # The secret never reaches a log line through a repr.
+        return f"Credential(id={self.id}, channel={self.channel!r}, label={self.label!r})"
+
+
+@dataclass(slots=True)
+class CredentialState:
+    """What the pool has learnt about a credential while serving."""
+
+    invalid_reason: str | None = None
+    # Upstream model -> monotonic time at which the credential may serve it again.
+    cooldown_until: dict[str, float] = field(default_factory=dict)
+    last_error: str | None = None
+    successes: int = 0
+    failures: int = 0
+
+    def cooling(self, model: str, now: float | None = None) -> float:
+        """Seconds left before this credential may serve `model` again (0 when free)."""
+        until = self.cooldown_until.get(model)
+        if until is None:
+            return 0.0
+        left = until - (time.monotonic() if now is None else now)
+        if left <= 0:
+            del self.cooldown_until[model]
+            return 0.0
+        return left

@@ -1,0 +1,166 @@
+"""The credential pool: picks a credential per attempt, records every outcome, and fails over
+until the first event of an answer has been produced."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from gemgate.errors import GatewayError, RateLimited, Unavailable
+from gemgate.ir import Event
+from gemgate.pool.credential import Credential, CredentialState
+from gemgate.pool.outcome import Failure, UpstreamFailed
+from gemgate.pool.selector import RoundRobin
+
+log = logging.getLogger("gemgate.pool")
+
+T = TypeVar("T")
+# Called when a credential is found broken, so the reason can be stored for the operator.
+InvalidHook = Callable[[Credential, str], Awaitable[None]]
+
+
+class Pool:
+    def __init__(self, on_invalid: InvalidHook | None = None) -> None:
+        self._by_channel: dict[str, list[Credential]] = {}
+        self._states: dict[int, CredentialState] = {}
+        self._selectors: dict[str, RoundRobin] = {}
+        self._on_invalid = on_invalid
+
+    # -- configuration --------------------------------------------------------------------
+
+    def load(self, credentials: Iterable[Credential], invalid: dict[int, str]) -> None:
+        """Replace the configured credentials; runtime state of the ones kept survives."""
+        by_channel: dict[str, list[Credential]] = {}
+        for cred in credentials:
+            by_channel.setdefault(cred.channel, []).append(cred)
+            state = self._states.setdefault(cred.id, CredentialState())
+            # The store is the truth for "invalid": an operator who re-enables or replaces a
+            # credential clears it there.
+            state.invalid_reason = invalid.get(cred.id)
+        kept = {c.id for creds in by_channel.values() for c in creds}
+        self._states = {k: v for k, v in self._states.items() if k in kept}
+        self._by_channel = by_channel
+
+    def credentials(self, channel: str) -> list[Credential]:
+        return list(self._by_channel.get(channel, ()))
+
+    def state(self, cred_id: int) -> CredentialState:
+        return self._states.setdefault(cred_id, CredentialState())
+
+    def has_usable(self, channel: str) -> bool:
+        return any(self._usable(c) for c in self._by_channel.get(channel, ()))
+
+    def _usable(self, cred: Credential) -> bool:
+        return cred.enabled and self.state(cred.id).invalid_reason is None
+
+    # -- serving --------------------------------------------------------------------------
+
+    def attempts(self, channel: str, model: str) -> tuple[list[Credential], float | None]:
+        """Credentials to try in order, and the earliest cooldown end among those left out."""
+        now = time.monotonic()
+        ready, soonest = [], None
+        for cred in self._by_channel.get(channel, ()):
+            if not self._usable(cred):
+                continue
+            left = self.state(cred.id).cooling(model, now)
+            if left > 0:
+                soonest = left if soonest is None else min(soonest, left)
+            else:
+                ready.append(cred)
+        return self._selectors.setdefault(channel, RoundRobin()).order(ready), soonest
+
+    async def stream(
+        self,
+        channel: str,
+        model: str,
+        attempt: Callable[[Credential], AsyncIterator[Event]],
+    ) -> AsyncIterator[Event]:
+        """Run `attempt` on one credential after another until one produces a first event;
+        from then on the answer belongs to that credential and its errors reach the client."""
+        order, _ = self.attempts(channel, model)
+        last: Failure | None = None
+        for cred in order:
+            events = attempt(cred)
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                self._succeeded(cred)
+                return
+            except UpstreamFailed as failed:
+                last = failed.failure
+                await self._failed(cred, model, last)
+                if last.action == "final":
+                    raise last.error from None
+                continue
+            self._succeeded(cred)
+            yield first
+            try:
+                async for event in events:
+                    yield event
+            except GatewayError as exc:
+                self.state(cred.id).last_error = exc.message
+                raise
+            return
+        raise self._exhausted(channel, model, last)
+
+    async def call(
+        self, channel: str, model: str, attempt: Callable[[Credential], Awaitable[T]]
+    ) -> T:
+        """The same failover for a single request/response call (countTokens, model lists)."""
+        order, _ = self.attempts(channel, model)
+        last: Failure | None = None
+        for cred in order:
+            try:
+                result = await attempt(cred)
+            except UpstreamFailed as failed:
+                last = failed.failure
+                await self._failed(cred, model, last)
+                if last.action == "final":
+                    raise last.error from None
+                continue
+            self._succeeded(cred)
+            return result
+        raise self._exhausted(channel, model, last)
+
+    def _exhausted(self, channel: str, model: str, last: Failure | None) -> GatewayError:
+        _, soonest = self.attempts(channel, model)
+        if soonest is not None and (last is None or last.action == "cooldown"):
+            return RateLimited(
+                f"every {channel} credential is rate limited for {model}; "
+                f"the first is free again in {soonest:.0f}s",
+                retry_after=soonest,
+            )
+        if last is not None:
+            return last.error
+        return Unavailable(f"no usable {channel} credential: add one or re-enable one")
+
+    def _succeeded(self, cred: Credential) -> None:
+        state = self.state(cred.id)
+        state.successes += 1
+
+    async def _failed(self, cred: Credential, model: str, failure: Failure) -> None:
+        state = self.state(cred.id)
+        state.failures += 1
+        state.last_error = failure.reason or failure.error.message
+        if failure.action == "cooldown":
+            seconds = failure.cooldown if failure.cooldown is not None else 60.0
+            state.cooldown_until[model] = time.monotonic() + seconds
+            log.warning(
+                "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
+            )
+        elif failure.action == "invalidate":
+            state.invalid_reason = failure.reason or failure.error.message
+            log.warning(
+                "credential %s (%s) is invalid: %s", cred.id, cred.label, state.invalid_reason
+            )
+            if self._on_invalid is not None:
+                await self._on_invalid(cred, state.invalid_reason)
+        elif failure.action == "retry":
+            log.warning(
+                "credential %s (%s) failed, trying another: %s",
+                cred.id,
+                cred.label,
+                state.last_error,
+            )

@@ -1,0 +1,56 @@
+"""Table definitions: the single description of what is stored, used by migrations and queries."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+# One row, bumped by every write that a running server must notice (keys, credentials).
+revision = sa.Table(
+    "revision",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+client_keys = sa.Table(
+    "client_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_hint", sa.String(32), nullable=False),
+    sa.Column("channels", sa.JSON, nullable=True),
+    sa.Column("models", sa.JSON, nullable=True),
+    sa.Column("endpoints", sa.JSON, nullable=True),
+    sa.Column("rpm", sa.Integer, nullable=True),
+    sa.Column("tpm", sa.Integer, nullable=True),
+    sa.Column("quota_tokens", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(32), nullable=False, index=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    # Channel-specific secret material (API key, OAuth tokens, cookies) as JSON.
+    sa.Column("secret", sa.JSON, nullable=False),
+    sa.Column("proxy", sa.String(500), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    # "ok" or "invalid"; the reason says what the upstream said, for the operator.
+    sa.Column("status", sa.String(16), nullable=False, default="ok"),
+    sa.Column("status_reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
