@@ -15,6 +15,7 @@ from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.keys import KeyRing
+from gemgate.signatures import SignatureCache
 from gemgate.store import Store
 
 log = logging.getLogger("gemgate")
@@ -29,6 +30,7 @@ class Gateway:
         self.pool = Pool(on_invalid=self._store_invalid)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
+        self.signatures = SignatureCache()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
 

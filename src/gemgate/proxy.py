@@ -14,6 +14,7 @@ from gemgate.errors import GatewayError, InternalError
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
+from gemgate.signatures import SignatureCache
 
 log = logging.getLogger("gemgate.proxy")
 
@@ -33,11 +34,16 @@ async def handle(
         ir_request = fmt.decode(await request.body(), path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
+        restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
-        events = gateway.pool.stream(
-            route.channel,
+        events = remember_signatures(
+            gateway.pool.stream(
+                route.channel,
+                route.model,
+                lambda credential: upstream.generate(ir_request, route.model, credential),
+            ),
             route.model,
-            lambda credential: upstream.generate(ir_request, route.model, credential),
+            gateway.signatures,
         )
         if ir_request.stream:
             # Wait for the first event before sending headers: until then a failure is still
@@ -54,6 +60,28 @@ async def handle(
         return Response(fmt.encode(response, ir_request), media_type="application/json")
     except GatewayError as error:
         return error_response(fmt, error)
+
+
+def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
+    """Give back to each replayed tool call the signature the client could not keep."""
+    for message in request.messages:
+        if message.role != "model":
+            continue
+        for part in message.parts:
+            if isinstance(part, ir.ToolCall) and not part.signature:
+                part.signature = cache.recall(part.id, model)
+
+
+async def remember_signatures(
+    events: AsyncIterator[ir.Event], model: str, cache: SignatureCache
+) -> AsyncIterator[ir.Event]:
+    async with aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            if isinstance(event, ir.PartEvent):
+                part = event.part
+                if isinstance(part, ir.ToolCall) and part.signature:
+                    cache.remember(part.id, part.signature, model)
+            yield event
 
 
 def error_response(fmt: Format, error: GatewayError) -> Response:

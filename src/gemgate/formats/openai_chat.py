@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir
+from gemgate import ir, signatures
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats.base import load_json_object
 
@@ -198,7 +198,9 @@ def _messages(messages: list[Any]) -> tuple[list[ir.Text], list[ir.Message]]:
                 parts.append(tool_call)
             out.append(ir.Message("model", parts))
         elif role in ("tool", "function"):
-            call_id = str(message.get("tool_call_id") or message.get("name") or "")
+            call_id = signatures.split(
+                str(message.get("tool_call_id") or message.get("name") or "")
+            )[0]
             name = call_names.get(call_id) or message.get("name")
             if not name:
                 raise InvalidRequest(
@@ -269,7 +271,8 @@ def _read_tool_call(call: Any, position: int) -> ir.ToolCall:
         raise InvalidRequest(
             f"messages[{position}]: tool call arguments must be an object", param="messages"
         )
-    return ir.ToolCall(str(call.get("id") or ""), str(function.get("name", "")), arguments)
+    call_id, signature = signatures.split(str(call.get("id") or ""))
+    return ir.ToolCall(call_id, str(function.get("name", "")), arguments, signature)
 
 
 def _include_usage(data: dict[str, Any]) -> bool:
@@ -351,7 +354,7 @@ def _message_parts(parts: list[ir.Part]) -> tuple[str | None, str | None, list[d
 
 def _tool_call(call: ir.ToolCall) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": call.id,
+        "id": signatures.embed(call.id, call.signature),
         "type": "function",
         "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
     }
