@@ -1,0 +1,65 @@
+"""The store behaves the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gemgate.store import Store
+from tests.conftest import start_gemgate
+from tests.fakes.gemini_api import FakeGeminiAPI
+from tests.services import postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/gemgate.db"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+async def test_keys_and_credentials_round_trip(database_url: str) -> None:
+    store = Store(database_url)
+    await store.open()
+    await store.open()  # migrations run once, a second start changes nothing
+    try:
+        start = await store.revision()
+        key = await store.create_key(
+            name="k", key_hash="a" * 64, key_hint="gg-…", channels=["gemini"], models=["gemini-*"]
+        )
+        assert (await store.get_key("k")) == key == (await store.get_key(str(key.id)))
+        assert key.channels == ["gemini"] and key.models == ["gemini-*"]
+        cred = await store.add_credential(channel="gemini", label="c", secret={"api_key": "x" * 20})
+        assert cred.enabled and cred.status == "ok" and cred.secret == {"api_key": "x" * 20}
+        updated = await store.update_credential(cred.id, status="invalid", status_reason="bad key")
+        assert updated is not None and updated.status_reason == "bad key"
+        assert [c.id for c in await store.list_credentials("gemini")] == [cred.id]
+        assert await store.list_credentials("gemini_cli") == []
+        assert await store.remove_credential(cred.id)
+        assert not await store.remove_credential(cred.id)
+        # Every change a running server must notice moves the revision.
+        assert await store.revision() == start + 4
+    finally:
+        await store.close()
+
+
+def test_gemgate_serves_from_postgresql(tmp_path: Path, gemini: FakeGeminiAPI) -> None:
+    with postgres_database() as url:
+        server = start_gemgate(tmp_path, gemini, {"GEMGATE_DATABASE_URL": url})
+        key = server.create_key("pg")
+        server.add_api_key("AIzaFakeKeyAlpha0001")
+        server.start()
+        try:
+            sdk = openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+            answer = sdk.chat.completions.create(
+                model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert answer.choices[0].message.content
+            assert not (tmp_path / "gemgate.db").exists()
+        finally:
+            assert server.stop()
