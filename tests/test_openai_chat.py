@@ -315,3 +315,26 @@ def test_no_secret_reaches_the_log(gateway: Gemgate) -> None:
     log = gateway.log()
     assert "AIzaFakeKeyAlpha0001" not in log
     assert gateway.client_key not in log  # type: ignore[attr-defined]
+
+
+def test_rpm_limit_answers_429_without_asking_upstream(
+    gateway: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    key = gateway.create_key("two-per-minute", "--rpm", "2")
+    gateway.wait_reload()
+    sdk = client(gateway, key=key)
+    for _ in range(2):
+        sdk.chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk.chat.completions.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+        )
+    assert "2 requests per minute" in caught.value.message
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+    assert len(gemini.requests) == 2
+    # Other keys are not affected.
+    client(gateway).chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
+    )

@@ -15,6 +15,7 @@ from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.keys import KeyRing
+from gemgate.services.limits import RequestRate
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
 
@@ -27,6 +28,7 @@ class Gateway:
         self.store = Store(settings.resolved_database_url)
         self.http = Http(settings)
         self.keys = KeyRing()
+        self.request_rate = RequestRate()
         self.pool = Pool(on_invalid=self._store_invalid)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gemgate.api.fronts import error_format, is_public
-from gemgate.errors import AuthenticationFailed
+from gemgate.errors import AuthenticationFailed, RateLimited
 from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
 
@@ -51,6 +51,14 @@ class ClientKeyAuth:
             )
             response = error_response(error_format(scope["path"]), AuthenticationFailed(message))
             await response(scope, receive, send)
+            return
+        wait = self.gateway.request_rate.admit(key)
+        if wait is not None:
+            limited = RateLimited(
+                f"this key may make {key.rpm} requests per minute; try again in {wait:.0f}s",
+                retry_after=wait,
+            )
+            await error_response(error_format(scope["path"]), limited)(scope, receive, send)
             return
         scope.setdefault("state", {})["client_key"] = key
         await self.app(scope, receive, send)
