@@ -373,6 +373,41 @@ def credentials_test(ctx: click.Context, credential_id: int) -> None:
         raise click.ClickException(error.message) from None
 
 
+# -- usage ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--key", "key_ident", help="Only this key (id or name).")
+@click.option("--since", help="Only the last period: 30m, 24h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_with_store
+async def usage(store: Store, key_ident: str | None, since: str | None, as_json: bool) -> None:
+    """Requests and tokens per key, channel and model."""
+    key_id = (await key_service.find(store, key_ident)).id if key_ident else None
+    start = time.time() - _period(since) if since else None
+    rows = await store.usage_report(key_id, start)
+    names = {k.id: k.name for k in await store.list_keys()}
+    for row in rows:
+        row["key"] = names.get(row.pop("key_id"), "(deleted)")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no usage recorded yet")
+    for r in rows:
+        click.echo(
+            f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>7} req "
+            f"{r['errors']:>5} err {r['total_tokens']:>10} tokens"
+        )
+
+
+def _period(text: str) -> float:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter("use a number and m, h or d: 30m, 24h, 7d", param_hint="--since")
+    return int(text[:-1]) * units[text[-1]]
+
+
 # -- db ---------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
+from gemgate.services.usage import UsageMeter
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
 
@@ -29,6 +30,7 @@ class Gateway:
         self.http = Http(settings)
         self.keys = KeyRing()
         self.request_rate = RequestRate()
+        self.usage = UsageMeter(self.store)
         self.pool = Pool(on_invalid=self._store_invalid)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
@@ -39,6 +41,7 @@ class Gateway:
     async def start(self) -> None:
         await self.store.open()
         await self.reload()
+        await self.usage.flush()
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
 
     async def stop(self) -> None:
@@ -46,6 +49,7 @@ class Gateway:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.usage.flush()
         await self.http.close()
         await self.store.close()
 
@@ -69,6 +73,10 @@ class Gateway:
                 await self.reload()
             except Exception:
                 log.exception("could not reload keys and credentials from the store")
+            try:
+                await self.usage.flush()
+            except Exception:
+                log.exception("could not write usage records; they are kept for the next try")
 
     async def _store_invalid(self, credential: Credential, reason: str) -> None:
         try:

@@ -52,13 +52,15 @@ class ClientKeyAuth:
             response = error_response(error_format(scope["path"]), AuthenticationFailed(message))
             await response(scope, receive, send)
             return
-        wait = self.gateway.request_rate.admit(key)
+        refused = self.gateway.usage.check(key)
+        wait = self.gateway.request_rate.admit(key) if refused is None else None
         if wait is not None:
-            limited = RateLimited(
+            refused = RateLimited(
                 f"this key may make {key.rpm} requests per minute; try again in {wait:.0f}s",
                 retry_after=wait,
             )
-            await error_response(error_format(scope["path"]), limited)(scope, receive, send)
+        if refused is not None:
+            await error_response(error_format(scope["path"]), refused)(scope, receive, send)
             return
         scope.setdefault("state", {})["client_key"] = key
         await self.app(scope, receive, send)

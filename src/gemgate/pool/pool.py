@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from gemgate.errors import GatewayError, RateLimited, Unavailable
@@ -76,7 +76,7 @@ class Pool:
         channel: str,
         model: str,
         attempt: Callable[[Credential], AsyncIterator[Event]],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run `attempt` on one credential after another until one produces a first event;
         from then on the answer belongs to that credential and its errors reach the client."""
         order, _ = self.attempts(channel, model)

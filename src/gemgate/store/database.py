@@ -173,6 +173,57 @@ class Store:
                 await _bump(conn)
         return bool(result.rowcount)
 
+    # -- usage ----------------------------------------------------------------------------
+
+    async def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.insert(schema.usage_records), rows)
+
+    async def tokens_by_key(self, since: float | None = None) -> dict[int, int]:
+        """Total tokens each key has used (since a time, when given)."""
+        table = schema.usage_records
+        query = sa.select(table.c.key_id, sa.func.sum(table.c.total_tokens)).group_by(
+            table.c.key_id
+        )
+        if since is not None:
+            query = query.where(table.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return {key_id: int(total or 0) for key_id, total in await conn.execute(query)}
+
+    async def usage_report(
+        self, key_id: int | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests and tokens per key, channel and model."""
+        t = schema.usage_records
+        query = (
+            sa.select(
+                t.c.key_id,
+                t.c.channel,
+                t.c.model,
+                sa.func.count().label("requests"),
+                sa.func.sum(sa.case((t.c.status >= 400, 1), else_=0)).label("errors"),
+                sa.func.sum(t.c.prompt_tokens).label("prompt_tokens"),
+                sa.func.sum(t.c.output_tokens).label("output_tokens"),
+                sa.func.sum(t.c.thought_tokens).label("thought_tokens"),
+                sa.func.sum(t.c.total_tokens).label("total_tokens"),
+            )
+            .group_by(t.c.key_id, t.c.channel, t.c.model)
+            .order_by(t.c.key_id, t.c.channel, t.c.model)
+        )
+        if key_id is not None:
+            query = query.where(t.c.key_id == key_id)
+        if since is not None:
+            query = query.where(t.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return [
+                {
+                    k: (int(v) if isinstance(v, int | float) and k != "model" else v)
+                    for k, v in row._mapping.items()
+                }
+                for row in await conn.execute(query)
+            ]
+
 
 def _is_id(ident: int | str) -> bool:
     return isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit())

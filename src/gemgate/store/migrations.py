@@ -18,8 +18,13 @@ def _m001_initial(conn: Connection) -> None:
     conn.execute(sa.insert(schema.revision).values(id=1, value=0))
 
 
+def _m002_usage_records(conn: Connection) -> None:
+    schema.usage_records.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _m001_initial),
+    (2, _m002_usage_records),
 ]
 
 

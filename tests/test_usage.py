@@ -1,0 +1,83 @@
+"""Usage records, token quotas and tokens-per-minute limits, as a key holder meets them."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.harness import Gemgate
+
+TWENTY = {"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 20}
+
+
+def ask(gateway: Gemgate, key: str, stream: bool = False) -> None:
+    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    if stream:
+        for _ in sdk.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=messages,
+            stream=True,  # type: ignore[arg-type]
+        ):
+            pass
+    else:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=messages)  # type: ignore[arg-type]
+
+
+def usage_rows(gateway: Gemgate, key_name: str) -> list[dict[str, object]]:
+    return json.loads(gateway.cli("usage", "--key", key_name, "--json").stdout)
+
+
+def test_usage_is_recorded_per_key_and_model(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    key = gateway.create_key("metered")
+    gateway.wait_reload()
+    gemini.always(Reply.text("ok", usage=TWENTY))
+    ask(gateway, key)
+    ask(gateway, key, stream=True)
+    gemini.script(Reply.error(400, "bad"))
+    with pytest.raises(openai.BadRequestError):
+        ask(gateway, key)
+    gateway.wait_reload()
+    rows = usage_rows(gateway, "metered")
+    assert rows == [
+        {
+            "key": "metered",
+            "channel": "gemini",
+            "model": "gemini-2.5-flash",
+            "requests": 3,
+            "errors": 1,
+            "prompt_tokens": 16,
+            "output_tokens": 24,
+            "thought_tokens": 0,
+            "total_tokens": 40,
+        }
+    ]
+    assert "metered" in gateway.cli("usage").stdout
+
+
+def test_token_quota_is_enforced(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    key = gateway.create_key("quota", "--quota-tokens", "30")
+    gateway.wait_reload()
+    gemini.always(Reply.text("ok", usage=TWENTY))
+    ask(gateway, key)
+    ask(gateway, key)
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(gateway, key)
+    assert caught.value.code == "insufficient_quota"
+    assert "quota of 30 tokens" in caught.value.message
+    assert len(gemini.requests) == 2
+
+
+def test_tokens_per_minute_are_enforced(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    key = gateway.create_key("tpm", "--tpm", "25")
+    gateway.wait_reload()
+    gemini.always(Reply.text("ok", usage=TWENTY))
+    ask(gateway, key, stream=True)
+    ask(gateway, key)
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(gateway, key)
+    assert "25 tokens per minute" in caught.value.message
+    assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
