@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     models_cache_ttl: float = 600.0
     # Client-facing model name -> "channel/model" or a plain upstream model name.
     aliases: dict[str, str] = Field(default_factory=dict)
+
+    # Hosts (comma-separated names or IPs) whose URLs clients may have fetched even when they
+    # resolve to a private or loopback address.
+    fetch_allow_hosts: str = ""
+    # Largest file fetched for a client-given URL, in bytes.
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    # Seconds a client-given URL may take to download, redirects included.
+    fetch_timeout: float = 30.0
+    # Seconds a link to a generated image stays valid.
+    media_ttl: float = 86400.0
+    # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
+    media_links: Literal["url", "data"] = "url"
 
     log_level: str = "info"
     access_log: bool = False

@@ -24,6 +24,9 @@ from typing import ClassVar
 class GatewayError(Exception):
     status: ClassVar[int] = 500
     kind: ClassVar[str] = "server"
+    # Google's own error body (secrets scrubbed), relayed as is to a client that speaks the
+    # Gemini API itself: it keeps details such as field violations that our shape would lose.
+    google_body: bytes | None = None
 
     def __init__(
         self,

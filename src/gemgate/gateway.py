@@ -11,6 +11,8 @@ from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
 from gemgate.config import Settings
+from gemgate.fetch import Fetcher
+from gemgate.media import MediaStore
 from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
@@ -35,6 +37,8 @@ class Gateway:
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
+        self.fetcher = Fetcher(settings)
+        self.media = MediaStore(settings.data_dir, settings.media_ttl)
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
 
@@ -51,6 +55,7 @@ class Gateway:
                 await self._watcher
         await self.usage.flush()
         await self.http.close()
+        await self.fetcher.close()
         await self.store.close()
 
     async def reload(self) -> None:

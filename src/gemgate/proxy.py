@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -13,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from gemgate import ir
 from gemgate.errors import GatewayError, InternalError
 from gemgate.formats.base import Format, StreamEncoder
+from gemgate.formats.gemini_native import read_usage_tail, relay_error
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
@@ -38,6 +42,9 @@ async def handle(
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
+        # The one I/O step before the upstream: URLs in messages become inline bytes (formats
+        # stay pure). After the key check, so a key cannot make us fetch for a refused request.
+        await gateway.fetcher.resolve(ir_request)
         restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         events = exchange.watch(
@@ -47,6 +54,10 @@ async def handle(
                 lambda credential: upstream.generate(ir_request, route.model, credential),
             )
         )
+        if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
+            # Clients of this format can only show generated images as links.
+            base_url = gateway.settings.public_url or str(request.base_url)
+            events = gateway.media.link_images(events, base_url)
         if ir_request.stream:
             # Wait for the first event before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
@@ -125,10 +136,12 @@ async def _frames(
         try:
             if first is not None:
                 yield encoder.event(first)
-            async for event in events:
-                frame = encoder.event(event)
-                if frame:
-                    yield frame
+            # Closed before `events`: it may still be waiting on them in a task.
+            async with aclosing(_with_pings(events, encoder)) as items:
+                async for item in items:
+                    frame = item if isinstance(item, bytes) else encoder.event(item)
+                    if frame:
+                        yield frame
             yield encoder.end()
         except GatewayError as error:
             status = error.status
@@ -140,3 +153,171 @@ async def _frames(
         finally:
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status)
+
+
+# -- pings ------------------------------------------------------------------------------------
+
+_END = object()
+
+
+@runtime_checkable
+class Pinging(Protocol):
+    """A stream encoder whose format wants a keep-alive frame during long upstream silences."""
+
+    ping_interval: float
+
+    def ping(self) -> bytes: ...
+
+
+async def _with_pings(
+    events: AsyncGenerator[ir.Event, None], encoder: StreamEncoder
+) -> AsyncGenerator[ir.Event | bytes, None]:
+    """The events as they come, and a ping frame whenever the upstream stays silent for the
+    encoder's interval. The wait for the next event runs on in its task across pings, so a
+    ping never interrupts (or cancels) an upstream read."""
+    if not isinstance(encoder, Pinging):
+        async for event in events:
+            yield event
+        return
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(events, _END))
+            done, _ = await asyncio.wait({pending}, timeout=encoder.ping_interval)
+            if not done:
+                yield encoder.ping()
+                continue
+            event, pending = pending.result(), None
+            if event is _END:
+                return
+            yield event
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+
+
+# -- Gemini-native fast path and token counts -------------------------------------------------
+
+# Enough of the end of an answer to find its last usageMetadata in.
+_USAGE_TAIL = 16384
+
+
+@runtime_checkable
+class Passthrough(Protocol):
+    """A channel that speaks the Gemini API itself and can take a native body unchanged."""
+
+    def passthrough(
+        self, model: str, action: str, body: bytes, credential: Any, *, sse: bool = False
+    ) -> AsyncIterator[bytes]: ...
+
+
+async def passthrough(
+    gateway: Gateway,
+    fmt: Format,
+    request: Request,
+    *,
+    channel: str | None,
+    model: str,
+    action: str,
+    sse: bool,
+    fallback: Callable[[], Awaitable[Response]],
+) -> Response:
+    """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
+    rewritten) when the routed channel speaks the Gemini API, else `fallback` (the IR path).
+    Routing, key scopes, usage and the pool's failover before the first byte all still apply."""
+    key: ClientKey = request.scope["state"]["client_key"]
+    exchange: Exchange | None = None
+    try:
+        route = gateway.router.resolve(model, channel)
+        upstream = gateway.channels[route.channel]
+        if not isinstance(upstream, Passthrough):
+            return await fallback()
+        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        body = await request.body()
+        if action != "countTokens":
+            exchange = Exchange(gateway, key, route, fmt.endpoint)
+        # The pool fails over on whatever the attempt yields first; here that is raw bytes.
+        attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
+            route.model, action, body, credential, sse=sse
+        )
+        chunks: AsyncGenerator[Any, None] = gateway.pool.stream(route.channel, route.model, attempt)
+        first: bytes | None = await anext(chunks, None)
+        if action == "streamGenerateContent":
+            return StreamingResponse(
+                _relay(first, chunks, exchange, sse),
+                media_type=fmt.stream_media_type,
+                headers=_STREAM_HEADERS,
+            )
+        async with aclosing(chunks):
+            raw = (first or b"") + b"".join([chunk async for chunk in chunks])
+        if exchange is not None:
+            exchange.usage = read_usage_tail(raw[-_USAGE_TAIL:]) or exchange.usage
+            exchange.finish(200)
+        return Response(raw, media_type="application/json")
+    except GatewayError as error:
+        if exchange is not None:
+            exchange.finish(error.status)
+        return error_response(fmt, error)
+
+
+async def _relay(
+    first: bytes | None,
+    chunks: AsyncGenerator[bytes, None],
+    exchange: Exchange | None,
+    sse: bool,
+) -> AsyncIterator[bytes]:
+    """Upstream bytes to the client as they arrive, never re-encoded."""
+    status = 200
+    tail = b""
+    async with aclosing(chunks):
+        try:
+            if first:
+                tail = first[-_USAGE_TAIL:]
+                yield first
+            async for chunk in chunks:
+                tail = chunk[-_USAGE_TAIL:] if len(chunk) >= _USAGE_TAIL else tail + chunk
+                tail = tail[-_USAGE_TAIL:]
+                yield chunk
+        except GatewayError as error:
+            status = error.status
+            yield relay_error(error, sse)
+        except Exception:
+            status = 500
+            log.exception("stream failed")
+            yield relay_error(InternalError("the gateway failed while streaming"), sse)
+        finally:
+            if exchange is not None:
+                exchange.usage = read_usage_tail(tail) or exchange.usage
+                exchange.finish(status)
+
+
+async def count_tokens(
+    gateway: Gateway,
+    fmt: Format,
+    request: Request,
+    *,
+    channel: str | None,
+    render: Callable[[int], bytes],
+    path_model: str | None = None,
+) -> Response:
+    """Count a request's prompt tokens upstream; `render` writes the count in the format's
+    own shape."""
+    key: ClientKey = request.scope["state"]["client_key"]
+    try:
+        ir_request = fmt.decode(await request.body(), path_model)
+        route = gateway.router.resolve(ir_request.model, channel)
+        key.check(route.channel, ir_request.model, fmt.endpoint)
+        await gateway.fetcher.resolve(ir_request)
+        restore_signatures(ir_request, route.model, gateway.signatures)
+        upstream = gateway.channels[route.channel]
+        tokens = await gateway.pool.call(
+            route.channel,
+            route.model,
+            lambda credential: upstream.count_tokens(ir_request, route.model, credential),
+        )
+        return Response(render(tokens), media_type="application/json")
+    except GatewayError as error:
+        return error_response(fmt, error)

@@ -8,12 +8,22 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gemgate import proxy
-from gemgate.api.fronts import CHANNEL_PREFIXES, OPENAI_CHAT
-from gemgate.errors import GatewayError
+from gemgate.api.fronts import (
+    ANTHROPIC,
+    ANTHROPIC_COUNT,
+    CHANNEL_PREFIXES,
+    NATIVE,
+    NATIVE_ARRAY,
+    NATIVE_SSE,
+    OPENAI_CHAT,
+)
+from gemgate.channels.base import ModelInfo
+from gemgate.errors import GatewayError, NotFound, PermissionDenied
+from gemgate.formats.gemini_native import GeminiNative
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
 
@@ -43,8 +53,12 @@ async def openai_models(request: Request, channel: str | None = None) -> Respons
 
 async def list_models(gateway: Gateway, key: ClientKey, channel: str | None) -> list[str]:
     """Model ids this key may use, from the channel named or from every channel it may use."""
+    return [m.id for m in await usable_models(gateway, key, channel)]
+
+
+async def usable_models(gateway: Gateway, key: ClientKey, channel: str | None) -> list[ModelInfo]:
     wanted = [channel] if channel else list(gateway.channels)
-    ids: list[str] = []
+    found: dict[str, ModelInfo] = {}
     for cid in wanted:
         if cid not in gateway.channels or (key.channels is not None and cid not in key.channels):
             continue
@@ -52,16 +66,141 @@ async def list_models(gateway: Gateway, key: ClientKey, channel: str | None) -> 
             continue
         upstream = gateway.channels[cid]
         models = await gateway.pool.call(cid, "models", upstream.list_models)
-        ids.extend(m.id for m in models if key.may_use_model(m.id) and m.id not in ids)
-    return ids
+        for m in models:
+            if key.may_use_model(m.id):
+                found.setdefault(m.id, m)
+    return list(found.values())
 
 
 async def healthz(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
+async def media_file(request: Request) -> Response:
+    """A generated image behind a signed, expiring link (see gemgate.media)."""
+    gateway: Gateway = request.app.state.gateway
+    path = gateway.media.path_for(request.path_params["token"])
+    if path is None:
+        return Response(b"not found or expired\n", status_code=404, media_type="text/plain")
+    return FileResponse(
+        path, media_type=gateway.media.mime_of(path), headers={"cache-control": "private"}
+    )
+
+
+# -- Anthropic Messages -----------------------------------------------------------------------
+
+
+async def messages(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.handle(gateway, ANTHROPIC, request, channel=channel)
+
+
+async def messages_count_tokens(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.count_tokens(
+        gateway, ANTHROPIC_COUNT, request, channel=channel, render=ANTHROPIC_COUNT.encode_count
+    )
+
+
+# -- Gemini native ----------------------------------------------------------------------------
+
+
+async def native_action(request: Request, channel: str | None = None) -> Response:
+    """POST models/{model}:generateContent, :streamGenerateContent, :countTokens."""
+    gateway: Gateway = request.app.state.gateway
+    model, _, action = request.path_params["target"].rpartition(":")
+    fmt: GeminiNative
+    if action == "streamGenerateContent":
+        fmt = NATIVE_SSE if request.query_params.get("alt") == "sse" else NATIVE_ARRAY
+    elif action in ("generateContent", "countTokens"):
+        fmt = NATIVE
+    else:
+        return proxy.error_response(NATIVE, NotFound(f"no method {action!r} for models"))
+
+    async def through_ir() -> Response:
+        if action == "countTokens":
+            return await proxy.count_tokens(
+                gateway, fmt, request, channel=channel, render=fmt.encode_count, path_model=model
+            )
+        return await proxy.handle(gateway, fmt, request, channel=channel, path_model=model)
+
+    return await proxy.passthrough(
+        gateway,
+        fmt,
+        request,
+        channel=channel,
+        model=model,
+        action=action,
+        sse=fmt.mode == "sse",
+        fallback=through_ir,
+    )
+
+
+async def native_models(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    key: ClientKey = request.scope["state"]["client_key"]
+    try:
+        _check_native(key)
+        models = await usable_models(gateway, key, channel)
+    except GatewayError as error:
+        return proxy.error_response(NATIVE, error)
+    body = {"models": [_native_model(m) for m in models]}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def native_model(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    key: ClientKey = request.scope["state"]["client_key"]
+    wanted = request.path_params["target"].removeprefix("models/")
+    try:
+        _check_native(key)
+        route = gateway.router.resolve(wanted, channel)
+        key.check(route.channel, wanted, NATIVE.endpoint)
+        for m in await usable_models(gateway, key, route.channel):
+            if m.id == route.model:
+                return Response(orjson.dumps(_native_model(m)), media_type="application/json")
+    except GatewayError as error:
+        return proxy.error_response(NATIVE, error)
+    return proxy.error_response(NATIVE, NotFound(f"models/{wanted} is not found"))
+
+
+def _check_native(key: ClientKey) -> None:
+    if key.endpoints is not None and NATIVE.endpoint not in key.endpoints:
+        raise PermissionDenied(f"this key may not use the {NATIVE.endpoint} endpoint")
+
+
+def _native_model(model: ModelInfo) -> dict[str, Any]:
+    if model.raw:
+        return model.raw
+    out: dict[str, Any] = {
+        "name": f"models/{model.id}",
+        "baseModelId": model.id,
+        "displayName": model.display_name or model.id,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }
+    if model.input_token_limit:
+        out["inputTokenLimit"] = model.input_token_limit
+    if model.output_token_limit:
+        out["outputTokenLimit"] = model.output_token_limit
+    return out
+
+
+def _google_client(request: Request) -> bool:
+    """Whether a request on a path both APIs share (/v1/models) comes from a Google SDK."""
+    return "x-goog-api-key" in request.headers or "key" in request.query_params
+
+
+async def v1_models(request: Request, channel: str | None = None) -> Response:
+    if _google_client(request):
+        return await native_models(request, channel)
+    return await openai_models(request, channel)
+
+
 def routes() -> list[BaseRoute]:
-    table: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    table: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/media/{token}", media_file, methods=["GET"]),
+    ]
     for prefix, channel in [("", None), *((f"/{c}", c) for c in CHANNEL_PREFIXES)]:
         bound: dict[str, Any] = {"channel": channel}
         table += [
@@ -70,6 +209,27 @@ def routes() -> list[BaseRoute]:
                 partial(chat_completions, **bound),
                 methods=["POST"],
             ),
-            Route(f"{prefix}/v1/models", partial(openai_models, **bound), methods=["GET"]),
+            Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
+            Route(f"{prefix}/v1/messages", partial(messages, **bound), methods=["POST"]),
+            Route(
+                f"{prefix}/v1/messages/count_tokens",
+                partial(messages_count_tokens, **bound),
+                methods=["POST"],
+            ),
+            Route(f"{prefix}/v1beta/models", partial(native_models, **bound), methods=["GET"]),
+            Route(
+                f"{prefix}/v1beta/models/{{target:path}}",
+                partial(native_model, **bound),
+                methods=["GET"],
+            ),
         ]
+        # Google's clients also speak v1; only the colon methods, as /v1/models is OpenAI's.
+        for version in ("v1beta", "v1"):
+            table.append(
+                Route(
+                    f"{prefix}/{version}/models/{{target:path}}",
+                    partial(native_action, **bound),
+                    methods=["POST"],
+                )
+            )
     return table

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from gemgate.formats.anthropic_messages import AnthropicMessages
 from gemgate.formats.base import Format
+from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
 
 CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
-_PUBLIC = ("/healthz", "/metrics", "/admin")
+# /media/ links are their own permission (signed, expiring) and are opened by image viewers.
+_PUBLIC = ("/healthz", "/metrics", "/admin", "/media/")
 
 OPENAI_CHAT = OpenAIChat()
+ANTHROPIC = AnthropicMessages()
+ANTHROPIC_COUNT = AnthropicMessages(counting=True)
+NATIVE = GeminiNative("unary")
+NATIVE_SSE = GeminiNative("sse")
+NATIVE_ARRAY = GeminiNative("array")
+_NATIVE_ACTIONS = (":generateContent", ":streamGenerateContent", ":countTokens")
 
 
 def is_public(path: str) -> bool:
@@ -17,4 +26,11 @@ def is_public(path: str) -> bool:
 
 def error_format(path: str) -> Format:
     """The format whose error shape a client on this path understands."""
+    for prefix in ("", *(f"/{c}" for c in CHANNEL_PREFIXES)):
+        if path.startswith(f"{prefix}/v1/messages"):
+            return ANTHROPIC
+        if path.startswith(f"{prefix}/v1beta/"):
+            return NATIVE
+    if path.endswith(_NATIVE_ACTIONS):
+        return NATIVE
     return OPENAI_CHAT

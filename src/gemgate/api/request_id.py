@@ -21,7 +21,12 @@ class RequestId:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                # `request-id` is the name Anthropic's clients read (and show in errors).
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id),
+                    (b"request-id", request_id),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -223,7 +223,8 @@ def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
         config["candidateCount"] = g.candidates
     if g.logprobs is not None:
         config["responseLogprobs"] = True
-        config["logprobs"] = g.logprobs
+        if g.logprobs > 0:
+            config["logprobs"] = g.logprobs
     if g.response_schema is not None:
         config["responseJsonSchema"] = clean_schema(g.response_schema)
         config.setdefault("responseMimeType", "application/json")
@@ -368,6 +369,9 @@ class ChunkReader:
                 converted = _read_part(part)
                 if converted is not None:
                     out.append(ir.PartEvent(converted, index))
+            grounding = _grounding(cand, index)
+            if grounding is not None:
+                out.append(grounding)
             reason = cand.get("finishReason")
             if reason:
                 out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
@@ -375,6 +379,22 @@ class ChunkReader:
         if usage:
             out.append(ir.UsageEvent(read_usage(usage)))
         return out
+
+
+def _grounding(cand: dict[str, Any], index: int) -> ir.Grounding | None:
+    """Pages a Google Search or URL-context answer drew on, for the client to cite."""
+    metadata = cand.get("groundingMetadata") or {}
+    sources = [
+        ir.Source(web["uri"], web.get("title"))
+        for chunk in metadata.get("groundingChunks") or ()
+        if isinstance(web := chunk.get("web"), dict) and web.get("uri")
+    ]
+    for entry in (cand.get("urlContextMetadata") or {}).get("urlMetadata") or ():
+        if entry.get("retrievedUrl") and entry.get("urlRetrievalStatus", "").endswith("SUCCESS"):
+            sources.append(ir.Source(entry["retrievedUrl"]))
+    if not sources:
+        return None
+    return ir.Grounding(sources, index, list(metadata.get("webSearchQueries") or ()))
 
 
 def _read_part(
@@ -389,6 +409,8 @@ def _read_part(
         call = part["functionCall"]
         return ir.ToolCall(new_call_id(), call.get("name", ""), call.get("args") or {}, signature)
     if "inlineData" in part:
+        if part.get("thought"):
+            return None  # an image model's draft, not part of the answer
         data = part["inlineData"]
         return ir.Media(data.get("mimeType", "application/octet-stream"), data=data.get("data", ""))
     if "fileData" in part:
@@ -485,5 +507,6 @@ def _delay_in_message(message: str) -> float | None:
 
 def error_from_status(error: dict[str, Any], default_status: int) -> GatewayError:
     """A gateway error for an error object that arrived inside a 200 stream."""
-    status = error.get("code") if isinstance(error.get("code"), int) else default_status
+    code = error.get("code")
+    status = code if isinstance(code, int) else default_status
     return from_status(status, str(error.get("message") or "upstream error"))

@@ -74,6 +74,42 @@ class GeminiAPI:
         data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
         return int(data.get("totalTokens", 0))
 
+    async def passthrough(
+        self, model: str, action: str, body: bytes, credential: Credential, *, sse: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The fast path for clients that speak the Gemini API: the body goes up untouched and
+        the answer's bytes come back as they arrive, in the form the client asked for. Only the
+        key (ours, in a header) and the model (in the URL) differ from what the client sent."""
+        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if sse else "")
+        if action == "countTokens" and b"generateContentRequest" in body:
+            body = _count_body_for(body, model)
+        started = False
+        try:
+            async with self._post(url, body, credential) as response:
+                if response.status != 200:
+                    raw = await response.read()
+                    failure = classify(response.status, raw, credential)
+                    if failure.action in ("final", "retry"):
+                        # The client's own request is at fault (or Google's): show it Google's
+                        # words; never the ones about our credential.
+                        failure.error.google_body = scrub(
+                            raw.decode("utf-8", "replace"), credential
+                        ).encode()
+                    raise UpstreamFailed(failure)
+                if action != "streamGenerateContent":
+                    raw = await response.read()
+                    started = True
+                    yield raw
+                    return
+                async for chunk in response.content.iter_any():
+                    started = True
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = _transport_error(exc)
+            if started:
+                raise error from None
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
     async def list_models(self, credential: Credential) -> list[ModelInfo]:
         if self._models and time.monotonic() - self._models_at < self._models_ttl:
             return self._models
@@ -129,6 +165,19 @@ class GeminiAPI:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             error = _transport_error(exc)
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
+
+def _count_body_for(body: bytes, model: str) -> bytes:
+    """A countTokens body whose wrapped request names the routed model, not the client's."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # Google will say what is wrong with it
+    for key in ("generateContentRequest", "generate_content_request"):
+        inner = data.get(key) if isinstance(data, dict) else None
+        if isinstance(inner, dict) and "model" in inner:
+            inner["model"] = f"models/{model}"
+    return orjson.dumps(data)
 
 
 def _headers(credential: Credential) -> dict[str, str]:

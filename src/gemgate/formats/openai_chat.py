@@ -1,4 +1,10 @@
-"""OpenAI chat completions: `POST /v1/chat/completions`, streamed and not."""
+"""OpenAI chat completions: `POST /v1/chat/completions`, streamed and not.
+
+Requests are read by `openai_chat_request`; this module writes answers (protocol notes C.3,
+C.4). What OpenAI has no field for is written where a chat client shows it: executed code as
+fenced blocks, generated images as Markdown images (plus OpenRouter's `message.images`),
+search sources as a numbered list (plus `annotations` of type `url_citation`).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from typing import Any
 import orjson
 
 from gemgate import ir, signatures
-from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.formats.base import load_json_object
+from gemgate.errors import GatewayError
+from gemgate.formats import openai_chat_request
 
 _FINISH = {
     "stop": "stop",
@@ -33,43 +39,22 @@ class OpenAIChat:
     endpoint = "chat"
     stream_media_type = "text/event-stream"
 
-    # -- request --------------------------------------------------------------------------
-
     def decode(self, body: bytes, path_model: str | None = None) -> ir.Request:
-        data = load_json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("you must provide a model parameter", param="model")
-        messages = data.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise InvalidRequest("messages must be a non-empty array", param="messages")
-        system, converted = _messages(messages)
-        return ir.Request(
-            model=model,
-            messages=converted,
-            system=system,
-            generation=_generation(data),
-            stream=bool(data.get("stream")),
-            client_options={"include_usage": _include_usage(data)},
-        )
-
-    # -- response -------------------------------------------------------------------------
+        return openai_chat_request.decode(body)
 
     def encode(self, response: ir.Response, request: ir.Request) -> bytes:
         choices = []
         for cand in response.candidates:
-            content, reasoning, tool_calls = _message_parts(cand.parts)
-            message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
-            if reasoning:
-                message["reasoning_content"] = reasoning
-            if tool_calls:
-                message["tool_calls"] = tool_calls
+            message = _Message()
+            for part in cand.parts:
+                message.add(part)
             choices.append(
                 {
                     "index": cand.index,
-                    "message": message,
+                    "message": message.to_json(cand.sources),
                     "logprobs": None,
-                    "finish_reason": _finish(cand.finish, bool(tool_calls)),
+                    "finish_reason": _finish(cand.finish, bool(message.tool_calls)),
+                    **_native_finish(cand.finish_detail),
                 }
             )
         return orjson.dumps(
@@ -77,7 +62,7 @@ class OpenAIChat:
                 "id": _completion_id(response.response_id),
                 "object": "chat.completion",
                 "created": int(time.time()),
-                "model": request.model,
+                "model": _client_model(request),
                 "choices": choices,
                 "usage": usage(response.usage),
             }
@@ -90,24 +75,71 @@ class OpenAIChat:
         return orjson.dumps({"error": _error(error)})
 
 
+class _Message:
+    """One choice's message, gathered part by part."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.images: list[dict[str, Any]] = []
+
+    def add(self, part: ir.Part) -> None:
+        if isinstance(part, ir.Text):
+            (self.reasoning if part.thought else self.content).append(part.text)
+        elif isinstance(part, ir.ToolCall):
+            self.tool_calls.append(_tool_call(part))
+        elif isinstance(part, ir.Media) and part.mime_type.startswith("image/"):
+            self.images.append(_image(part, len(self.images)))
+            self.content.append(_render(part))
+        else:
+            self.content.append(_render(part))
+
+    def to_json(self, sources: list[ir.Source]) -> dict[str, Any]:
+        content = "".join(self.content)
+        annotations: list[dict[str, Any]] = []
+        if sources:
+            listing, annotations = _sources(sources, len(content))
+            content += listing
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content or None,
+            "refusal": None,
+        }
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        if self.images:
+            message["images"] = self.images
+        if annotations:
+            message["annotations"] = annotations
+        return message
+
+
 class ChatStream:
     """Turns IR events into `chat.completion.chunk` frames for one request."""
 
     def __init__(self, request: ir.Request) -> None:
-        self.model = request.model
+        self.model = _client_model(request)
         self.created = int(time.time())
         self.id = _completion_id(None)
         self.include_usage = bool(request.client_options.get("include_usage"))
         self._roles_sent: set[int] = set()
         self._tool_calls: dict[int, int] = {}
+        self._images: dict[int, int] = {}
+        self._sources: dict[int, list[ir.Source]] = {}
+        self._length: dict[int, int] = {}  # content characters sent, for annotation offsets
         self._usage: ir.Usage | None = None
 
     def event(self, event: ir.Event) -> bytes:
         if isinstance(event, ir.PartEvent):
             return self._part(event)
+        if isinstance(event, ir.Grounding):
+            ir.add_sources(self._sources.setdefault(event.index, []), event.sources)
+            return b""
         if isinstance(event, ir.Finish):
-            has_tools = event.index in self._tool_calls
-            return self._chunk(event.index, {}, _finish(event.reason, has_tools))
+            return self._finish(event)
         if isinstance(event, ir.UsageEvent):
             self._usage = event.usage
             return b""
@@ -122,18 +154,41 @@ class ChatStream:
         delta: dict[str, Any]
         if isinstance(part, ir.Text):
             if not part.text:
-                return b""
-            delta = {"reasoning_content": part.text} if part.thought else {"content": part.text}
+                return b""  # a signature-only part: nothing to show
+            if part.thought:
+                delta = {"reasoning_content": part.text}
+            else:
+                delta = self._content(index, part.text)
         elif isinstance(part, ir.ToolCall):
             position = self._tool_calls.get(index, 0)
             self._tool_calls[index] = position + 1
             delta = {"tool_calls": [{"index": position, **_tool_call(part)}]}
+        elif isinstance(part, ir.Media) and part.mime_type.startswith("image/"):
+            position = self._images.get(index, 0)
+            self._images[index] = position + 1
+            delta = {**self._content(index, _render(part)), "images": [_image(part, position)]}
         else:
             text = _render(part)
             if not text:
                 return b""
-            delta = {"content": text}
+            delta = self._content(index, text)
         return self._chunk(index, self._role_delta(index, delta))
+
+    def _content(self, index: int, text: str) -> dict[str, Any]:
+        self._length[index] = self._length.get(index, 0) + len(text)
+        return {"content": text}
+
+    def _finish(self, event: ir.Finish) -> bytes:
+        index = event.index
+        frames = b""
+        sources = self._sources.pop(index, None)
+        if sources:
+            # Sources go last, like footnotes, once the answer they support is complete.
+            listing, annotations = _sources(sources, self._length.get(index, 0))
+            delta = {**self._content(index, listing), "annotations": annotations}
+            frames += self._chunk(index, self._role_delta(index, delta))
+        reason = _finish(event.reason, index in self._tool_calls)
+        return frames + self._chunk(index, {}, reason, _native_finish(event.detail))
 
     def _role_delta(self, index: int, delta: dict[str, Any]) -> dict[str, Any]:
         if index in self._roles_sent:
@@ -141,15 +196,20 @@ class ChatStream:
         self._roles_sent.add(index)
         return {"role": "assistant", **delta}
 
-    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-            ],
+            "choices": [{**choice, **(extra or {})}],
         }
         if self.include_usage:
             chunk["usage"] = None
@@ -174,182 +234,11 @@ class ChatStream:
         return b"data: " + orjson.dumps({"error": _error(error)}) + b"\n\n"
 
 
-# -- decoding helpers -------------------------------------------------------------------------
+# -- helpers ----------------------------------------------------------------------------------
 
 
-def _messages(messages: list[Any]) -> tuple[list[ir.Text], list[ir.Message]]:
-    system: list[ir.Text] = []
-    out: list[ir.Message] = []
-    call_names: dict[str, str] = {}
-    for position, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"messages[{position}] must be an object", param="messages")
-        role = message.get("role")
-        content = message.get("content")
-        if role in ("system", "developer"):
-            system.extend(ir.Text(t) for t in _texts(content, position))
-        elif role == "user":
-            out.append(ir.Message("user", _user_parts(content, position)))
-        elif role == "assistant":
-            parts: list[ir.Part] = [ir.Text(t) for t in _texts(content, position)]
-            for call in message.get("tool_calls") or ():
-                tool_call = _read_tool_call(call, position)
-                call_names[tool_call.id] = tool_call.name
-                parts.append(tool_call)
-            out.append(ir.Message("model", parts))
-        elif role in ("tool", "function"):
-            call_id = signatures.split(
-                str(message.get("tool_call_id") or message.get("name") or "")
-            )[0]
-            name = call_names.get(call_id) or message.get("name")
-            if not name:
-                raise InvalidRequest(
-                    f"messages[{position}]: tool_call_id {call_id!r} matches no earlier tool call",
-                    param="messages",
-                )
-            output = "".join(_texts(content, position))
-            out.append(ir.Message("user", [ir.ToolResult(call_id, name, _json_or_text(output))]))
-        else:
-            raise InvalidRequest(
-                f"messages[{position}].role {role!r} is not supported", param="messages"
-            )
-    return system, out
-
-
-def _texts(content: Any, position: int) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content] if content else []
-    if isinstance(content, list):
-        texts = []
-        for item in content:
-            if isinstance(item, str):
-                texts.append(item)
-            elif isinstance(item, dict) and item.get("type") == "text":
-                texts.append(str(item.get("text", "")))
-        return texts
-    raise InvalidRequest(
-        f"messages[{position}].content must be a string or an array", param="messages"
-    )
-
-
-def _user_parts(content: Any, position: int) -> list[ir.Part]:
-    if content is None or isinstance(content, str):
-        return [ir.Text(content)] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(
-            f"messages[{position}].content must be a string or an array", param="messages"
-        )
-    parts: list[ir.Part] = []
-    for item in content:
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind == "text":
-            parts.append(ir.Text(str(item.get("text", ""))))
-        else:
-            raise InvalidRequest(
-                f"messages[{position}]: content part type {kind!r} is not supported",
-                param="messages",
-            )
-    return parts
-
-
-def _read_tool_call(call: Any, position: int) -> ir.ToolCall:
-    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-        raise InvalidRequest(
-            f"messages[{position}].tool_calls entries need a function", param="messages"
-        )
-    function = call["function"]
-    raw = function.get("arguments") or "{}"
-    try:
-        arguments = orjson.loads(raw) if isinstance(raw, str) else raw
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(
-            f"messages[{position}]: tool call arguments are not valid JSON", param="messages"
-        ) from None
-    if not isinstance(arguments, dict):
-        raise InvalidRequest(
-            f"messages[{position}]: tool call arguments must be an object", param="messages"
-        )
-    call_id, signature = signatures.split(str(call.get("id") or ""))
-    return ir.ToolCall(call_id, str(function.get("name", "")), arguments, signature)
-
-
-def _include_usage(data: dict[str, Any]) -> bool:
-    options = data.get("stream_options")
-    return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
-def _json_or_text(text: str) -> Any:
-    stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            pass
-    return text
-
-
-def _generation(data: dict[str, Any]) -> ir.Generation:
-    stop = data.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    elif stop is not None and not (
-        isinstance(stop, list) and all(isinstance(s, str) for s in stop)
-    ):
-        raise InvalidRequest("stop must be a string or an array of strings", param="stop")
-    max_tokens = data.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = data.get("max_tokens")
-    generation = ir.Generation(
-        temperature=_number(data, "temperature"),
-        top_p=_number(data, "top_p"),
-        top_k=_integer(data, "top_k"),
-        max_tokens=_integer({"max_tokens": max_tokens}, "max_tokens"),
-        stop=stop or [],
-        candidates=_integer(data, "n"),
-        seed=_integer(data, "seed"),
-        presence_penalty=_number(data, "presence_penalty"),
-        frequency_penalty=_number(data, "frequency_penalty"),
-    )
-    return generation
-
-
-def _number(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{key} must be a number", param=key)
-    return float(value)
-
-
-def _integer(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{key} must be an integer", param=key)
-    return value
-
-
-# -- encoding helpers -------------------------------------------------------------------------
-
-
-def _message_parts(parts: list[ir.Part]) -> tuple[str | None, str | None, list[dict[str, Any]]]:
-    content: list[str] = []
-    reasoning: list[str] = []
-    tool_calls: list[dict[str, Any]] = []
-    for part in parts:
-        if isinstance(part, ir.Text):
-            (reasoning if part.thought else content).append(part.text)
-        elif isinstance(part, ir.ToolCall):
-            tool_calls.append(_tool_call(part))
-        else:
-            text = _render(part)
-            if text:
-                content.append(text)
-    return ("".join(content) or None, "".join(reasoning) or None, tool_calls)
+def _client_model(request: ir.Request) -> str:
+    return str(request.client_options.get("model") or request.model)
 
 
 def _tool_call(call: ir.ToolCall) -> dict[str, Any]:
@@ -359,8 +248,17 @@ def _tool_call(call: ir.ToolCall) -> dict[str, Any]:
         "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
     }
     if call.signature:
+        # Google's own OpenAI-compatible field; clients that keep unknown fields send it back.
         out["extra_content"] = {"google": {"thought_signature": call.signature}}
     return out
+
+
+def _media_url(media: ir.Media) -> str:
+    return media.uri or f"data:{media.mime_type};base64,{media.data or ''}"
+
+
+def _image(media: ir.Media, index: int) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": _media_url(media)}, "index": index}
 
 
 def _render(part: ir.Part) -> str:
@@ -369,7 +267,36 @@ def _render(part: ir.Part) -> str:
         return f"\n```{part.language.lower()}\n{part.code}\n```\n"
     if isinstance(part, ir.CodeResult):
         return f"\n```\n{part.output}\n```\n"
+    if isinstance(part, ir.Media):
+        kind = part.mime_type.split("/")[0]
+        if kind == "image":
+            return f"\n![image]({_media_url(part)})\n"
+        return f"\n[{kind}]({_media_url(part)})\n"
     return ""
+
+
+def _sources(sources: list[ir.Source], offset: int) -> tuple[str, list[dict[str, Any]]]:
+    """A numbered Markdown list of sources, and a `url_citation` for each line of it, with
+    offsets into the whole content (which is `offset` characters long before the list)."""
+    listing = "\n\nSources:\n"
+    annotations = []
+    for number, source in enumerate(sources, 1):
+        title = (source.title or source.url).replace("]", ")")
+        line = f"{number}. [{title}]({source.url})"
+        start = offset + len(listing)
+        listing += line + "\n"
+        annotations.append(
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": source.url,
+                    "title": source.title or source.url,
+                    "start_index": start,
+                    "end_index": start + len(line),
+                },
+            }
+        )
+    return listing, annotations
 
 
 def _finish(reason: ir.FinishReason | None, has_tool_calls: bool) -> str | None:
@@ -378,6 +305,13 @@ def _finish(reason: ir.FinishReason | None, has_tool_calls: bool) -> str | None:
     if has_tool_calls and reason == "stop":
         return "tool_calls"
     return _FINISH[reason]
+
+
+def _native_finish(detail: str | None) -> dict[str, str]:
+    """Google's own reason when it says more than OpenAI's word (SAFETY, a block reason...)."""
+    if detail is None or detail == "STOP":
+        return {}
+    return {"native_finish_reason": detail}
 
 
 def usage(u: ir.Usage) -> dict[str, Any]:

@@ -50,13 +50,31 @@ class Finish:
 
 
 @dataclass(slots=True)
+class Source:
+    """A web page an answer was grounded on (Google Search grounding, URL context)."""
+
+    url: str
+    title: str | None = None
+
+
+@dataclass(slots=True)
+class Grounding:
+    """The sources candidate `index` is grounded on so far; a later event adds to earlier ones.
+    Formats render them as citations."""
+
+    sources: list[Source]
+    index: int = 0
+    queries: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class UsageEvent:
     """Cumulative usage so far; the last one wins."""
 
     usage: Usage
 
 
-Event = Start | PartEvent | Finish | UsageEvent
+Event = Start | PartEvent | Finish | UsageEvent | Grounding
 
 
 @dataclass(slots=True)
@@ -65,6 +83,7 @@ class Candidate:
     parts: list[Part] = field(default_factory=list)
     finish: FinishReason | None = None
     finish_detail: str | None = None
+    sources: list[Source] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -89,10 +108,22 @@ def collect(events: list[Event]) -> Response:
             cand.finish, cand.finish_detail = event.reason, event.detail
         elif isinstance(event, UsageEvent):
             usage = event.usage
+        elif isinstance(event, Grounding):
+            cand = by_index.setdefault(event.index, Candidate(event.index))
+            add_sources(cand.sources, event.sources)
         elif isinstance(event, Start):
             start = event
     candidates = [by_index[i] for i in sorted(by_index)] or [Candidate(0)]
     return Response(start.response_id, start.model_version, candidates, usage)
+
+
+def add_sources(into: list[Source], new: list[Source]) -> None:
+    """Add sources not yet listed (by URL), keeping first-seen order."""
+    seen = {s.url for s in into}
+    for source in new:
+        if source.url not in seen:
+            seen.add(source.url)
+            into.append(source)
 
 
 def _append(parts: list[Part], part: Part) -> None:

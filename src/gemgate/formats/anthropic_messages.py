@@ -1,0 +1,562 @@
+"""Anthropic Messages: `POST /v1/messages` (streamed and not) and `/v1/messages/count_tokens`.
+
+Thought signatures ride where Anthropic clients keep them: a thinking block's `signature`
+(prefixed, so a real Claude signature replayed to us is recognised and dropped) and, for tool
+calls, the `tool_use` id (see `signatures`), which clients echo as `tool_use_id`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from gemgate import ir, signatures
+from gemgate.errors import GatewayError, InvalidRequest
+from gemgate.formats.base import load_json_object
+
+SIGNATURE_PREFIX = "gmn1."
+# Seconds of upstream silence after which a stream gets a `ping`, so that clients and proxies
+# in between do not take a long thinking pause for a dead connection.
+PING_INTERVAL = 10.0
+
+_ERROR_TYPE = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "too_large": "request_too_large",
+    "rate_limit": "rate_limit_error",
+    "unavailable": "overloaded_error",
+}
+_STOP = {
+    "stop": "end_turn",
+    "max_tokens": "max_tokens",
+    "safety": "refusal",
+    "blocked": "refusal",
+    "other": "end_turn",
+}
+# Anthropic's server tools and the Gemini built-in tool that does the same job.
+_SERVER_TOOLS = {
+    "web_search": "googleSearch",
+    "code_execution": "codeExecution",
+    "web_fetch": "urlContext",
+}
+_IGNORED_BLOCKS = frozenset(
+    {"redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result"}
+)
+
+
+class AnthropicMessages:
+    endpoint = "messages"
+    stream_media_type = "text/event-stream"
+
+    def __init__(self, *, counting: bool = False) -> None:
+        # count_tokens takes the same body without max_tokens.
+        self.counting = counting
+
+    # -- request --------------------------------------------------------------------------
+
+    def decode(self, body: bytes, path_model: str | None = None) -> ir.Request:
+        data = load_json_object(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("model: Field required", param="model")
+        max_tokens = data.get("max_tokens")
+        if not self.counting and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise InvalidRequest("max_tokens: Field required (a positive integer)")
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequest("messages: Field required (a non-empty array)")
+        return ir.Request(
+            model=model,
+            messages=_messages(messages),
+            system=_system(data.get("system")),
+            tools=_tools(data.get("tools")),
+            tool_choice=_tool_choice(data.get("tool_choice")),
+            generation=ir.Generation(
+                temperature=_number(data, "temperature"),
+                top_p=_number(data, "top_p"),
+                top_k=_integer(data, "top_k"),
+                max_tokens=None if self.counting else max_tokens,
+                stop=_stop_sequences(data.get("stop_sequences")),
+            ),
+            thinking=_thinking(data.get("thinking"), data.get("output_config")),
+            stream=bool(data.get("stream")) and not self.counting,
+        )
+
+    # -- response -------------------------------------------------------------------------
+
+    def encode(self, response: ir.Response, request: ir.Request) -> bytes:
+        cand = response.candidates[0]
+        content = _blocks(cand.parts)
+        has_tools = any(block["type"] == "tool_use" for block in content)
+        text = "".join(block["text"] for block in content if block["type"] == "text")
+        stop_reason, stop_sequence = _stop(cand.finish, has_tools, text, request.generation.stop)
+        return orjson.dumps(
+            {
+                "id": _message_id(response.response_id),
+                "type": "message",
+                "role": "assistant",
+                "model": request.model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": stop_sequence,
+                "usage": usage(response.usage),
+            }
+        )
+
+    def encode_count(self, tokens: int) -> bytes:
+        return orjson.dumps({"input_tokens": tokens})
+
+    def stream_encoder(self, request: ir.Request) -> MessagesStream:
+        return MessagesStream(request)
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return orjson.dumps(error_object(error))
+
+
+def error_object(error: GatewayError) -> dict[str, Any]:
+    kind = _ERROR_TYPE.get(error.kind, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": error.message}}
+
+
+class MessagesStream:
+    """Anthropic's event sequence for one answer: message_start, one open content block at a
+    time, message_delta with the stop reason and final usage, message_stop."""
+
+    ping_interval = PING_INTERVAL
+
+    def __init__(self, request: ir.Request) -> None:
+        self.model = request.model
+        self.stop_sequences = request.generation.stop
+        self.id = _message_id(None)
+        self.usage = ir.Usage()
+        self.finish: ir.FinishReason | None = None
+        self.started = False
+        # The first chunk's parts wait for its usage, so message_start can report the prompt
+        # size; Gemini sends usage at the end of every chunk, so nothing waits for long.
+        self.held: list[ir.PartEvent] = []
+        self.index = -1
+        self.open: str | None = None
+        self.thinking_signature: str | None = None
+        self.has_tools = False
+        self.tail = ""  # the end of the answer text, to tell which stop sequence ended it
+
+    def event(self, event: ir.Event) -> bytes:
+        if isinstance(event, ir.Start):
+            if event.response_id:
+                self.id = _message_id(event.response_id)
+            return b""
+        if isinstance(event, ir.PartEvent):
+            if event.index != 0:
+                return b""  # Anthropic has one candidate
+            if not self.started:
+                self.held.append(event)
+                return b""
+            return self._part(event.part)
+        if isinstance(event, ir.Finish):
+            if event.index == 0:
+                self.finish = event.reason
+            return self._start()
+        if isinstance(event, ir.UsageEvent):
+            self.usage = event.usage
+            return self._start()
+        return b""
+
+    def ping(self) -> bytes:
+        return self._start() + _sse("ping", {"type": "ping"})
+
+    def end(self) -> bytes:
+        out = self._start() + self._close()
+        stop_reason, stop_sequence = _stop(
+            self.finish, self.has_tools, self.tail, self.stop_sequences
+        )
+        out += _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                "usage": usage(self.usage),
+            },
+        )
+        return out + _sse("message_stop", {"type": "message_stop"})
+
+    def error(self, error: GatewayError) -> bytes:
+        return _sse("error", error_object(error))
+
+    def _start(self) -> bytes:
+        if self.started:
+            return b""
+        self.started = True
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage(self.usage), "output_tokens": 0},
+        }
+        out = _sse("message_start", {"type": "message_start", "message": message})
+        held, self.held = self.held, []
+        for event in held:
+            out += self._part(event.part)
+        return out
+
+    def _part(self, part: ir.Part) -> bytes:
+        if isinstance(part, ir.Text) and part.thought:
+            out = b"" if self.open == "thinking" else self._close() + self._open("thinking")
+            if part.signature:
+                self.thinking_signature = part.signature
+            if part.text:
+                out += self._delta({"type": "thinking_delta", "thinking": part.text})
+            return out
+        if isinstance(part, ir.ToolCall):
+            self.has_tools = True
+            block = {
+                "type": "tool_use",
+                "id": signatures.embed(part.id, part.signature),
+                "name": part.name,
+                "input": {},
+            }
+            out = self._close() + self._open("tool_use", block)
+            arguments = orjson.dumps(part.arguments).decode()
+            out += self._delta({"type": "input_json_delta", "partial_json": arguments})
+            return out + self._close()
+        if isinstance(part, ir.Text):
+            if self.open == "thinking" and not self.thinking_signature and part.signature:
+                # Gemini often signs the thought run on the part right after it.
+                self.thinking_signature = part.signature
+            text = part.text
+        else:
+            text = _render(part)
+        if not text:
+            return b""
+        out = b"" if self.open == "text" else self._close() + self._open("text")
+        self.tail = (self.tail + text)[-200:]
+        return out + self._delta({"type": "text_delta", "text": text})
+
+    def _open(self, kind: str, block: dict[str, Any] | None = None) -> bytes:
+        self.index += 1
+        self.open = kind
+        if block is None:
+            block = (
+                {"type": "thinking", "thinking": "", "signature": ""}
+                if kind == "thinking"
+                else {"type": "text", "text": ""}
+            )
+        start = {"type": "content_block_start", "index": self.index, "content_block": block}
+        return _sse("content_block_start", start)
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        event = {"type": "content_block_delta", "index": self.index, "delta": delta}
+        return _sse("content_block_delta", event)
+
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        out = b""
+        if self.open == "thinking" and self.thinking_signature:
+            signature = SIGNATURE_PREFIX + self.thinking_signature
+            out = self._delta({"type": "signature_delta", "signature": signature})
+        self.thinking_signature = None
+        self.open = None
+        stop = {"type": "content_block_stop", "index": self.index}
+        return out + _sse("content_block_stop", stop)
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# -- decoding helpers -------------------------------------------------------------------------
+
+
+def _system(system: Any) -> list[ir.Text]:
+    if system is None:
+        return []
+    if isinstance(system, str):
+        return [ir.Text(system)] if system else []
+    if not isinstance(system, list):
+        raise InvalidRequest("system: must be a string or an array of text blocks")
+    out = []
+    for block in system:
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise InvalidRequest("system: only text blocks are allowed")
+        if block.get("text"):
+            out.append(ir.Text(str(block["text"])))
+    return out
+
+
+def _messages(messages: list[Any]) -> list[ir.Message]:
+    out: list[ir.Message] = []
+    call_names: dict[str, str] = {}
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise InvalidRequest(f"messages.{position}: role must be 'user' or 'assistant'")
+        role = "user" if message["role"] == "user" else "model"
+        content = message.get("content")
+        if isinstance(content, str):
+            blocks: list[Any] = [{"type": "text", "text": content}]
+        elif isinstance(content, list):
+            blocks = content
+        else:
+            raise InvalidRequest(f"messages.{position}.content: must be a string or an array")
+        parts: list[ir.Part] = []
+        for block in blocks:
+            part = _block(block, position, call_names)
+            if part is not None:
+                parts.append(part)
+        out.append(ir.Message(role, parts))  # type: ignore[arg-type]
+    return out
+
+
+def _block(block: Any, position: int, call_names: dict[str, str]) -> ir.Part | None:
+    where = f"messages.{position}.content"
+    if not isinstance(block, dict):
+        raise InvalidRequest(f"{where}: blocks must be objects")
+    kind = block.get("type")
+    if kind == "text":
+        text = str(block.get("text") or "")
+        return ir.Text(text) if text else None
+    if kind in ("image", "document"):
+        return _source(block.get("source"), where)
+    if kind == "tool_use":
+        call_id, signature = signatures.split(str(block.get("id") or ""))
+        name = str(block.get("name") or "")
+        call_names[call_id] = name
+        arguments = block.get("input")
+        return ir.ToolCall(
+            call_id, name, arguments if isinstance(arguments, dict) else {}, signature
+        )
+    if kind == "tool_result":
+        return _tool_result(block, where, call_names)
+    if kind == "thinking":
+        signature = str(block.get("signature") or "")
+        if not signature.startswith(SIGNATURE_PREFIX):
+            return None  # Claude's own signature, or none: Gemini cannot use it
+        return ir.Text(str(block.get("thinking") or ""), True, signature[len(SIGNATURE_PREFIX) :])
+    if kind in _IGNORED_BLOCKS:
+        return None
+    raise InvalidRequest(f"{where}: block type {kind!r} is not supported")
+
+
+def _source(source: Any, where: str) -> ir.Part:
+    if not isinstance(source, dict):
+        raise InvalidRequest(f"{where}: source is required")
+    kind = source.get("type")
+    media_type = str(source.get("media_type") or "")
+    if kind == "base64":
+        return ir.Media(media_type, data=str(source.get("data") or ""))
+    if kind == "url":
+        # Fetched (safely) by the pipeline before it goes upstream.
+        return ir.Media(media_type, uri=str(source.get("url") or ""))
+    if kind == "text":
+        return ir.Text(str(source.get("data") or ""))
+    if kind == "content":
+        texts = [str(b.get("text", "")) for b in source.get("content") or () if isinstance(b, dict)]
+        return ir.Text("\n".join(texts))
+    raise InvalidRequest(f"{where}: source type {kind!r} is not supported")
+
+
+def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) -> ir.ToolResult:
+    call_id = signatures.split(str(block.get("tool_use_id") or ""))[0]
+    name = call_names.get(call_id)
+    if name is None:
+        raise InvalidRequest(f"{where}: tool_use_id {call_id!r} matches no earlier tool_use block")
+    content = block.get("content")
+    media: list[ir.Media] = []
+    if isinstance(content, list):
+        texts = []
+        for item in content:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "text":
+                texts.append(str(item.get("text") or ""))
+            elif item.get("type") in ("image", "document"):
+                part = _source(item.get("source"), where)
+                if isinstance(part, ir.Media):
+                    media.append(part)
+                elif isinstance(part, ir.Text):
+                    texts.append(part.text)
+        output: Any = "\n".join(texts)
+    else:
+        output = "" if content is None else content
+    if isinstance(output, str):
+        output = _json_or_text(output)
+    return ir.ToolResult(call_id, name, output, bool(block.get("is_error")), media)
+
+
+def _json_or_text(text: str) -> Any:
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            pass
+    return text
+
+
+def _tools(tools: Any) -> list[ir.Tool]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools: must be an array")
+    out: list[ir.Tool] = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            raise InvalidRequest("tools: entries must be objects")
+        kind = str(tool.get("type") or "custom")
+        builtin = next((v for k, v in _SERVER_TOOLS.items() if kind.startswith(k)), None)
+        if builtin is not None:
+            out.append(ir.BuiltinTool(builtin))  # type: ignore[arg-type]
+        elif kind == "custom" or "input_schema" in tool:
+            # cache_control, strict, input_examples & co. mean nothing to Gemini.
+            out.append(
+                ir.FunctionTool(
+                    str(tool.get("name") or ""), tool.get("description"), tool.get("input_schema")
+                )
+            )
+        else:
+            raise InvalidRequest(f"tools: tool type {kind!r} is not supported by Gemini")
+    return out
+
+
+def _tool_choice(choice: Any) -> ir.ToolChoice | None:
+    if not isinstance(choice, dict):
+        return None
+    kind = choice.get("type")
+    if kind == "any":
+        return ir.ToolChoice("required")
+    if kind == "tool":
+        return ir.ToolChoice("required", [str(choice.get("name") or "")])
+    if kind == "none":
+        return ir.ToolChoice("none")
+    return ir.ToolChoice("auto")
+
+
+def _thinking(thinking: Any, output_config: Any) -> ir.Thinking:
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")  # type: ignore[union-attr]
+        return ir.Thinking(budget=budget if isinstance(budget, int) else -1, include_thoughts=True)
+    if kind == "adaptive":
+        effort = output_config.get("effort") if isinstance(output_config, dict) else None
+        return ir.Thinking(effort=effort, include_thoughts=True)
+    if kind == "disabled":
+        return ir.Thinking(budget=0, include_thoughts=False)
+    # Absent: the model thinks as it likes, but Anthropic clients expect no thinking blocks.
+    return ir.Thinking(include_thoughts=False)
+
+
+def _stop_sequences(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise InvalidRequest("stop_sequences: must be an array of strings")
+    return value
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{key}: must be a number")
+    return float(value)
+
+
+def _integer(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{key}: must be an integer")
+    return value
+
+
+# -- encoding helpers -------------------------------------------------------------------------
+
+
+def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
+    """Content blocks in order; a thinking block carries its run's signature, or the one
+    Gemini put on the part right after the thoughts."""
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        last = blocks[-1] if blocks else None
+        if isinstance(part, ir.Text) and part.thought:
+            if last is None or last["type"] != "thinking":
+                last = {"type": "thinking", "thinking": "", "signature": ""}
+                blocks.append(last)
+            last["thinking"] += part.text
+            if part.signature:
+                last["signature"] = SIGNATURE_PREFIX + part.signature
+        elif isinstance(part, ir.ToolCall):
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": signatures.embed(part.id, part.signature),
+                    "name": part.name,
+                    "input": part.arguments,
+                }
+            )
+        else:
+            if isinstance(part, ir.Text):
+                if last and last["type"] == "thinking" and not last["signature"] and part.signature:
+                    last["signature"] = SIGNATURE_PREFIX + part.signature
+                text = part.text
+            else:
+                text = _render(part)
+            if not text:
+                continue
+            if last and last["type"] == "text":
+                last["text"] += text
+            else:
+                blocks.append({"type": "text", "text": text})
+    return blocks
+
+
+def _render(part: ir.Part) -> str:
+    """Parts Anthropic has no response block for, written into the text so nothing is lost."""
+    if isinstance(part, ir.CodeCall):
+        return f"\n```{part.language.lower()}\n{part.code}\n```\n"
+    if isinstance(part, ir.CodeResult):
+        return f"\n```\n{part.output}\n```\n"
+    if isinstance(part, ir.Media):
+        if part.data:
+            return f"\n![image](data:{part.mime_type};base64,{part.data})\n"
+        return f"\n{part.uri}\n" if part.uri else ""
+    return ""
+
+
+def _stop(
+    finish: ir.FinishReason | None, has_tools: bool, text: str, stop: list[str]
+) -> tuple[str, str | None]:
+    if has_tools and finish in (None, "stop"):
+        return "tool_use", None
+    if finish in (None, "stop"):
+        # Gemini says only STOP; when the text still ends with a requested sequence (an
+        # upstream that keeps it), that sequence is what ended it.
+        for sequence in stop:
+            if sequence and text.endswith(sequence):
+                return "stop_sequence", sequence
+        return "end_turn", None
+    return _STOP[finish], None
+
+
+def usage(u: ir.Usage) -> dict[str, int]:
+    return {
+        "input_tokens": max(0, u.prompt_tokens - u.cached_tokens) + u.tool_prompt_tokens,
+        "output_tokens": u.output_tokens + u.thought_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": u.cached_tokens,
+    }
+
+
+def _message_id(response_id: str | None) -> str:
+    return "msg_" + (response_id or secrets.token_hex(12))
