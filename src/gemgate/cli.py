@@ -167,6 +167,18 @@ def _key_view(record: KeyRecord) -> dict[str, Any]:
     }
 
 
+def _print_rows(
+    rows: list[dict[str, Any]], as_json: bool, empty: str, line: Callable[[dict[str, Any]], str]
+) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(empty)
+    else:
+        for row in rows:
+            click.echo(line(row))
+
+
 def _when(timestamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else None
 
@@ -203,15 +215,12 @@ async def keys_create(
 @_with_store
 async def keys_list(store: Store, as_json: bool) -> None:
     """List keys (never the keys themselves, only a hint)."""
-    views = [_key_view(r) for r in await store.list_keys()]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no keys yet: gemgate keys create --name NAME")
-    for v in views:
+    def line(v: dict[str, Any]) -> str:
         state = f"revoked {v['revoked']}" if v["revoked"] else "active"
-        click.echo(f"{v['id']:>4}  {v['name']:<24} {v['key']:<14} {state}")
+        return f"{v['id']:>4}  {v['name']:<24} {v['key']:<14} {state}"
+
+    views = [_key_view(r) for r in await store.list_keys()]
+    _print_rows(views, as_json, "no keys yet: gemgate keys create --name NAME", line)
 
 
 @keys.command("show")
@@ -290,18 +299,16 @@ async def credentials_add(
 @_with_store
 async def credentials_list(store: Store, channel: str | None, as_json: bool) -> None:
     """List credentials, secrets masked, with why any is broken."""
-    views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
-    if as_json:
-        click.echo(json.dumps(views, indent=2))
-        return
-    if not views:
-        click.echo("no credentials yet: gemgate credentials add gemini --api-key KEY")
-    for v in views:
+    def line(v: dict[str, Any]) -> str:
         state = "enabled" if v["enabled"] else "disabled"
         if v["status"] != "ok":
             state += f", {v['status']}: {v['status_reason']}"
         secret = ", ".join(f"{k}={s}" for k, s in v["secret"].items())
-        click.echo(f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]")
+        return f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]"
+
+    views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
+    empty = "no credentials yet: gemgate credentials add gemini --api-key KEY"
+    _print_rows(views, as_json, empty, line)
 
 
 @credentials.command("enable")
@@ -389,16 +396,13 @@ async def usage(store: Store, key_ident: str | None, since: str | None, as_json:
     names = {k.id: k.name for k in await store.list_keys()}
     for row in rows:
         row["key"] = names.get(row.pop("key_id"), "(deleted)")
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no usage recorded yet")
-    for r in rows:
-        click.echo(
+    def line(r: dict[str, Any]) -> str:
+        return (
             f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>7} req "
             f"{r['errors']:>5} err {r['total_tokens']:>10} tokens"
         )
+
+    _print_rows(rows, as_json, "no usage recorded yet", line)
 
 
 def _period(text: str) -> float:

@@ -14,7 +14,7 @@ import orjson
 
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.formats.base import load_json_object
+from gemgate.formats.base import json_or_text, load_json_object, render_code
 
 SIGNATURE_PREFIX = "gmn1."
 # Seconds of upstream silence after which a stream gets a `ping`, so that clients and proxies
@@ -388,18 +388,9 @@ def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) 
     else:
         output = "" if content is None else content
     if isinstance(output, str):
-        output = _json_or_text(output)
+        output = json_or_text(output)
     return ir.ToolResult(call_id, name, output, bool(block.get("is_error")), media)
 
-
-def _json_or_text(text: str) -> Any:
-    stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            pass
-    return text
 
 
 def _tools(tools: Any) -> list[ir.Tool]:
@@ -523,10 +514,9 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
 
 def _render(part: ir.Part) -> str:
     """Parts Anthropic has no response block for, written into the text so nothing is lost."""
-    if isinstance(part, ir.CodeCall):
-        return f"\n```{part.language.lower()}\n{part.code}\n```\n"
-    if isinstance(part, ir.CodeResult):
-        return f"\n```\n{part.output}\n```\n"
+    code = render_code(part)
+    if code is not None:
+        return code
     if isinstance(part, ir.Media):
         if part.data:
             return f"\n![image](data:{part.mime_type};base64,{part.data})\n"

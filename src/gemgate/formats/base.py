@@ -45,3 +45,25 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return data
+
+
+def json_or_text(text: str) -> Any:
+    """A tool's output as the JSON value it spells, when it is a JSON object or array, else
+    the text itself: Gemini reads structured results better than quoted JSON."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            pass
+    return text
+
+
+def render_code(part: ir.Part) -> str | None:
+    """Executed code and its result as Markdown, for client APIs that have no field for them;
+    None for any other part."""
+    if isinstance(part, ir.CodeCall):
+        return f"\n```{part.language.lower()}\n{part.code}\n```\n"
+    if isinstance(part, ir.CodeResult):
+        return f"\n```\n{part.output}\n```\n"
+    return None

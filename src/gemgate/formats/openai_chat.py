@@ -17,6 +17,7 @@ import orjson
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError
 from gemgate.formats import openai_chat_request
+from gemgate.formats.base import render_code
 
 _FINISH = {
     "stop": "stop",
@@ -263,10 +264,9 @@ def _image(media: ir.Media, index: int) -> dict[str, Any]:
 
 def _render(part: ir.Part) -> str:
     """Parts OpenAI has no field for, written into the answer text so nothing is lost."""
-    if isinstance(part, ir.CodeCall):
-        return f"\n```{part.language.lower()}\n{part.code}\n```\n"
-    if isinstance(part, ir.CodeResult):
-        return f"\n```\n{part.output}\n```\n"
+    code = render_code(part)
+    if code is not None:
+        return code
     if isinstance(part, ir.Media):
         kind = part.mime_type.split("/")[0]
         if kind == "image":

@@ -17,7 +17,7 @@ import orjson
 
 from gemgate import ir, signatures
 from gemgate.errors import InvalidRequest
-from gemgate.formats.base import load_json_object
+from gemgate.formats.base import json_or_text, load_json_object
 from gemgate.media import GENERIC_TYPES, guess_mime
 
 # Function names that ask for one of Gemini's own tools instead of a declared function.
@@ -150,7 +150,7 @@ def _tool_result(message: dict[str, Any], position: int, names: dict[str, str]) 
             param="messages",
         )
     output = "".join(_texts(message.get("content"), position))
-    return ir.ToolResult(call_id, str(name), _json_or_text(output))
+    return ir.ToolResult(call_id, str(name), json_or_text(output))
 
 
 def _texts(content: Any, position: int) -> list[str]:
@@ -297,15 +297,6 @@ def _explicit_signature(call: dict[str, Any]) -> str | None:
             return str(call[key])
     return None
 
-
-def _json_or_text(text: str) -> Any:
-    stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            pass
-    return text
 
 
 # -- tools ------------------------------------------------------------------------------------
