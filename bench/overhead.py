@@ -1,0 +1,524 @@
+"""What gemgate costs on top of a direct call to the Gemini API, measured in one run.
+
+Starts the fake Gemini API and a real `gemgate serve` side by side (gemgate alone on core 0,
+the fake and this load generator on core 1), drives both with the same realistic requests,
+prints a table with PASS/FAIL against the targets and writes bench/results/latest.json.
+
+    /tmp/probe/bin/python bench/overhead.py [--duration 6] [--profile]
+
+See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODEL = "gemini-2.5-flash"
+UPSTREAM_KEY = "k1"
+SYSTEM = "You are a helpful assistant."
+PROMPT = "Hi! Tell me one fun fact about octopuses."
+GEMGATE_CORE, CLIENT_CORE = 0, 1
+# The same conversation in both dialects: what gemgate forwards is what the direct call sends.
+CHAT_BODY: dict[str, Any] = {
+    "model": MODEL,
+    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+    "temperature": 0.7,
+    "max_tokens": 256,
+}
+GEMINI_BODY: dict[str, Any] = {
+    "contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
+    "systemInstruction": {"parts": [{"text": SYSTEM}]},
+    "generationConfig": {"temperature": 0.7, "maxOutputTokens": 256},
+}
+# (name, measured value) -> verdict; the values are filled in by `derive`.
+TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "throughput_ratio_nonstream": (">= 40 %", lambda v: v >= 0.40),
+    "throughput_ratio_stream": (">= 40 %", lambda v: v >= 0.40),
+    "added_p50_ms_c1": ("< 0.5 ms", lambda v: v < 0.5),
+    "idle_rss_mb": ("< 80 MB", lambda v: v < 80),
+    "startup_s": ("< 1.5 s", lambda v: v < 1.5),
+}
+
+
+@dataclass
+class Target:
+    """One way to ask for an answer: gemgate's OpenAI endpoint or the fake's own."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool
+    check: Callable[[int, bytes], bool]
+
+
+@dataclass
+class Result:
+    scenario: str
+    target: str
+    concurrency: int
+    seconds: float
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    ttfc_p50_ms: float | None = None
+    ttfc_p99_ms: float | None = None
+    cpu_ms_per_request: float | None = None  # gemgate's own CPU time, gemgate targets only
+    # Core 0 busy with anything but gemgate, in % of the run: other work skewing the numbers.
+    core0_other_pct: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+    ttfcs: list[float] = field(default_factory=list, repr=False)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- load generator -------------------------------------------------------------------------
+
+
+async def drive(target: Target, concurrency: int, warmup: float, duration: float) -> Result:
+    """`concurrency` workers loop requests over one keep-alive pool for warmup + duration
+    seconds; only requests that finish inside the measured window count."""
+    result = Result("", target.name, concurrency, duration)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=10)
+    start = time.perf_counter() + warmup
+    end = start + duration
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while (sent := time.perf_counter()) < end:
+            first: float | None = None
+            ok = False
+            try:
+                async with session.post(target.url, data=target.body) as resp:
+                    if target.stream:
+                        body = bytearray()
+                        async for chunk in resp.content.iter_any():
+                            if first is None:
+                                first = time.perf_counter()
+                            body += chunk
+                    else:
+                        body = bytearray(await resp.read())
+                    ok = target.check(resp.status, bytes(body))
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            done = time.perf_counter()
+            if start <= done <= end:
+                if not ok:
+                    result.errors += 1
+                    continue
+                result.latencies.append(done - sent)
+                if first is not None:
+                    result.ttfcs.append(first - sent)
+
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=target.headers
+    ) as session:
+        workers = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+        try:
+            await asyncio.wait(workers, timeout=warmup + duration + 15)
+        finally:  # on Ctrl-C, or if requests hang past their own timeout
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    result.requests = len(result.latencies)
+    result.rps = result.requests / duration
+    result.p50_ms = percentile(result.latencies, 0.50) * 1000
+    result.p99_ms = percentile(result.latencies, 0.99) * 1000
+    if result.ttfcs:
+        result.ttfc_p50_ms = percentile(result.ttfcs, 0.50) * 1000
+        result.ttfc_p99_ms = percentile(result.ttfcs, 0.99) * 1000
+    return result
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of a process, in MiB."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out[name] = int(value.split()[0]) / 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def core_busy_seconds(core: int) -> float:
+    """Time one core has spent doing anything but idling, per /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{core} "):
+            ticks = [int(v) for v in line.split()[1:9]]
+            return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], limit: float = 20.0) -> float:
+    """Poll `url` until it answers 200; the seconds that took."""
+    parts = urlsplit(url)
+    path = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+    began = time.perf_counter()
+    while time.perf_counter() - began < limit:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=0.5) as sock:
+                sock.sendall(request)
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return time.perf_counter() - began
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"{url} did not answer within {limit:.0f}s")
+
+
+class Stack:
+    """The fake Gemini API and gemgate, configured in a throwaway data dir; always cleaned up."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.tmp = Path(tempfile.mkdtemp(prefix="gemgate-bench-"))
+        self.fake_port, self.port = free_port(), free_port()
+        self.fake_url = f"http://127.0.0.1:{self.fake_port}"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GEMGATE_")} | {
+            "GEMGATE_DATA_DIR": str(self.tmp / "data"),
+            "GEMGATE_GEMINI_API_BASE": self.fake_url,
+            "GEMGATE_LOG_LEVEL": "warning",
+            "GEMGATE_HOST": "127.0.0.1",
+            "GEMGATE_PORT": str(self.port),
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.server: subprocess.Popen[bytes]  # gemgate itself, once started
+        self.client_key = ""
+        self.startup_s = 0.0
+        self.idle: dict[str, float] = {}
+
+    def _spawn(self, core: int, *args: str, log: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            ["taskset", "-c", str(core), sys.executable, *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=(self.tmp / log).open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children ourselves
+        )
+        self.processes.append(process)
+        return process
+
+    def _cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "gemgate", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    def start(self) -> None:
+        self.client_key = self._cli("keys", "create", "--name", "bench")
+        self._cli("credentials", "add", "gemini", "--api-key", UPSTREAM_KEY)
+        fake = self._spawn(
+            CLIENT_CORE,
+            *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
+            *("--keys", UPSTREAM_KEY, "--chunks", str(self.chunks)),
+            log="fake.log",
+        )
+        wait_http(f"{self.fake_url}/v1beta/models?key={UPSTREAM_KEY}", fake)
+        self.server = self._spawn(GEMGATE_CORE, "-m", "gemgate", "serve", log="gemgate.log")
+        self.startup_s = wait_http(f"{self.url}/healthz", self.server)
+        time.sleep(0.5)  # let start-up work (store load, first reload tick) settle
+        self.idle = proc_status(self.server.pid)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def targets(self) -> dict[str, Target]:
+        auth = {"authorization": f"Bearer {self.client_key}", "content-type": "application/json"}
+        direct = {"x-goog-api-key": UPSTREAM_KEY, "content-type": "application/json"}
+        base = f"{self.fake_url}/v1beta/models/{MODEL}"
+        n = self.chunks
+        return {
+            "gemgate": Target(
+                "gemgate",
+                f"{self.url}/v1/chat/completions",
+                auth,
+                orjson.dumps(CHAT_BODY),
+                False,
+                lambda status, body: status == 200 and b'"choices"' in body,
+            ),
+            "direct": Target(
+                "direct",
+                f"{base}:generateContent",
+                direct,
+                orjson.dumps(GEMINI_BODY),
+                False,
+                lambda status, body: status == 200 and b'"candidates"' in body,
+            ),
+            "gemgate-stream": Target(
+                "gemgate",
+                f"{self.url}/v1/chat/completions",
+                auth,
+                orjson.dumps({**CHAT_BODY, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and body.endswith(b"data: [DONE]\n\n")
+                    and body.count(b"data: ") >= n
+                ),
+            ),
+            "direct-stream": Target(
+                "direct",
+                f"{base}:streamGenerateContent?alt=sse",
+                direct,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+        }
+
+
+@contextlib.contextmanager
+def running(chunks: int) -> Iterator[Stack]:
+    stack = Stack(chunks)
+    # SIGTERM takes the Ctrl-C path: asyncio cancels the load cleanly, then we stop the rest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+
+def profile(stack: Stack, seconds: float, out: Path) -> list[tuple[str, float]]:
+    """py-spy record of gemgate under c=32 non-streaming load; top self-time frames."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("py-spy not found: skipping the profile (pip install py-spy)")
+        return []
+    command = [py_spy, "record", "-p", str(stack.server.pid), "-o", str(out)]
+    command += ["--format", "raw", "-r", "250", "-d", str(int(seconds))]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stack.processes.append(spy)
+    asyncio.run(drive(stack.targets()["gemgate"], 32, 0.5, seconds + 0.5))
+    if spy.wait(30) != 0 or not out.exists():
+        print(f"py-spy failed: {spy.stderr.read().decode().strip() if spy.stderr else ''}")
+        return []
+    return top_frames(out.read_text())
+
+
+def top_frames(raw: str, limit: int = 15) -> list[tuple[str, float]]:
+    """Self time per function (line numbers dropped) in the event-loop thread, in % of its
+    samples. py-spy counts aiosqlite's blocked worker thread as busy, so other threads go."""
+    self_time: dict[str, int] = {}
+    for line in raw.splitlines():
+        frames, _, count = line.rpartition(" ")
+        if not frames.startswith("_run_module_as_main"):
+            continue
+        leaf = re.sub(r":\d+\)$", ")", frames.rpartition(";")[2])
+        self_time[leaf] = self_time.get(leaf, 0) + int(count)
+    total = sum(self_time.values()) or 1
+    top = sorted(self_time.items(), key=lambda item: -item[1])[:limit]
+    return [(frame, 100 * n / total) for frame, n in top]
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str, float]:
+    def ratio(scenario: str) -> float:
+        direct = results[f"{scenario}/direct"].rps
+        return results[f"{scenario}/gemgate"].rps / direct if direct else 0.0
+
+    return {
+        "throughput_ratio_nonstream": ratio("nonstream-c32"),
+        "throughput_ratio_stream": ratio("stream-c32"),
+        "throughput_ratio_nonstream_c1": ratio("nonstream-c1"),
+        "added_p50_ms_c1": results["nonstream-c1/gemgate"].p50_ms
+        - results["nonstream-c1/direct"].p50_ms,
+        "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
+        "peak_rss_mb": peak_mb,
+        "startup_s": stack.startup_s,
+    }
+
+
+def show(results: dict[str, Result], derived: dict[str, float]) -> None:
+    head = f"{'scenario':<15}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    print(
+        head + f"{'ttfc p50':>10}{'ttfc p99':>10}{'cpu ms/req':>11}{'errors':>8}{'core0 other':>13}"
+    )
+    for r in results.values():
+        ttfc = (
+            f"{r.ttfc_p50_ms:>10.2f}{r.ttfc_p99_ms:>10.2f}"
+            if r.ttfc_p50_ms is not None and r.ttfc_p99_ms is not None
+            else f"{'-':>10}{'-':>10}"
+        )
+        cpu = f"{r.cpu_ms_per_request:>11.3f}" if r.cpu_ms_per_request else f"{'-':>11}"
+        print(
+            f"{r.scenario:<15}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{ttfc}{cpu}{r.errors:>8}{r.core0_other_pct:>12.0f}%"
+        )
+    if any(r.core0_other_pct > 10 for r in results.values()):
+        print("warning: other processes used core 0; gemgate's numbers are low by that much")
+    print()
+    units = {"mb": "MB", "_s": "s", "ms_c1": "ms"}
+    for name, value in derived.items():
+        unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
+        shown = f"{100 * value:.1f} %" if name.startswith("throughput") else f"{value:.2f} {unit}"
+        verdict = ""
+        if name in TARGETS:
+            wanted, passes = TARGETS[name]
+            verdict = f"target {wanted:<9} {'PASS' if passes(value) else 'FAIL'}"
+        print(f"{name:<32}{shown:>12}   {verdict}")
+
+
+def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
+    targets = stack.targets()
+    plan = [
+        ("nonstream-c1", 1, "gemgate", "direct"),
+        ("nonstream-c32", 32, "gemgate", "direct"),
+        ("stream-c32", 32, "gemgate-stream", "direct-stream"),
+    ]
+    results: dict[str, Result] = {}
+    for scenario, concurrency, *names in plan:
+        for name in reversed(names):  # direct first, then gemgate
+            target = targets[name]
+            cpu_before = cpu_seconds(stack.server.pid)
+            core_before, began = core_busy_seconds(GEMGATE_CORE), time.perf_counter()
+            result = asyncio.run(drive(target, concurrency, args.warmup, args.duration))
+            cpu = cpu_seconds(stack.server.pid) - cpu_before
+            other = core_busy_seconds(GEMGATE_CORE) - core_before - cpu
+            result.core0_other_pct = max(0.0, 100 * other / (time.perf_counter() - began))
+            if target.name == "gemgate" and result.requests:
+                # Warm-up requests cost CPU too: spread it over every request of the run.
+                total = result.requests * (args.warmup + args.duration) / args.duration
+                result.cpu_ms_per_request = 1000 * cpu / total
+            result.scenario = scenario
+            results[f"{scenario}/{target.name}"] = result
+            print(f"  {scenario:<15}{target.name:<9}{result.rps:>8.0f} req/s", flush=True)
+    return results
+
+
+def run(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: load average {load:.2f} before start; other work skews the numbers")
+    with running(args.chunks) as stack:
+        print(f"gemgate up in {stack.startup_s:.2f}s, idle RSS {stack.idle['VmRSS']:.1f} MB")
+        results = measure(args, stack)
+        peak = proc_status(stack.server.pid)["VmHWM"]
+        hot: list[tuple[str, float]] = []
+        if args.profile:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
+    derived = derive(results, stack, peak)
+    print()
+    show(results, derived)
+    if hot:
+        print("\ngemgate self time under c=32 non-streaming load (py-spy, % of samples):")
+        for frame, share in hot:
+            print(f"{share:6.1f} %  {frame}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "load_average_before": load,
+        "cores": {"gemgate": GEMGATE_CORE, "fake_and_client": CLIENT_CORE},
+        "settings": vars(args),
+        "results": [
+            {k: v for k, v in asdict(r).items() if k not in ("latencies", "ttfcs")}
+            for r in results.values()
+        ],
+        "derived": derived,
+        "targets": {
+            name: {"target": TARGETS[name][0], "pass": TARGETS[name][1](derived[name])}
+            for name in TARGETS
+        },
+        "profile_top_self": hot,
+    }
+    (RESULTS / "latest.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    print(f"\nwrote {(RESULTS / 'latest.json').relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    parser.add_argument("--chunks", type=int, default=20, help="chunks per streamed answer")
+    parser.add_argument("--profile", action="store_true", help="py-spy gemgate at c=32 after")
+    args = parser.parse_args()
+    if not 1 <= args.duration <= 60 or not 0 <= args.warmup <= 10:
+        parser.error("--duration must be 1-60 s and --warmup 0-10 s")
+    if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+        parser.error("needs taskset and at least two cores")
+    os.sched_setaffinity(0, {CLIENT_CORE})  # the load generator shares core 1 with the fake
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; processes stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
