@@ -17,8 +17,6 @@ import mimetypes
 import os
 import secrets
 import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from pathlib import Path
 
 from gemgate import ir
@@ -105,20 +103,10 @@ class MediaStore:
         expires = int(time.time() + self.ttl)
         return f"{base_url.rstrip('/')}/media/{self.token(name, expires)}"
 
-    async def link_images(
-        self, events: AsyncGenerator[ir.Event, None], base_url: str
-    ) -> AsyncGenerator[ir.Event, None]:
-        """The same events, each generated image also carrying a link to a stored copy."""
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, ir.PartEvent):
-                    part = event.part
-                    if isinstance(part, ir.Media) and part.data and part.uri is None:
-                        data = base64.b64decode(part.data)
-                        url = await self.save(data, part.mime_type, base_url)
-                        linked = ir.Media(part.mime_type, part.data, url)
-                        event = ir.PartEvent(linked, event.index)
-                yield event
+    async def link(self, media: ir.Media, base_url: str) -> ir.Media:
+        """The same generated image, also carrying a link to a stored copy."""
+        url = await self.save(base64.b64decode(media.data or ""), media.mime_type, base_url)
+        return ir.Media(media.mime_type, media.data, url)
 
     @staticmethod
     def mime_of(path: Path) -> str:

@@ -42,6 +42,9 @@ async def handle(
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
+        if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
+            # Clients of this format can only show generated images as links.
+            exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request)
@@ -54,10 +57,6 @@ async def handle(
                 lambda credential: upstream.generate(ir_request, route.model, credential),
             )
         )
-        if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
-            # Clients of this format can only show generated images as links.
-            base_url = gateway.settings.public_url or str(request.base_url)
-            events = gateway.media.link_images(events, base_url)
         if ir_request.stream:
             # Wait for the first event before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
@@ -87,6 +86,8 @@ class Exchange:
     route: Route
     endpoint: str
     usage: ir.Usage = field(default_factory=ir.Usage)
+    # Where generated images are linked from, when the client needs links to show them.
+    media_base: str | _BaseUrl | None = None
 
     async def watch(self, events: AsyncGenerator[ir.Event, None]) -> AsyncGenerator[ir.Event, None]:
         cache = self.gateway.signatures
@@ -96,6 +97,14 @@ class Exchange:
                     part = event.part
                     if isinstance(part, ir.ToolCall) and part.signature:
                         cache.remember(part.id, part.signature, self.route.model)
+                    elif (
+                        isinstance(part, ir.Media)
+                        and part.data
+                        and not part.uri
+                        and self.media_base
+                    ):
+                        linked = await self.gateway.media.link(part, str(self.media_base))
+                        event = ir.PartEvent(linked, event.index)
                 elif isinstance(event, ir.UsageEvent):
                     self.usage = event.usage
                 yield event
@@ -104,6 +113,16 @@ class Exchange:
         self.gateway.usage.record(
             self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
         )
+
+
+class _BaseUrl:
+    """The request's own base URL, worked out only if an image needs a link."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __str__(self) -> str:
+        return str(self._request.base_url)
 
 
 def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:

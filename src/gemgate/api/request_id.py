@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gemgate.ids import new_id
 
 
 class RequestId:
@@ -16,7 +16,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id")
-        request_id = given[:64] if given else b"req_" + secrets.token_hex(12).encode()
+        request_id = given[:64] if given else ("req_" + new_id()).encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
 
         async def send_with_id(message: Message) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 from gemgate import ir
 from gemgate.channels._gemini_schema import clean_schema
 from gemgate.errors import GatewayError, InvalidRequest, from_status
+from gemgate.ids import new_id
 
 # Literal values Google accepts in place of a signature for history it did not produce.
 SIGNATURE_SENTINELS = frozenset(
@@ -426,7 +426,7 @@ def _read_part(
 
 
 def new_call_id() -> str:
-    return "call_" + secrets.token_hex(12)
+    return "call_" + new_id()
 
 
 def read_usage(usage: dict[str, Any]) -> ir.Usage:

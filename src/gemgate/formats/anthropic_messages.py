@@ -7,7 +7,6 @@ calls, the `tool_use` id (see `signatures`), which clients echo as `tool_use_id`
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ import orjson
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats.base import json_or_text, load_json_object, render_code
+from gemgate.ids import new_id
 
 SIGNATURE_PREFIX = "gmn1."
 # Seconds of upstream silence after which a stream gets a `ping`, so that clients and proxies
@@ -549,4 +549,4 @@ def usage(u: ir.Usage) -> dict[str, int]:
 
 
 def _message_id(response_id: str | None) -> str:
-    return "msg_" + (response_id or secrets.token_hex(12))
+    return "msg_" + (response_id or new_id())

@@ -8,7 +8,6 @@ search sources as a numbered list (plus `annotations` of type `url_citation`).
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from gemgate import ir, signatures
 from gemgate.errors import GatewayError
 from gemgate.formats import openai_chat_request
 from gemgate.formats.base import render_code
+from gemgate.ids import new_id
 
 _FINISH = {
     "stop": "stop",
@@ -327,7 +327,7 @@ def usage(u: ir.Usage) -> dict[str, Any]:
 
 
 def _completion_id(response_id: str | None) -> str:
-    return "chatcmpl-" + (response_id or secrets.token_hex(12))
+    return "chatcmpl-" + (response_id or new_id())
 
 
 def _error(error: GatewayError) -> dict[str, Any]:

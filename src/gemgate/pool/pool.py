@@ -47,7 +47,10 @@ class Pool:
         return list(self._by_channel.get(channel, ()))
 
     def state(self, cred_id: int) -> CredentialState:
-        return self._states.setdefault(cred_id, CredentialState())
+        state = self._states.get(cred_id)
+        if state is None:
+            state = self._states[cred_id] = CredentialState()
+        return state
 
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
