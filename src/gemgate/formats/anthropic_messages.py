@@ -13,7 +13,13 @@ import orjson
 
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.formats.base import json_or_text, load_json_object, render_code
+from gemgate.formats.base import (
+    integer_field,
+    json_or_text,
+    load_json_object,
+    number_field,
+    render_code,
+)
 from gemgate.ids import new_id
 
 SIGNATURE_PREFIX = "gmn1."
@@ -78,9 +84,9 @@ class AnthropicMessages:
             tools=_tools(data.get("tools")),
             tool_choice=_tool_choice(data.get("tool_choice")),
             generation=ir.Generation(
-                temperature=_number(data, "temperature"),
-                top_p=_number(data, "top_p"),
-                top_k=_integer(data, "top_k"),
+                temperature=number_field(data, "temperature"),
+                top_p=number_field(data, "top_p"),
+                top_k=integer_field(data, "top_k"),
                 max_tokens=None if self.counting else max_tokens,
                 stop=_stop_sequences(data.get("stop_sequences")),
             ),
@@ -392,7 +398,6 @@ def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) 
     return ir.ToolResult(call_id, name, output, bool(block.get("is_error")), media)
 
 
-
 def _tools(tools: Any) -> list[ir.Tool]:
     if tools is None:
         return []
@@ -450,24 +455,6 @@ def _stop_sequences(value: Any) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise InvalidRequest("stop_sequences: must be an array of strings")
-    return value
-
-
-def _number(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{key}: must be a number")
-    return float(value)
-
-
-def _integer(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{key}: must be an integer")
     return value
 
 

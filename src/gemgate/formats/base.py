@@ -67,3 +67,22 @@ def render_code(part: ir.Part) -> str | None:
     if isinstance(part, ir.CodeResult):
         return f"\n```\n{part.output}\n```\n"
     return None
+
+
+def number_field(data: dict[str, Any], key: str) -> float | None:
+    """An optional numeric field, or a 400 naming it; JSON booleans are not numbers."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{key} must be a number", param=key)
+    return float(value)
+
+
+def integer_field(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{key} must be an integer", param=key)
+    return value

@@ -17,7 +17,7 @@ import orjson
 
 from gemgate import ir, signatures
 from gemgate.errors import InvalidRequest
-from gemgate.formats.base import json_or_text, load_json_object
+from gemgate.formats.base import integer_field, json_or_text, load_json_object, number_field
 from gemgate.media import GENERIC_TYPES, guess_mime
 
 # Function names that ask for one of Gemini's own tools instead of a declared function.
@@ -298,7 +298,6 @@ def _explicit_signature(call: dict[str, Any]) -> str | None:
     return None
 
 
-
 # -- tools ------------------------------------------------------------------------------------
 
 
@@ -396,16 +395,18 @@ def _generation(data: dict[str, Any]) -> ir.Generation:
         max_tokens = data.get("max_tokens")
     mime, schema = _response_format(data.get("response_format"))
     return ir.Generation(
-        temperature=_number(data, "temperature"),
-        top_p=_number(data, "top_p"),
-        top_k=_integer(data, "top_k"),
-        max_tokens=_integer({"max_tokens": max_tokens}, "max_tokens"),
+        temperature=number_field(data, "temperature"),
+        top_p=number_field(data, "top_p"),
+        top_k=integer_field(data, "top_k"),
+        max_tokens=integer_field({"max_tokens": max_tokens}, "max_tokens"),
         stop=stop or [],
-        candidates=_integer(data, "n"),
-        seed=_integer(data, "seed"),
-        presence_penalty=_number(data, "presence_penalty"),
-        frequency_penalty=_number(data, "frequency_penalty"),
-        logprobs=(_integer(data, "top_logprobs") or 0) if data.get("logprobs") is True else None,
+        candidates=integer_field(data, "n"),
+        seed=integer_field(data, "seed"),
+        presence_penalty=number_field(data, "presence_penalty"),
+        frequency_penalty=number_field(data, "frequency_penalty"),
+        logprobs=(integer_field(data, "top_logprobs") or 0)
+        if data.get("logprobs") is True
+        else None,
         response_mime_type=mime,
         response_schema=schema,
         response_modalities=_modalities(data.get("modalities")),
@@ -510,21 +511,3 @@ def _safety(google: dict[str, Any]) -> list[dict[str, Any]] | None:
 def _include_usage(data: dict[str, Any]) -> bool:
     options = data.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
-def _number(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{key} must be a number", param=key)
-    return float(value)
-
-
-def _integer(data: dict[str, Any], key: str) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{key} must be an integer", param=key)
-    return value
