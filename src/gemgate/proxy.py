@@ -16,7 +16,6 @@ from starlette.responses import Response, StreamingResponse
 from gemgate import ir
 from gemgate.errors import GatewayError, InternalError
 from gemgate.formats.base import Format, StreamEncoder
-from gemgate.formats.gemini_native import read_usage_tail, relay_error
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
@@ -232,10 +231,18 @@ class Passthrough(Protocol):
         self, model: str, action: str, body: bytes, credential: Any, *, sse: bool = False
     ) -> AsyncIterator[bytes]: ...
 
+    def usage_of(self, tail: bytes) -> ir.Usage | None: ...
+
+
+class RelayFormat(Format, Protocol):
+    """A format whose streams can be relayed byte for byte, and ended by an error of its own."""
+
+    def relay_error(self, error: GatewayError) -> bytes: ...
+
 
 async def passthrough(
     gateway: Gateway,
-    fmt: Format,
+    fmt: RelayFormat,
     request: Request,
     *,
     channel: str | None,
@@ -266,14 +273,14 @@ async def passthrough(
         first: bytes | None = await anext(chunks, None)
         if action == "streamGenerateContent":
             return StreamingResponse(
-                _relay(first, chunks, exchange, sse),
+                _relay(first, chunks, exchange, upstream, fmt),
                 media_type=fmt.stream_media_type,
                 headers=_STREAM_HEADERS,
             )
         async with aclosing(chunks):
             raw = (first or b"") + b"".join([chunk async for chunk in chunks])
         if exchange is not None:
-            exchange.usage = read_usage_tail(raw[-_USAGE_TAIL:]) or exchange.usage
+            exchange.usage = upstream.usage_of(raw[-_USAGE_TAIL:]) or exchange.usage
             exchange.finish(200)
         return Response(raw, media_type="application/json")
     except GatewayError as error:
@@ -286,7 +293,8 @@ async def _relay(
     first: bytes | None,
     chunks: AsyncGenerator[bytes, None],
     exchange: Exchange | None,
-    sse: bool,
+    upstream: Passthrough,
+    fmt: RelayFormat,
 ) -> AsyncIterator[bytes]:
     """Upstream bytes to the client as they arrive, never re-encoded."""
     status = 200
@@ -297,19 +305,19 @@ async def _relay(
                 tail = first[-_USAGE_TAIL:]
                 yield first
             async for chunk in chunks:
-                tail = chunk[-_USAGE_TAIL:] if len(chunk) >= _USAGE_TAIL else tail + chunk
-                tail = tail[-_USAGE_TAIL:]
+                # Only the end of an answer is kept: its last usageMetadata is the total.
+                tail = (tail + chunk)[-_USAGE_TAIL:]
                 yield chunk
         except GatewayError as error:
             status = error.status
-            yield relay_error(error, sse)
+            yield fmt.relay_error(error)
         except Exception:
             status = 500
             log.exception("stream failed")
-            yield relay_error(InternalError("the gateway failed while streaming"), sse)
+            yield fmt.relay_error(InternalError("the gateway failed while streaming"))
         finally:
             if exchange is not None:
-                exchange.usage = read_usage_tail(tail) or exchange.usage
+                exchange.usage = upstream.usage_of(tail) or exchange.usage
                 exchange.finish(status)
 
 

@@ -22,7 +22,7 @@ from gemgate.api.fronts import (
     OPENAI_CHAT,
 )
 from gemgate.channels.base import ModelInfo
-from gemgate.errors import GatewayError, NotFound, PermissionDenied
+from gemgate.errors import GatewayError, NotFound
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
@@ -37,7 +37,7 @@ async def openai_models(request: Request, channel: str | None = None) -> Respons
     gateway: Gateway = request.app.state.gateway
     key: ClientKey = request.scope["state"]["client_key"]
     try:
-        data = await list_models(gateway, key, channel)
+        data = [m.id for m in await usable_models(gateway, key, channel)]
     except GatewayError as error:
         return proxy.error_response(OPENAI_CHAT, error)
     created = int(time.time())
@@ -51,12 +51,8 @@ async def openai_models(request: Request, channel: str | None = None) -> Respons
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def list_models(gateway: Gateway, key: ClientKey, channel: str | None) -> list[str]:
-    """Model ids this key may use, from the channel named or from every channel it may use."""
-    return [m.id for m in await usable_models(gateway, key, channel)]
-
-
 async def usable_models(gateway: Gateway, key: ClientKey, channel: str | None) -> list[ModelInfo]:
+    """Models this key may use, from the channel named or from every channel it may use."""
     wanted = [channel] if channel else list(gateway.channels)
     found: dict[str, ModelInfo] = {}
     for cid in wanted:
@@ -140,7 +136,7 @@ async def native_models(request: Request, channel: str | None = None) -> Respons
     gateway: Gateway = request.app.state.gateway
     key: ClientKey = request.scope["state"]["client_key"]
     try:
-        _check_native(key)
+        key.check_endpoint(NATIVE.endpoint)
         models = await usable_models(gateway, key, channel)
     except GatewayError as error:
         return proxy.error_response(NATIVE, error)
@@ -153,7 +149,7 @@ async def native_model(request: Request, channel: str | None = None) -> Response
     key: ClientKey = request.scope["state"]["client_key"]
     wanted = request.path_params["target"].removeprefix("models/")
     try:
-        _check_native(key)
+        key.check_endpoint(NATIVE.endpoint)
         route = gateway.router.resolve(wanted, channel)
         key.check(route.channel, wanted, NATIVE.endpoint)
         for m in await usable_models(gateway, key, route.channel):
@@ -162,11 +158,6 @@ async def native_model(request: Request, channel: str | None = None) -> Response
     except GatewayError as error:
         return proxy.error_response(NATIVE, error)
     return proxy.error_response(NATIVE, NotFound(f"models/{wanted} is not found"))
-
-
-def _check_native(key: ClientKey) -> None:
-    if key.endpoints is not None and NATIVE.endpoint not in key.endpoints:
-        raise PermissionDenied(f"this key may not use the {NATIVE.endpoint} endpoint")
 
 
 def _native_model(model: ModelInfo) -> dict[str, Any]:

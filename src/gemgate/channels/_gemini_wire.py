@@ -440,6 +440,30 @@ def read_usage(usage: dict[str, Any]) -> ir.Usage:
     )
 
 
+def usage_in_tail(tail: bytes) -> ir.Usage | None:
+    """The last `usageMetadata` object in the tail of a relayed answer (unary, SSE or array):
+    usage is cumulative, so the last one is the answer's. Only a small object is parsed."""
+    at = tail.rfind(b'"usageMetadata"')
+    start = tail.find(b"{", at) if at >= 0 else -1
+    if start < 0:
+        return None
+    # Usage holds numbers and small arrays of objects, no strings with braces in them.
+    depth = 0
+    for end in range(start, len(tail)):
+        char = tail[end]
+        if char == 0x7B:
+            depth += 1
+        elif char == 0x7D:
+            depth -= 1
+            if depth == 0:
+                try:
+                    data = orjson.loads(tail[start : end + 1])
+                except orjson.JSONDecodeError:
+                    return None
+                return read_usage(data) if isinstance(data, dict) else None
+    return None
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

@@ -110,6 +110,10 @@ class GeminiAPI:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
 
+    def usage_of(self, tail: bytes) -> ir.Usage | None:
+        """The usage Google reported at the end of a relayed answer."""
+        return wire.usage_in_tail(tail)
+
     async def list_models(self, credential: Credential) -> list[ModelInfo]:
         if self._models and time.monotonic() - self._models_at < self._models_ttl:
             return self._models

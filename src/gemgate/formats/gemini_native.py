@@ -106,17 +106,16 @@ class GeminiNative:
             return error.google_body
         return orjson.dumps(error_object(error))
 
+    def relay_error(self, error: GatewayError) -> bytes:
+        """The error that ends a relayed stream once bytes have gone out, as Google ends one: a
+        last SSE event, or a last element that closes the JSON array."""
+        body = orjson.dumps(error_object(error))
+        return b"data: " + body + SSE_END if self.mode == "sse" else b",\r\n" + body + b"]"
+
 
 def error_object(error: GatewayError) -> dict[str, Any]:
     status = STATUS_NAMES.get(error.status, "INTERNAL" if error.status >= 500 else "UNKNOWN")
     return {"error": {"code": error.status, "message": error.message, "status": status}}
-
-
-def relay_error(error: GatewayError, sse: bool) -> bytes:
-    """The error that ends a relayed stream once bytes have gone out, as Google ends one: a
-    last SSE event, or a last element that closes the JSON array."""
-    body = orjson.dumps(error_object(error))
-    return b"data: " + body + SSE_END if sse else b",\r\n" + body + b"]"
 
 
 class NativeStream:
@@ -196,41 +195,6 @@ def usage_metadata(usage: ir.Usage) -> dict[str, int]:
     if usage.tool_prompt_tokens:
         out["toolUsePromptTokenCount"] = usage.tool_prompt_tokens
     return out
-
-
-def read_usage_tail(tail: bytes) -> ir.Usage | None:
-    """The last `usageMetadata` object in the tail of a relayed answer (unary, SSE or array):
-    usage is cumulative, so the last one is the answer's. Only a small object is parsed."""
-    at = tail.rfind(b'"usageMetadata"')
-    start = tail.find(b"{", at) if at >= 0 else -1
-    if start < 0:
-        return None
-    # Usage holds numbers and small arrays of objects, no strings with braces in them.
-    depth = 0
-    for end in range(start, len(tail)):
-        char = tail[end]
-        if char == 0x7B:
-            depth += 1
-        elif char == 0x7D:
-            depth -= 1
-            if depth == 0:
-                try:
-                    data = orjson.loads(tail[start : end + 1])
-                except orjson.JSONDecodeError:
-                    return None
-                return _usage(data) if isinstance(data, dict) else None
-    return None
-
-
-def _usage(data: dict[str, Any]) -> ir.Usage:
-    return ir.Usage(
-        prompt_tokens=int(data.get("promptTokenCount", 0)),
-        output_tokens=int(data.get("candidatesTokenCount", 0)),
-        thought_tokens=int(data.get("thoughtsTokenCount", 0)),
-        cached_tokens=int(data.get("cachedContentTokenCount", 0)),
-        tool_prompt_tokens=int(data.get("toolUsePromptTokenCount", 0)),
-        total_tokens=int(data.get("totalTokenCount", 0)),
-    )
 
 
 # -- decoding helpers -------------------------------------------------------------------------

@@ -30,12 +30,15 @@ class ClientKey:
 
     def check(self, channel: str, model: str, endpoint: str) -> None:
         """Raise 403 when this key may not use that channel, model or endpoint."""
-        if self.endpoints is not None and endpoint not in self.endpoints:
-            raise PermissionDenied(f"this key may not use the {endpoint} endpoint")
+        self.check_endpoint(endpoint)
         if self.channels is not None and channel not in self.channels:
             raise PermissionDenied(f"this key may not use the {channel} channel")
         if not self.may_use_model(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+
+    def check_endpoint(self, endpoint: str) -> None:
+        if self.endpoints is not None and endpoint not in self.endpoints:
+            raise PermissionDenied(f"this key may not use the {endpoint} endpoint")
 
     def may_use_model(self, model: str) -> bool:
         return self.models is None or any(fnmatch.fnmatchcase(model, p) for p in self.models)
