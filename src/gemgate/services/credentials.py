@@ -53,6 +53,14 @@ async def set_enabled(store: Store, cred_id: int, enabled: bool) -> CredentialRe
     return record
 
 
+async def save_secret(store: Store, cred_id: int, secret: dict[str, Any]) -> None:
+    """Write back what a channel learnt about a credential's secret (a refreshed OAuth token, a
+    rotated cookie), so that a restart, the CLI and other instances see the new value. The
+    pool's `Credential` stays the operator's configuration; this is the one way to change it
+    from the data path."""
+    await store.update_credential(cred_id, secret=secret)
+
+
 async def mark_invalid(store: Store, cred_id: int, reason: str) -> None:
     await store.update_credential(cred_id, status="invalid", status_reason=reason)
 
