@@ -21,6 +21,7 @@ from tests.openai_sdk import client
 PNG = base64.b64decode(TINY_PNG)
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 28
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" + b"\x00" * 28
 
 
 class _Files(BaseHTTPRequestHandler):
@@ -90,12 +91,13 @@ def _sent_parts(gemini: FakeGeminiAPI) -> list[dict[str, Any]]:
 
 def test_data_urls_audio_and_files_are_inlined(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     wav = base64.b64encode(WAV).decode()
+    mp3 = base64.b64encode(MP3).decode()
     _ask(
         gateway,
         [
             {"type": "text", "text": "What are these?"},
             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{TINY_PNG}"}},
-            {"type": "input_audio", "input_audio": {"data": wav, "format": "mp3"}},
+            {"type": "input_audio", "input_audio": {"data": mp3, "format": "mp3"}},
             {
                 "type": "file",
                 "file": {
@@ -113,7 +115,7 @@ def test_data_urls_audio_and_files_are_inlined(gateway: Gemgate, gemini: FakeGem
     assert _sent_parts(gemini) == [
         {"text": "What are these?"},
         {"inlineData": {"mimeType": "image/png", "data": TINY_PNG}},
-        {"inlineData": {"mimeType": "audio/mp3", "data": wav}},
+        {"inlineData": {"mimeType": "audio/mp3", "data": mp3}},
         {"inlineData": {"mimeType": "application/pdf", "data": base64.b64encode(PDF).decode()}},
         {"inlineData": {"mimeType": "audio/wav", "data": wav}},
     ]

@@ -39,7 +39,7 @@ async def handle(
     try:
         ir_request = fmt.decode(await request.body(), path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
@@ -261,7 +261,7 @@ async def passthrough(
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Passthrough):
             return await fallback()
-        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         body = await request.body()
         if action != "countTokens":
             exchange = Exchange(gateway, key, route, fmt.endpoint)
@@ -336,7 +336,7 @@ async def count_tokens(
     try:
         ir_request = fmt.decode(await request.body(), path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         await gateway.fetcher.resolve(ir_request)
         restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
