@@ -64,13 +64,17 @@ def files() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def trusting(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI, files: str
 ) -> Iterator[Gemgate]:
-    """A gemgate whose operator allows fetching from 127.0.0.1, with a small size cap."""
+    """A gemgate whose operator allows fetching from the file server's 127.0.0.1 port, with a
+    small size cap."""
     server = start_gemgate(
         Path(tmp_path_factory.mktemp("trusting")),
         fake_gemini,
-        {"GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1", "GEMGATE_FETCH_MAX_BYTES": "100000"},
+        {
+            "GEMGATE_FETCH_ALLOW_HOSTS": files.removeprefix("http://"),
+            "GEMGATE_FETCH_MAX_BYTES": "100000",
+        },
     )
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
     server.add_api_key("AIzaFakeKeyAlpha0001")
