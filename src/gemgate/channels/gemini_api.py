@@ -90,9 +90,11 @@ class GeminiAPI:
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)
-                    if failure.action in ("final", "retry"):
+                    google = failure.action in ("final", "retry")
+                    if google and wire.parse_google_error(response.status, raw).structured:
                         # The client's own request is at fault (or Google's): show it Google's
-                        # words; never the ones about our credential.
+                        # words; never the ones about our credential. A body that is not
+                        # Google's JSON (a proxy's page) keeps our wrapping in the client's shape.
                         failure.error.google_body = scrub(
                             raw.decode("utf-8", "replace"), credential
                         ).encode()
@@ -217,7 +219,7 @@ def classify(status: int, body: bytes, credential: Credential) -> Failure:
     google = wire.parse_google_error(status, body)
     message = scrub(google.message, credential)
     said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
-    if google.reason == "API_KEY_INVALID" or status in (401, 403):
+    if google.reason == "API_KEY_INVALID" or (status in (401, 403) and google.structured):
         return Failure(
             "invalidate",
             errors.Unavailable(f"the Gemini API rejected a gemgate credential: {message}"),
