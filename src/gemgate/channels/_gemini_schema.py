@@ -140,10 +140,12 @@ def _merge_all_of(node: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(part, dict):
             continue
         for key, value in part.items():
-            if key == "properties" and isinstance(value, dict):
-                merged["properties"] = {**value, **merged.get("properties", {})}
-            elif key == "required" and isinstance(value, list):
-                merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
+            own = merged.get(key)
+            if key == "properties" and isinstance(value, dict) and isinstance(own, dict | None):
+                merged["properties"] = {**value, **(own or {})}
+            elif key == "required" and isinstance(value, list) and isinstance(own, list | None):
+                names = [n for n in (*(own or ()), *value) if isinstance(n, str)]
+                merged["required"] = list(dict.fromkeys(names))
             else:
                 merged.setdefault(key, value)
     return merged
@@ -172,6 +174,8 @@ def _fix_required(out: dict[str, Any]) -> None:
     required = out.get("required")
     if not isinstance(required, list):
         return
+    # Names only: anything else in the list would make Google refuse the whole schema.
+    required = [name for name in required if isinstance(name, str)]
     properties = out.get("properties")
     if isinstance(properties, dict):
         required = [name for name in required if name in properties]
