@@ -58,6 +58,11 @@ class Pool:
     def _usable(self, cred: Credential) -> bool:
         return cred.enabled and self.state(cred.id).invalid_reason is None
 
+    def _ready(self, cred: Credential, model: str) -> bool:
+        """Checked again just before each attempt: while a request waited on one credential,
+        another request may have put the next one on cooldown or found it broken."""
+        return self._usable(cred) and self.state(cred.id).cooling(model) == 0.0
+
     # -- serving --------------------------------------------------------------------------
 
     def attempts(self, channel: str, model: str) -> tuple[list[Credential], float | None]:
@@ -85,6 +90,8 @@ class Pool:
         order, _ = self.attempts(channel, model)
         last: Failure | None = None
         for cred in order:
+            if not self._ready(cred, model):
+                continue
             events = attempt(cred)
             try:
                 first = await anext(events)
@@ -115,6 +122,8 @@ class Pool:
         order, _ = self.attempts(channel, model)
         last: Failure | None = None
         for cred in order:
+            if not self._ready(cred, model):
+                continue
             try:
                 result = await attempt(cred)
             except UpstreamFailed as failed:
