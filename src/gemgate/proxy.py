@@ -228,16 +228,23 @@ class Passthrough(Protocol):
     """A channel that speaks the Gemini API itself and can take a native body unchanged."""
 
     def passthrough(
-        self, model: str, action: str, body: bytes, credential: Any, *, sse: bool = False
-    ) -> AsyncIterator[bytes]: ...
+        self, model: str, action: str, body: bytes, credential: Any
+    ) -> AsyncIterator[bytes]:
+        """The upstream's answer: one whole body, or for `streamGenerateContent` one whole
+        event's JSON at a time, as the upstream wrote it."""
+        ...
 
     def usage_of(self, tail: bytes) -> ir.Usage | None: ...
 
 
 class RelayFormat(Format, Protocol):
-    """A format whose streams can be relayed byte for byte, and ended by an error of its own."""
+    """A format whose streams are relayed event by event, untouched, in its own framing."""
 
-    def relay_error(self, error: GatewayError) -> bytes: ...
+    def relay_event(self, payload: bytes, first: bool) -> bytes: ...
+
+    def relay_end(self, sent: bool) -> bytes: ...
+
+    def relay_error(self, error: GatewayError, sent: bool) -> bytes: ...
 
 
 async def passthrough(
@@ -248,7 +255,6 @@ async def passthrough(
     channel: str | None,
     model: str,
     action: str,
-    sse: bool,
     fallback: Callable[[], Awaitable[Response]],
 ) -> Response:
     """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
@@ -267,7 +273,7 @@ async def passthrough(
             exchange = Exchange(gateway, key, route, fmt.endpoint)
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
         attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
-            route.model, action, body, credential, sse=sse
+            route.model, action, body, credential
         )
         chunks: AsyncGenerator[Any, None] = gateway.pool.stream(route.channel, route.model, attempt)
         first: bytes | None = await anext(chunks, None)
@@ -291,33 +297,35 @@ async def passthrough(
 
 async def _relay(
     first: bytes | None,
-    chunks: AsyncGenerator[bytes, None],
+    events: AsyncGenerator[bytes, None],
     exchange: Exchange | None,
     upstream: Passthrough,
     fmt: RelayFormat,
 ) -> AsyncIterator[bytes]:
-    """Upstream bytes to the client as they arrive, never re-encoded."""
+    """Upstream events to the client as they arrive, never re-encoded; only the framing is the
+    client's. An error, after some events, is one more whole event."""
     status = 200
-    tail = b""
-    async with aclosing(chunks):
+    last = b""
+    async with aclosing(events):
         try:
-            if first:
-                tail = first[-_USAGE_TAIL:]
-                yield first
-            async for chunk in chunks:
-                # Only the end of an answer is kept: its last usageMetadata is the total.
-                tail = (tail + chunk)[-_USAGE_TAIL:]
-                yield chunk
+            if first is not None:
+                last = first
+                yield fmt.relay_event(first, True)
+            async for event in events:
+                yield fmt.relay_event(event, not last)
+                last = event
+            yield fmt.relay_end(bool(last))
         except GatewayError as error:
             status = error.status
-            yield fmt.relay_error(error)
+            yield fmt.relay_error(error, bool(last))
         except Exception:
             status = 500
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError("the gateway failed while streaming"))
+            yield fmt.relay_error(InternalError("the gateway failed while streaming"), bool(last))
         finally:
             if exchange is not None:
-                exchange.usage = upstream.usage_of(tail) or exchange.usage
+                # Usage is cumulative: the last event that carries it holds the answer's.
+                exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
                 exchange.finish(status)
 
 
