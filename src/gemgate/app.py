@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from gemgate.api.body_limit import BodyLimit
 from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
 from gemgate.api.fronts import error_format
@@ -45,6 +46,6 @@ def build_app(settings: Settings) -> ASGIApp:
         routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
     app.state.gateway = gateway
-    # Built inside out: RequestId wraps everything, so even a 401 carries the request id.
-    # Lifespan messages pass through both to Starlette.
-    return RequestId(ClientKeyAuth(app, gateway))
+    # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
+    # id. Lifespan messages pass through all of them to Starlette.
+    return RequestId(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes))

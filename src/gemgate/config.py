@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Client-facing model name -> "channel/model" or a plain upstream model name.
     aliases: dict[str, str] = Field(default_factory=dict)
 
+    # Largest request accepted, in bytes: the body as sent, plus media fetched for it (counted
+    # as the base64 that goes upstream). The Gemini API's own limit is about 20 MB.
+    max_body_bytes: int = 20 * 1024 * 1024
+
     # Hosts (comma-separated names or IPs) whose URLs clients may have fetched even when they
     # resolve to a private or loopback address.
     fetch_allow_hosts: str = ""

@@ -37,7 +37,8 @@ async def handle(
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
-        ir_request = fmt.decode(await request.body(), path_model)
+        body = await request.body()
+        ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
@@ -46,7 +47,7 @@ async def handle(
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
-        await gateway.fetcher.resolve(ir_request)
+        await gateway.fetcher.resolve(ir_request, len(body))
         restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         events = exchange.watch(
@@ -342,10 +343,11 @@ async def count_tokens(
     own shape."""
     key: ClientKey = request.scope["state"]["client_key"]
     try:
-        ir_request = fmt.decode(await request.body(), path_model)
+        body = await request.body()
+        ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
-        await gateway.fetcher.resolve(ir_request)
+        await gateway.fetcher.resolve(ir_request, len(body))
         restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         tokens = await gateway.pool.call(
