@@ -10,6 +10,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -19,6 +20,7 @@ from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
+from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
 
 log = logging.getLogger("gemgate.proxy")
@@ -42,6 +44,9 @@ async def handle(
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
+        exchange.reserved = gateway.usage.reserve(
+            key, estimate(len(body), ir_request.generation.max_tokens)
+        )
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
@@ -86,6 +91,8 @@ class Exchange:
     route: Route
     endpoint: str
     usage: ir.Usage = field(default_factory=ir.Usage)
+    # Tokens held against the key's limits until `finish` settles them with the real usage.
+    reserved: int = 0
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
 
@@ -111,8 +118,15 @@ class Exchange:
 
     def finish(self, status: int) -> None:
         self.gateway.usage.record(
-            self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
+            self.key,
+            self.route.channel,
+            self.route.model,
+            self.endpoint,
+            status,
+            self.usage,
+            self.reserved,
         )
+        self.reserved = 0
 
 
 class _BaseUrl:
@@ -272,6 +286,11 @@ async def passthrough(
         body = await request.body()
         if action != "countTokens":
             exchange = Exchange(gateway, key, route, fmt.endpoint)
+            if key.quota_tokens is not None or key.tpm is not None:
+                # Only a limited key pays for reading the output cap out of the body.
+                exchange.reserved = gateway.usage.reserve(
+                    key, estimate(len(body), _output_cap(body))
+                )
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
         attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
             route.model, action, body, credential
@@ -294,6 +313,17 @@ async def passthrough(
         if exchange is not None:
             exchange.finish(error.status)
         return error_response(fmt, error)
+
+
+def _output_cap(body: bytes) -> int | None:
+    """`generationConfig.maxOutputTokens` of a native body, when it has a sensible one."""
+    try:
+        data = orjson.loads(body)
+        config = data.get("generationConfig") or data.get("generation_config") or {}
+        cap = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
 
 
 async def _relay(
