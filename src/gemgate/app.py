@@ -22,8 +22,9 @@ from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
 
 
-def build_app(settings: Settings) -> ASGIApp:
-    gateway = Gateway(settings)
+def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
+    """The ASGI app; `gateway` is given by a caller that needs it too (the server's shutdown)."""
+    gateway = gateway or Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

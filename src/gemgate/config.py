@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
 
+    # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
+    # then end with their format's error event, their usage recorded.
+    drain_seconds: float = 30.0
+
     log_level: str = "info"
     access_log: bool = False
 

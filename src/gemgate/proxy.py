@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import ir
-from gemgate.errors import GatewayError, InternalError
+from gemgate.errors import GatewayError, InternalError, Unavailable
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
@@ -26,6 +26,8 @@ from gemgate.signatures import SignatureCache
 log = logging.getLogger("gemgate.proxy")
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# What a stream still running when the shutdown's drain window ends is told.
+SHUTTING_DOWN = Unavailable("gemgate is shutting down; this answer was cut short, ask again")
 
 
 async def handle(
@@ -165,6 +167,8 @@ async def _frames(
     exchange: Exchange,
 ) -> AsyncIterator[bytes]:
     status = 200
+    drain = exchange.gateway.drain
+    drain.enter()
     async with aclosing(events):
         try:
             if first is not None:
@@ -179,11 +183,17 @@ async def _frames(
         except GatewayError as error:
             status = error.status
             yield encoder.error(error)
+        except asyncio.CancelledError:
+            if not drain.cutting:
+                raise
+            status = SHUTTING_DOWN.status
+            yield encoder.error(SHUTTING_DOWN)
         except Exception:
             status = 500
             log.exception("stream failed")
             yield encoder.error(InternalError("the gateway failed while streaming"))
         finally:
+            drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status)
 
@@ -337,6 +347,9 @@ async def _relay(
     client's. An error, after some events, is one more whole event."""
     status = 200
     last = b""
+    drain = exchange.gateway.drain if exchange is not None else None
+    if drain is not None:
+        drain.enter()
     async with aclosing(events):
         try:
             if first is not None:
@@ -349,11 +362,18 @@ async def _relay(
         except GatewayError as error:
             status = error.status
             yield fmt.relay_error(error, bool(last))
+        except asyncio.CancelledError:
+            if drain is None or not drain.cutting:
+                raise
+            status = SHUTTING_DOWN.status
+            yield fmt.relay_error(SHUTTING_DOWN, bool(last))
         except Exception:
             status = 500
             log.exception("stream failed")
             yield fmt.relay_error(InternalError("the gateway failed while streaming"), bool(last))
         finally:
+            if drain is not None:
+                drain.leave()
             if exchange is not None:
                 # Usage is cumulative: the last event that carries it holds the answer's.
                 exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
