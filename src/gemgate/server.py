@@ -7,6 +7,7 @@ import socket
 
 import uvicorn
 
+from gemgate import log_redaction
 from gemgate.app import build_app
 from gemgate.config import Settings
 from gemgate.gateway import Gateway
@@ -42,4 +43,6 @@ def run(settings: Settings) -> None:
         # A backstop only: the drain ends streams (with an error event) before this.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )
+    # uvicorn sets up its loggers when the config is made; the filter goes on after that.
+    log_redaction.install()
     DrainingServer(config, gateway).run()
