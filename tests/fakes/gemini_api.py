@@ -23,7 +23,7 @@ import re
 import secrets
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeAlias
 
@@ -877,6 +877,9 @@ class FakeGeminiAPI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # Optional: chooses the reply to each unscripted generate call from its model and
+        # body (soak tests inject faults at random with it).
+        self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -1179,7 +1182,9 @@ class FakeGeminiAPI:
             include_thoughts=bool((config.get("thinkingConfig") or {}).get("includeThoughts")),
             wants_image="IMAGE" in modalities,
         )
-        reply = self._take_reply(api_key, model) or self._default_reply(call)
+        reply = self._take_reply(api_key, model)
+        if reply is None:
+            reply = self.respond(model, req) if self.respond else self._default_reply(call)
 
         if reply.kind == "error":
             raise self._scripted_error(reply, model)
