@@ -350,4 +350,4 @@ def test_an_unknown_route_is_a_404_that_names_the_route(gateway: Gemgate) -> Non
     error = json.loads(raw)["error"]
     assert error["message"] == "no route POST /v1/chat/completion"
     # Not a model problem: a client must not be told to pick another model.
-    assert error["code"] is None and error["type"] == "invalid_request_error"
+    assert error["code"] == "not_found" and error["type"] == "invalid_request_error"

@@ -38,7 +38,7 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
         assert isinstance(exc, HTTPException)
         error: GatewayError
         if exc.status_code == 404:
-            error = NotFound(f"no route {request.method} {request.url.path}")
+            error = NotFound(f"no route {request.method} {request.url.path}", code="not_found")
         else:
             error = InvalidRequest(exc.detail or "bad request", status=exc.status_code)
         return error_response(error_format(request.url.path), error)
