@@ -17,6 +17,7 @@ from gemgate.errors import GatewayError
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import KeyRecord, Store
+from gemgate.store.redis_state import announce_once
 
 T = TypeVar("T")
 
@@ -53,10 +54,18 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     @click.pass_context
     def wrapper(ctx: click.Context, **kwargs: Any) -> T:
         async def run() -> T:
-            store = Store(_settings(ctx).resolved_database_url)
+            settings = _settings(ctx)
+            store = Store(settings.resolved_database_url)
             try:
                 await store.open()
-                return await func(store, **kwargs)
+                before = await store.revision()
+                result = await func(store, **kwargs)
+                if settings.redis_url and await store.revision() != before:
+                    # Running instances apply the change now, not at their next reload.
+                    await announce_once(
+                        settings.redis_url, settings.redis_namespace, {"type": "reload"}
+                    )
+                return result
             finally:
                 await store.close()
 
