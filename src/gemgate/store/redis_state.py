@@ -289,3 +289,13 @@ async def announce_once(url: str, namespace: str, event: dict[str, Any]) -> None
         log.info("Redis is unreachable; running instances see the change at their next reload")
     finally:
         await client.aclose()
+
+
+async def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
