@@ -286,8 +286,10 @@ def test_allow_list_entry_with_a_port_allows_that_port_only(
     one_port: Gemgate, gemini: FakeGeminiAPI, two_servers: tuple[str, str]
 ) -> None:
     allowed, other = two_servers
+    # A scheme in capitals is fetched all the same, never passed on as it is.
+    shouted = allowed.replace("http://", "HTTP://")
     ask_anthropic(
-        one_port, [{"type": "image", "source": {"type": "url", "url": f"{allowed}/cat.png"}}]
+        one_port, [{"type": "image", "source": {"type": "url", "url": f"{shouted}/cat.png"}}]
     )
     assert sent_parts(gemini) == [{"inlineData": {"mimeType": "image/png", "data": TINY_PNG}}]
     gemini.reset()

@@ -120,6 +120,8 @@ def web_url(url: str, where: str) -> ir.Media:
         raise InvalidRequest(
             f"{where}: a media URL must be an http(s) URL, not {url[:40]!r}", param="messages"
         )
+    # The scheme in lower case, as the fetch step and the upstream expect it.
+    url = parts.geturl()
     host = parts.hostname.lower()
     if host.endswith(("youtube.com", "youtu.be")):
         return ir.Media("video/mp4", uri=url)
