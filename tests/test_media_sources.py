@@ -191,7 +191,7 @@ def test_a_mislabelled_file_of_the_right_kind_goes_up_as_what_it_is(
         [
             {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{TINY_PNG}"}},
             {"type": "input_audio", "input_audio": {"data": b64(MP3), "format": "wav"}},
-            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64(JPEG)}"}},
+            {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{b64(JPEG)}"}},
             {"type": "file", "file": {"file_data": f"data:text/plain;base64,{b64(TEXT)}"}},
         ],
     )

@@ -39,7 +39,6 @@ _READABLE_FAMILIES = ("audio/", "video/", "text/")
 _SIGNED = {
     "image/png": "image/png",
     "image/jpeg": "image/jpeg",
-    "image/jpg": "image/jpeg",
     "image/gif": "image/gif",
     "image/webp": "image/webp",
     "application/pdf": "application/pdf",
@@ -65,6 +64,8 @@ def checked_type(declared: str | None, head: bytes, name: str | None, where: str
     or the file name say) once the bytes agree with it and Gemini can read it. A file labelled
     as another type of its own kind (a PNG sent as image/jpeg) gets the type its bytes show."""
     mime = guess_mime(declared, head, name)
+    if mime == "image/jpg":  # a common misspelling Gemini does not take
+        mime = "image/jpeg"
     expected = _SIGNED.get(mime)
     if expected is not None:
         found = sniff_mime(head)

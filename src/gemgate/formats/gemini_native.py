@@ -446,6 +446,8 @@ def _generation(config: Any) -> ir.Generation:
     json_schema = c.field("responseJsonSchema", dict)
     schema = c.field("responseSchema", dict)
     json_depth.check(json_schema or schema, "generationConfig.responseSchema", "generationConfig")
+    image_config = c.field("imageConfig", dict)
+    json_depth.check(image_config, "generationConfig.imageConfig", "generationConfig")
     logprobs = c.field("logprobs", int)
     return ir.Generation(
         temperature=c.number("temperature"),
@@ -461,7 +463,7 @@ def _generation(config: Any) -> ir.Generation:
         response_mime_type=c.field("responseMimeType", str),
         response_schema=json_schema or (_json_schema(schema) if schema is not None else None),
         response_modalities=modalities,
-        image_config=c.field("imageConfig", dict),
+        image_config=image_config,
     )
 
 
