@@ -29,7 +29,7 @@ log = logging.getLogger("gemgate")
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.resolved_database_url)
+        self.store = Store.from_settings(settings)
         self.http = Http(settings)
         self.keys = KeyRing()
         self.request_rate = RequestRate()
@@ -45,7 +45,7 @@ class Gateway:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.store.open(create=True)
         await self.reload()
         await self.usage.flush()
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
