@@ -17,6 +17,7 @@ from gemgate.media import MediaStore
 from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
+from gemgate.services.cooldowns import CooldownLog
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
 from gemgate.services.usage import UsageMeter
@@ -34,7 +35,8 @@ class Gateway:
         self.keys = KeyRing()
         self.request_rate = RequestRate()
         self.usage = UsageMeter(self.store)
-        self.pool = Pool(on_invalid=self._store_invalid)
+        self.cooldowns = CooldownLog(self.store)
+        self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self.cooldowns.note)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
@@ -47,6 +49,7 @@ class Gateway:
     async def start(self) -> None:
         await self.store.open(create=True)
         await self.reload()
+        await self.cooldowns.load_into(self.pool)
         await self.usage.flush()
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
 
@@ -56,6 +59,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.usage.flush()
+        await self.cooldowns.flush()
         await self.http.close()
         await self.fetcher.close()
         await self.store.close()
@@ -78,6 +82,7 @@ class Gateway:
             await asyncio.sleep(self.settings.reload_interval)
             try:
                 await self.reload()
+                await self.cooldowns.load_into(self.pool)
             except Exception:
                 log.exception("could not reload keys and credentials from the store")
             try:

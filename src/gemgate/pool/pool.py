@@ -19,14 +19,19 @@ log = logging.getLogger("gemgate.pool")
 T = TypeVar("T")
 # Called when a credential is found broken, so the reason can be stored for the operator.
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
+# Called as a cooldown starts (credential, model, seconds, reason); must not block.
+CooldownHook = Callable[[Credential, str, float, str], None]
 
 
 class Pool:
-    def __init__(self, on_invalid: InvalidHook | None = None) -> None:
+    def __init__(
+        self, on_invalid: InvalidHook | None = None, on_cooldown: CooldownHook | None = None
+    ) -> None:
         self._by_channel: dict[str, list[Credential]] = {}
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
+        self._on_cooldown = on_cooldown
 
     # -- configuration --------------------------------------------------------------------
 
@@ -51,6 +56,16 @@ class Pool:
         if state is None:
             state = self._states[cred_id] = CredentialState()
         return state
+
+    def rest(self, cred_id: int, model: str, seconds: float) -> None:
+        """A cooldown learnt elsewhere (another instance, through the store); the later end
+        of the two wins."""
+        if cred_id not in self._states:
+            return
+        cooldowns = self._states[cred_id].cooldown_until
+        until = time.monotonic() + seconds
+        if until > cooldowns.get(model, 0.0):
+            cooldowns[model] = until
 
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
@@ -162,6 +177,8 @@ class Pool:
             log.warning(
                 "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
             )
+            if self._on_cooldown is not None:
+                self._on_cooldown(cred, model, seconds, state.last_error)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(

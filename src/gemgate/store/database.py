@@ -246,6 +246,8 @@ class Store:
         """Store cooldowns (credential_id, model, started_at, until, reason), each replacing
         the one before for its credential and model; ended ones are cleared on the way."""
         table = schema.cooldowns
+        # Several 429s for one credential and model may come in one batch: the last one holds.
+        rows = list({(r["credential_id"], r["model"]): r for r in rows}.values())
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(table).where(table.c.until < time.time()))
             for row in rows:
