@@ -123,8 +123,12 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 
 
 @main.command()
-@click.option("--host", envvar="GEMGATE_HOST", help="Address to listen on [127.0.0.1].")
-@click.option("--port", envvar="GEMGATE_PORT", type=int, help="Port to listen on [8000].")
+# GEMGATE_HOST and GEMGATE_PORT are read with every other setting, so a bad value is reported
+# the same way (naming the variable) whether it comes from the environment or the file.
+@click.option("--host", help="Address to listen on [GEMGATE_HOST, 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port to listen on [GEMGATE_PORT, 8000]."
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
@@ -169,6 +173,25 @@ def keys() -> None:
 LIMITS = ("rpm", "tpm", "quota_tokens")
 
 
+class _Limit(click.ParamType):
+    """A whole number of 1 or more; 0 is not "no limit", and the error says what is."""
+
+    name = "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < 1:
+            flag = param.opts[0] if param else "--LIMIT"
+            self.fail(f"a limit is 1 or more; `keys update --no-{flag[2:]}` removes it", param, ctx)
+        return number
+
+
+_LIMIT = _Limit()
+
+
 def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -183,9 +206,9 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--endpoints",
             help="Comma-separated endpoints: chat,messages,native,images; 'all' for every one.",
         ),
-        click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute."),
-        click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute."),
-        click.option("--quota-tokens", type=click.IntRange(min=1), help="Total tokens allowed."),
+        click.option("--rpm", type=_LIMIT, help="Requests per minute."),
+        click.option("--tpm", type=_LIMIT, help="Tokens per minute."),
+        click.option("--quota-tokens", type=_LIMIT, help="Total tokens allowed."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -134,6 +134,6 @@ def _describe(error: Any, path: Path | None) -> str:
     reason = str(error["msg"]).split(",")[0].lower()
     value = error.get("input")
     shown = ""
-    if isinstance(value, str | int | float) and "secret" not in name:
+    if isinstance(value, str | int | float) and not any(w in name for w in ("secret", "token")):
         shown = f" (got {value!r})"
     return f"setting {where}: {reason}{shown}"
