@@ -18,6 +18,7 @@ from gemgate.errors import GatewayError
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import DatabaseMissing, KeyRecord, Store
+from gemgate.store.redis_state import announce_once, redis_answers
 
 T = TypeVar("T")
 
@@ -94,7 +95,7 @@ def _no_database(settings: Settings, missing: DatabaseMissing) -> str:
     return (
         f"no gemgate database at {missing.path} (the data folder is GEMGATE_DATA_DIR="
         f"{settings.data_dir}; GEMGATE_DATABASE_URL points to another database); "
-        f"`gemgate serve` or `gemgate db migrate` creates it"
+        f"run gemgate db migrate (or gemgate serve) to create it"
     )
 
 
@@ -105,9 +106,17 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     @click.pass_context
     def wrapper(ctx: click.Context, **kwargs: Any) -> T:
         async def run() -> T:
-            store = await _open_store(_settings(ctx))
+            settings = _settings(ctx)
+            store = await _open_store(settings)
             try:
-                return await func(store, **kwargs)
+                before = await store.revision()
+                result = await func(store, **kwargs)
+                if settings.redis_url and await store.revision() != before:
+                    # Running instances apply the change now, not at their next reload.
+                    await announce_once(
+                        settings.redis_url, settings.redis_namespace, {"type": "reload"}
+                    )
+                return result
             finally:
                 await store.close()
 
@@ -160,6 +169,13 @@ def _version() -> str:
     from gemgate import __version__
 
     return __version__
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -582,6 +598,47 @@ def db_migrate(ctx: click.Context) -> None:
         click.echo(asyncio.run(run()))
     except GatewayError as error:
         raise click.ClickException(error.message) from None
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Check that the database (and Redis, when set) answer and the schema is current; exit 1
+    when something needs doing."""
+    settings = _settings(ctx)
+
+    async def run() -> list[str]:
+        problems = []
+        store = Store.from_settings(settings)
+        try:
+            if store.path is not None and not store.path.exists():
+                # Looking must not create it (SQLite would, on connecting).
+                problems.append(_no_database(settings, DatabaseMissing(store.path)))
+            else:
+                missing = await store.pending_migrations()
+                if missing:
+                    problems.append(
+                        f"database {store.describe()} lacks migrations "
+                        f"{', '.join(map(str, missing))}: run gemgate db migrate"
+                    )
+                else:
+                    click.echo(f"database {store.describe()}: schema up to date")
+        except Exception as exc:
+            problems.append(f"database {store.describe()} does not answer: {exc}")
+        finally:
+            await store.close()
+        if settings.redis_url:
+            if await redis_answers(settings.redis_url):
+                click.echo(f"redis {_safe_url(settings.redis_url)}: answers")
+            else:
+                problems.append(f"redis {_safe_url(settings.redis_url)} does not answer")
+        return problems
+
+    problems = asyncio.run(run())
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
 
 
 _config_on_every_command(main)

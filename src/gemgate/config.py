@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
     redis_url: str | None = None
+    # Prefix of every Redis key and channel: deployments that share one Redis stay apart.
+    redis_namespace: str = "gemgate"
     admin_token: str | None = None
 
     gemini_api_base: str = "https://generativelanguage.googleapis.com"

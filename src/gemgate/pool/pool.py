@@ -19,8 +19,8 @@ log = logging.getLogger("gemgate.pool")
 T = TypeVar("T")
 # Called when a credential is found broken, so the reason can be stored for the operator.
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
-# Called as a cooldown starts (credential, model, seconds, reason); must not block.
-CooldownHook = Callable[[Credential, str, float, str], None]
+# Called when a credential starts resting for a model: (credential, model, seconds).
+CooldownHook = Callable[[Credential, str, float], None]
 
 
 class Pool:
@@ -58,14 +58,10 @@ class Pool:
         return state
 
     def rest(self, cred_id: int, model: str, seconds: float) -> None:
-        """A cooldown learnt elsewhere (another instance, through the store); the later end
-        of the two wins."""
-        if cred_id not in self._states:
-            return
-        cooldowns = self._states[cred_id].cooldown_until
+        """Keep a credential off `model` for `seconds` (learnt here, or from another instance)."""
         until = time.monotonic() + seconds
-        if until > cooldowns.get(model, 0.0):
-            cooldowns[model] = until
+        cooling = self.state(cred_id).cooldown_until
+        cooling[model] = max(until, cooling.get(model, 0.0))
 
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
@@ -173,12 +169,12 @@ class Pool:
         state.last_error = failure.reason or failure.error.message
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
-            state.cooldown_until[model] = time.monotonic() + seconds
+            self.rest(cred.id, model, seconds)
             log.warning(
                 "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
             )
             if self._on_cooldown is not None:
-                self._on_cooldown(cred, model, seconds, state.last_error)
+                self._on_cooldown(cred, model, seconds)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(

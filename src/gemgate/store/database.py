@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from gemgate.store import schema
 from gemgate.store.encryption import SecretBox, SecretKeySource
 from gemgate.store.errors import DatabaseMissing, StoreError
-from gemgate.store.migrations import migrate, read_key_check, write_key_check
+from gemgate.store.migrations import migrate, pending, read_key_check, write_key_check
 
 if TYPE_CHECKING:
     from gemgate.config import Settings
@@ -135,6 +135,11 @@ class Store:
         values = dict(row._mapping)
         values["secret"] = self.box.open(values["secret"])
         return CredentialRecord(**values)
+
+    async def pending_migrations(self) -> list[int]:
+        """Migrations this database still lacks, without applying any."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(pending)
 
     async def close(self) -> None:
         await self.engine.dispose()
