@@ -18,7 +18,8 @@ def mask(secret: str) -> str:
     return f"{secret[:4]}…{secret[-4:]}"
 
 
-PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+# What the outbound HTTP client (aiohttp) can speak to; it would talk HTTP to a SOCKS proxy.
+PROXY_SCHEMES = ("http", "https")
 
 
 def checked_proxy(proxy: str | None) -> str | None:
@@ -27,6 +28,10 @@ def checked_proxy(proxy: str | None) -> str | None:
         return None
     proxy = proxy.strip()
     parts = urlsplit(proxy)
+    if parts.scheme.lower() in ("socks4", "socks5", "socks5h"):
+        raise InvalidRequest(
+            "--proxy: SOCKS proxies are not supported yet; give an http:// or https:// proxy"
+        )
     try:
         valid = (
             parts.scheme.lower() in PROXY_SCHEMES
