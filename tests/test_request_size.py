@@ -57,7 +57,6 @@ def small(
         fake_gemini,
         {
             "GEMGATE_MAX_BODY_BYTES": str(LIMIT),
-            # The picture server's port only: a bare host would allow ports 80 and 443.
             "GEMGATE_FETCH_ALLOW_HOSTS": pictures.removeprefix("http://"),
         },
     )

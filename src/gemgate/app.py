@@ -52,5 +52,5 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
     app.state.gateway = gateway
     # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
     # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
-    # through all of them to Starlette.
+    # through them all to Starlette.
     return RequestId(Uncaught(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes)))
