@@ -20,7 +20,7 @@ from gemgate.fetch import AllowList, Fetcher, FetchRefused
 from gemgate.formats.gemini_native import GeminiNative
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import TINY_PNG, FakeGeminiAPI
-from tests.harness import Gemgate
+from tests.harness import Gemgate, free_port
 from tests.openai_sdk import client as openai_client
 
 PNG = base64.b64decode(TINY_PNG)
@@ -339,3 +339,13 @@ async def test_fetcher_refuses_an_allow_listed_host_on_another_port() -> None:
         assert "cannot connect" in str(refused.value)
     finally:
         await fetcher.close()
+
+
+def test_an_allow_list_entry_with_a_bad_port_stops_gemgate(tmp_path: Path) -> None:
+    gate = Gemgate(tmp_path, {"GEMGATE_FETCH_ALLOW_HOSTS": "images.local:https"})
+    result = gate.cli("serve", "--port", str(free_port()), check=False)
+    assert result.returncode != 0
+    assert "GEMGATE_FETCH_ALLOW_HOSTS: the port of 'images.local:https' is not a number" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
