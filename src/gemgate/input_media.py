@@ -53,6 +53,7 @@ _SIGNED = {
 }
 # Base64 characters enough for the 24 bytes `sniff_mime` looks at.
 _HEAD_CHARS = 32
+_WHITESPACE = frozenset(" \t\r\n")
 
 
 def readable(mime: str) -> bool:
@@ -90,7 +91,11 @@ def checked_type(declared: str | None, head: bytes, name: str | None, where: str
 
 def inline(declared: str | None, payload: str, where: str, name: str | None = None) -> ir.Media:
     """Base64 bytes with their declared type, checked."""
-    payload = "".join(payload.split())
+    payload = payload.strip()
+    if not _WHITESPACE.isdisjoint(payload[: _HEAD_CHARS * 4]):
+        # Line-wrapped (MIME-style) base64 breaks its lines early on; a multi-megabyte image
+        # without any is not scanned whole.
+        payload = "".join(payload.split())
     if not payload:
         raise InvalidRequest(f"{where}: the data is empty", param="messages")
     head = payload[:_HEAD_CHARS].replace("-", "+").replace("_", "/")
