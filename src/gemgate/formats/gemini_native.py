@@ -380,7 +380,6 @@ def _function(declaration: Any, where: str) -> ir.FunctionTool:
         schema = _json_schema(schema)
     if schema is not None and not isinstance(schema, dict):
         raise InvalidRequest(f"{where}.parameters must be an object", param="tools")
-    json_depth.check(schema, f"{where}.parametersJsonSchema", "tools")
     return ir.FunctionTool(
         string_field(declaration, "name", f"{where}.name") or "",
         string_field(declaration, "description", f"{where}.description"),
@@ -445,7 +444,8 @@ def _generation(config: Any) -> ir.Generation:
         )
     json_schema = c.field("responseJsonSchema", dict)
     schema = c.field("responseSchema", dict)
-    json_depth.check(json_schema or schema, "generationConfig.responseSchema", "generationConfig")
+    # The OpenAPI form is converted here, recursively; JSON Schema goes to the wire's cleaner.
+    json_depth.check(schema, "generationConfig.responseSchema", "generationConfig")
     image_config = c.field("imageConfig", dict)
     json_depth.check(image_config, "generationConfig.imageConfig", "generationConfig")
     logprobs = c.field("logprobs", int)
