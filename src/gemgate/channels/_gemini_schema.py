@@ -40,6 +40,7 @@ MAX_DEPTH = 12
 # Values that are not schemas (`default`, `enum`, `example`...) are copied as they are, so
 # they get a bound of their own.
 MAX_VALUE_DEPTH = 32
+_CONTAINERS = (dict, list)
 
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class _Cleaner:
                     if isinstance(value, list)
                     else self.clean(value, depth + 1, refs)
                 )
-            elif json_depth.deeper_than(value, MAX_VALUE_DEPTH):
+            elif type(value) in _CONTAINERS and _too_deep(value):
                 raise InvalidRequest(
                     f"a schema's {key!r} value is nested more than {MAX_VALUE_DEPTH} levels deep"
                 )
@@ -123,6 +124,17 @@ class _Cleaner:
                 return None
             node = node[token]
         return dict(node) if isinstance(node, dict) else None
+
+
+def _too_deep(value: dict[str, Any] | list[Any]) -> bool:
+    if type(value) is list:
+        # Most such values are flat lists (`enum`, `required`): no walk for those.
+        for item in value:
+            if type(item) in _CONTAINERS:
+                break
+        else:
+            return False
+    return json_depth.deeper_than(value, MAX_VALUE_DEPTH)
 
 
 class _Cut:
