@@ -488,6 +488,8 @@ class _Config:
             return None
         if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)  # proto JSON takes 40.0 for an integer field, as Google does
         raise InvalidRequest(
             f"{self.where}.{camel} must be {self._NAMES[kind]}", param="generationConfig"
         )
