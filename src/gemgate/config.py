@@ -162,7 +162,10 @@ def _describe(error: Any, path: Path | None) -> str:
     # One line per bad value, named as the operator can set it, instead of pydantic's dump.
     name = str(error["loc"][0]) if error["loc"] else "?"
     where = f"GEMGATE_{name.upper()}" + (f" (or `{name}` in {path})" if path else "")
-    reason = str(error["msg"]).split(",")[0].lower()
+    # pydantic's own "…, unable to parse …" tail repeats the head; a custom message (aliases,
+    # the allow list) quotes the operator's values, whose case must stay as written.
+    reason = str(error["msg"]).split(", unable to ")[0]
+    reason = reason[:1].lower() + reason[1:]
     value = error.get("input")
     shown = ""
     if isinstance(value, str | int | float) and not any(w in name for w in ("secret", "token")):
