@@ -739,7 +739,7 @@ class FakeCodeAssist(FakeGeminiAPI):
             problems.append("client_id")
         if q.get("response_type") != "code":
             problems.append("response_type")
-        if not SCOPES <= set(q.get("scope", "").split()):
+        if not set(q.get("scope", "").split()) >= SCOPES:
             problems.append("scope")
         if not q.get("redirect_uri") or not q.get("state"):
             problems.append("redirect_uri/state")
