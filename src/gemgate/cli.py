@@ -1,4 +1,4 @@
-"""The command line: serve (the default), keys, credentials, db."""
+"""The command line: serve (the default), keys, credentials, login, usage, db."""
 
 from __future__ import annotations
 
@@ -277,18 +277,51 @@ def credentials() -> None:
 
 @credentials.command("add")
 @click.argument("channel", type=click.Choice(key_service.CHANNELS))
+@click.argument("more_files", nargs=-1, type=click.Path())
 @click.option("--api-key", help="gemini: a Gemini API key.")
+@click.option(
+    "--oauth-file",
+    "oauth_files",
+    multiple=True,
+    type=click.Path(),
+    help="gemini_cli: gemini-cli's oauth_creds.json; more files or folders may follow.",
+)
+@click.option("--project", help="gemini_cli: the Google Cloud project with a Code Assist licence.")
+@click.option("--no-check", is_flag=True, help="gemini_cli: do not ask Google about the account.")
 @click.option("--label", help="A name to recognise the credential by.")
 @click.option("--proxy", help="Outbound proxy URL for this credential.")
 @_with_store
 async def credentials_add(
-    store: Store, channel: str, api_key: str | None, label: str | None, proxy: str | None
+    store: Store,
+    channel: str,
+    more_files: tuple[str, ...],
+    api_key: str | None,
+    oauth_files: tuple[str, ...],
+    project: str | None,
+    no_check: bool,
+    label: str | None,
+    proxy: str | None,
 ) -> None:
     """Add a credential to a channel's pool."""
+    if channel == "gemini_cli":
+        from gemgate.services import oauth_import
+
+        settings = _settings(click.get_current_context())
+        for line in await oauth_import.add_files(
+            store,
+            settings,
+            [*oauth_files, *more_files],
+            label=label,
+            proxy=proxy,
+            project=project,
+            verify=not no_check,
+        ):
+            click.echo(line)
+        return
     if channel != "gemini":
         raise click.ClickException(f"the {channel} channel is not available in this version yet")
-    if not api_key:
-        raise click.UsageError("gemini needs --api-key")
+    if not api_key or more_files:
+        raise click.UsageError("gemini needs --api-key KEY (and nothing else)")
     record = await credential_service.add_gemini(store, api_key, label=label, proxy=proxy)
     click.echo(f"added credential {record.id} ({record.label}) to {record.channel}")
 
@@ -309,6 +342,21 @@ async def credentials_list(store: Store, channel: str | None, as_json: bool) -> 
     views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
     empty = "no credentials yet: gemgate credentials add gemini --api-key KEY"
     _print_rows(views, as_json, empty, line)
+
+
+@credentials.command("show")
+@click.argument("credential_id", type=int)
+@_with_store
+async def credentials_show(store: Store, credential_id: int) -> None:
+    """Show one credential, secrets masked; for gemini_cli, each model's quota left."""
+    record = await credential_service.find(store, credential_id)
+    view = credential_service.describe(record)
+    if record.channel == "gemini_cli":
+        from gemgate.services import oauth_import
+
+        settings = _settings(click.get_current_context())
+        view["quota"] = await oauth_import.quota(store, settings, record)
+    click.echo(json.dumps(view, indent=2))
 
 
 @credentials.command("enable")
@@ -378,6 +426,56 @@ def credentials_test(ctx: click.Context, credential_id: int) -> None:
         click.echo(asyncio.run(run()))
     except GatewayError as error:
         raise click.ClickException(error.message) from None
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("channel", type=click.Choice(["gemini_cli"]))
+@click.option("--no-browser", is_flag=True, help="Paste the code Google shows (PKCE).")
+@click.option("--port", type=int, default=0, help="Loopback port for the browser's return.")
+@click.option("--project", help="The Google Cloud project with a Code Assist licence.")
+@click.option("--no-check", is_flag=True, help="Do not ask Google about the account.")
+@click.option("--label", help="A name to recognise the credential by.")
+@click.option("--proxy", help="Outbound proxy URL for this credential.")
+@_with_store
+async def login(
+    store: Store,
+    channel: str,
+    no_browser: bool,
+    port: int,
+    project: str | None,
+    no_check: bool,
+    label: str | None,
+    proxy: str | None,
+) -> None:
+    """Sign a Google account in with Gemini CLI's OAuth client and add it to the pool."""
+    from gemgate.services import oauth_import
+
+    def announce(url: str) -> None:
+        click.echo("Open this URL in a browser and sign in:")
+        click.echo(url)
+        if not no_browser and sys.stdout.isatty():
+            import webbrowser
+
+            webbrowser.open(url)
+
+    async def read_code() -> str:
+        return str(await asyncio.to_thread(click.prompt, "Paste the code Google shows"))
+
+    for line in await oauth_import.login(
+        store,
+        _settings(click.get_current_context()),
+        announce=announce,
+        read_code=read_code if no_browser else None,
+        port=port,
+        label=label,
+        proxy=proxy,
+        project=project,
+        verify=not no_check,
+    ):
+        click.echo(line)
 
 
 # -- usage ------------------------------------------------------------------------------------

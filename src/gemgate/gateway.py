@@ -10,6 +10,7 @@ import logging
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.config import Settings
 from gemgate.fetch import Fetcher
 from gemgate.media import MediaStore
@@ -34,7 +35,10 @@ class Gateway:
         self.request_rate = RequestRate()
         self.usage = UsageMeter(self.store)
         self.pool = Pool(on_invalid=self._store_invalid)
-        self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
+        self.channels: dict[str, Channel] = {
+            "gemini": GeminiAPI(settings, self.http),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store),
+        }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
         self.fetcher = Fetcher(settings)

@@ -359,12 +359,10 @@ class FakeCodeAssist(FakeGeminiAPI):
                     self.tokens[token] = (owner, 0.0)
 
     def reset(self) -> None:
+        """Clear scripts and records; accounts and their tokens stay (a running gemgate may
+        hold them), so tests that change an account use one of their own."""
         super().reset()
         with self._lock:
-            self.accounts.clear()
-            self.tokens.clear()
-            self.operations.clear()
-            self.grants.clear()
             self.oauth_requests.clear()
         self.onboard_polls, self.refresh_delay, self.login_email = 1, 0.0, "login@example.com"
 

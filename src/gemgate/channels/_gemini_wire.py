@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -475,6 +475,8 @@ class GoogleError:
     reason: str | None
     retry_delay: float | None
     per_day: bool
+    # ErrorInfo's metadata (quotaResetTimeStamp, model, ...), for channels that need more.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_google_error(http_status: int, body: bytes) -> GoogleError:
@@ -493,11 +495,14 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
         )
     message = str(error.get("message") or f"upstream answered HTTP {http_status}")
     reason, delay, per_day = None, None, False
+    metadata: dict[str, Any] = {}
     for detail in error.get("details") or ():
         kind = str(detail.get("@type", ""))
         if kind.endswith("ErrorInfo"):
             reason = detail.get("reason")
-            reset = (detail.get("metadata") or {}).get("quotaResetDelay")
+            if isinstance(detail.get("metadata"), dict):
+                metadata = detail["metadata"]
+            reset = metadata.get("quotaResetDelay")
             if delay is None and reset:
                 delay = parse_duration(reset)
         elif kind.endswith("RetryInfo") and detail.get("retryDelay"):
@@ -508,7 +513,9 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
             )
     if delay is None:
         delay = _delay_in_message(message)
-    return GoogleError(http_status, str(error.get("status") or ""), message, reason, delay, per_day)
+    return GoogleError(
+        http_status, str(error.get("status") or ""), message, reason, delay, per_day, metadata
+    )
 
 
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ms|h|m|s)")
