@@ -77,33 +77,13 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
-    import logging
-
-    import uvicorn
-
-    from gemgate.app import build_app
+    from gemgate import server
 
     settings = _settings(ctx, host=host, port=port)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    app = build_app(settings)
     click.echo(f"gemgate {_version()} on http://{settings.host}:{settings.port}")
     click.echo(f"store: {_safe_url(settings.resolved_database_url)}")
     click.echo("add a client key with: gemgate keys create --name NAME")
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-        # In-flight answers, streams included, get this long to finish on SIGTERM.
-        timeout_graceful_shutdown=30,
-    )
-    uvicorn.Server(config).run()
+    server.run(settings)
 
 
 def _version() -> str:

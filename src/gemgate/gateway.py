@@ -12,6 +12,7 @@ from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
 from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.config import Settings
+from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
 from gemgate.media import MediaStore
 from gemgate.pool import Credential, Pool
@@ -43,6 +44,7 @@ class Gateway:
         self.signatures = SignatureCache()
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl)
+        self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
 
