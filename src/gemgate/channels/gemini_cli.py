@@ -11,7 +11,6 @@ Protocol: reference/api-protocols.md §B.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import platform
 import time
@@ -96,8 +95,14 @@ def target_of(model: str, extra: frozenset[str] = frozenset()) -> Target | None:
     return Target(upstream, base, thinking)
 
 
+_AGENTS: dict[str, str] = {}
+
+
 def user_agent(model: str) -> str:
-    return f"GeminiCLI/{CLI_VERSION}/{model} {_USER_AGENT_TAIL}"
+    agent = _AGENTS.get(model)
+    if agent is None:
+        agent = _AGENTS[model] = f"GeminiCLI/{CLI_VERSION}/{model} {_USER_AGENT_TAIL}"
+    return agent
 
 
 class GeminiCLI:
@@ -131,19 +136,19 @@ class GeminiCLI:
         reader = wire.ChunkReader()
         started = False
         try:
-            async with self._open(credential, method, target.upstream, inner) as response:
+            response = await self._post(credential, method, target.upstream, inner)
+            try:
                 if request.stream:
                     async for data in sse_data(response):
-                        chunk = orjson.loads(data)
-                        if not isinstance(chunk, dict):
-                            continue
-                        for event in reader.events(_unwrap(chunk)):
+                        for event in reader.events(_unwrap(orjson.loads(data))):
                             started = True
                             yield event
                 else:
                     for event in reader.events(_unwrap(orjson.loads(await response.read()))):
                         started = True
                         yield event
+            finally:
+                response.release()
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             error = _transport_error(exc)
             if started:
@@ -313,35 +318,33 @@ class GeminiCLI:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _open(
+    async def _post(
         self, credential: Credential, method: str, model: str, inner: dict[str, Any]
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST a generate call in its wrapper; a 401 refreshes the token and tries once more.
-        Any other non-200 answer is raised as the pool's classification."""
+    ) -> aiohttp.ClientResponse:
+        """POST a generate call in its wrapper and return the open 200 answer; a 401 refreshes
+        the token and tries once more. Any other answer is raised as the pool's classification."""
         token, project = await self._ready(credential)
         body = orjson.dumps(
             {"model": model, "project": project, "user_prompt_id": new_id(), "request": inner}
         )
         headers = _headers(token, model)
-        if method.startswith("stream"):
+        if method[0] == "s":  # streamGenerateContent
             headers["accept"] = "text/event-stream"
         url = f"{self.base}:{method}"
         proxy = self.http.proxy_for(credential.proxy)
-        for attempt in (1, 2):
-            async with self.http.session.post(
-                url, data=body, headers=headers, proxy=proxy
-            ) as response:
-                if response.status == 401 and attempt == 1:
-                    await response.read()
-                    headers["authorization"] = "Bearer " + await self._token(credential, token)
-                    continue
-                if response.status != 200:
-                    raise UpstreamFailed(
-                        classify(response.status, await response.read(), credential, model)
-                    )
-                yield response
-                return
+        session = self.http.session
+        response = await session.post(url, data=body, headers=headers, proxy=proxy)
+        if response.status == 401:
+            response.release()
+            headers["authorization"] = "Bearer " + await self._token(credential, token)
+            response = await session.post(url, data=body, headers=headers, proxy=proxy)
+        if response.status != 200:
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            raise UpstreamFailed(classify(response.status, raw, credential, model))
+        return response
 
     async def _call(
         self,
@@ -390,8 +393,10 @@ def _headers(token: str, model: str) -> dict[str, str]:
     }
 
 
-def _unwrap(chunk: dict[str, Any]) -> dict[str, Any]:
+def _unwrap(chunk: Any) -> dict[str, Any]:
     """The Gemini response inside a Code Assist answer; without one it had no candidates."""
+    if not isinstance(chunk, dict):
+        return {}
     inner = chunk.get("response")
     if not isinstance(inner, dict):
         return {"error": chunk["error"]} if isinstance(chunk.get("error"), dict) else {}
