@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.fakes.code_assist import FakeCodeAssist, quota_error
+from tests.fakes.code_assist import FakeCodeAssist, Reply, quota_error
 from tests.gemini_cli_setup import add_oauth, cli_gemgate, credential_id, listed, write_oauth_file
 from tests.harness import Gemgate
 
@@ -190,6 +190,12 @@ def test_429s_fail_over_cool_the_model_and_quota_shows(
     code_assist.script(quota_error("MODEL_CAPACITY_EXHAUSTED", model="gemini-2.5-flash"))
     assert ask(server, "gemini-2.5-flash") == "Hello from gemini-2.5-flash"
     assert len(served_by(code_assist)) == 2
+
+    # A server error fails over too, before the first byte.
+    code_assist.requests.clear()
+    code_assist.script(Reply.error(500))
+    assert ask(server, "gemini-2.5-flash") == "Hello from gemini-2.5-flash"
+    assert len(set(served_by(code_assist))) == 2
 
     # A short rate limit on the only account left for a model comes back as a 429.
     code_assist.script(

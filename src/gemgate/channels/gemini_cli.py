@@ -305,6 +305,12 @@ class GeminiCLI:
             raise _refused("Google onboarded this account but named no project.", credential)
         return str(project), tier_id
 
+    def _current(self, credential: Credential) -> Credential:
+        """The credential with the tokens in use now (a refresh may be newer than the pool's
+        copy), so that what Google echoes back is scrubbed of them too."""
+        secret = self.tokens.secret(credential.id, credential.secret)
+        return dataclasses.replace(credential, secret=secret)
+
     def _target(self, model: str) -> Target:
         target = target_of(model, self.extra_models)
         if target is None:
@@ -343,7 +349,7 @@ class GeminiCLI:
                 raw = await response.read()
             finally:
                 response.release()
-            raise UpstreamFailed(classify(response.status, raw, credential, model))
+            raise UpstreamFailed(classify(response.status, raw, self._current(credential), model))
         return response
 
     async def _call(
@@ -373,7 +379,9 @@ class GeminiCLI:
                         token = await self._token(credential, token)
                         continue
                     if response.status != 200:
-                        raise UpstreamFailed(classify(response.status, raw, credential, model))
+                        raise UpstreamFailed(
+                            classify(response.status, raw, self._current(credential), model)
+                        )
                     answer = orjson.loads(raw)
                     return answer if isinstance(answer, dict) else {}
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
