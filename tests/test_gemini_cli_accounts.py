@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 
 from tests.fakes.code_assist import FakeCodeAssist, Reply, quota_error
+from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.gemini_cli_setup import add_oauth, cli_gemgate, credential_id, listed, write_oauth_file
 from tests.harness import Gemgate
 
@@ -340,3 +342,45 @@ def test_login_refuses_a_foreign_state_and_pastes_a_code_with_pkce(
     exchange = code_assist.oauth_requests[-1]
     assert exchange["grant_type"] == "refresh_token" or "code_verifier" in exchange
     assert any("code_verifier" in r for r in code_assist.oauth_requests)
+
+
+def test_unprefixed_names_route_between_the_gemini_and_gemini_cli_pools(
+    tmp_path: Path, code_assist: FakeCodeAssist, gemini: FakeGeminiAPI
+) -> None:
+    code_assist.account("route@example.com", project="proj-route")
+    server = cli_gemgate(
+        tmp_path / "data", code_assist, {"GEMGATE_GEMINI_API_BASE": gemini.base_url}
+    )
+    server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    path = write_oauth_file(tmp_path, "r.json", code_assist.oauth_file("route@example.com"))
+    add_oauth(server, path, "--no-check")
+    server.start()
+    try:
+        sdk = openai.OpenAI(
+            base_url=server.url + "/v1",
+            api_key=server.client_key,  # type: ignore[attr-defined]
+            max_retries=0,
+        )
+        for model in ("gemini-2.5-flash", "gemini-2.5-flash_vertex"):
+            sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        # The OpenAI front reads `-thinking` itself; on the others it is gemini_cli's.
+        claude = anthropic.Anthropic(
+            base_url=server.url,
+            api_key=server.client_key,  # type: ignore[attr-defined]
+            max_retries=0,
+        )
+        claude.messages.create(
+            model="gemini-2.5-flash-thinking",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        assert [r.model for r in gemini.requests if r.action == "generateContent"] == [
+            "gemini-2.5-flash"
+        ]
+        assert [r.model for r in code_assist.requests if r.action == "generateContent"] == [
+            "gemini-2.5-flash_vertex",
+            "gemini-2.5-flash",
+        ]
+    finally:
+        server.stop()
