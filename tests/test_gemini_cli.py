@@ -5,6 +5,7 @@ counting, client keys and errors."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -309,3 +310,32 @@ def test_errors_come_back_in_each_clients_shape_without_tokens(
     assert down.value.status_code == 503
     for text in (str(bad.value), str(down.value.body), gateway.log()):
         assert token not in text
+
+
+def test_streams_are_unwrapped_as_they_arrive_and_a_cut_ends_in_an_error(
+    gateway: Gemgate, code_assist: FakeCodeAssist
+) -> None:
+    code_assist.script(Reply.text("one two three four five six", chunks=6, delay=0.25), key=ALICE)
+    arrivals: list[float] = []
+    stream = oa(gateway).chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "count"}], stream=True
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 6
+    # Unbuffered: the first pieces reached the client long before the last was produced.
+    assert arrivals[-1] - arrivals[0] > 0.8
+
+    code_assist.script(Reply.disconnect_after(2), key=ALICE)
+    request = urllib.request.Request(
+        gateway.url + "/gemini_cli/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        data=json.dumps({"contents": [{"parts": [{"text": "go"}]}]}).encode(),
+        headers={"x-goog-api-key": gateway.client_key},  # type: ignore[attr-defined]
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        assert response.status == 200
+        frames = [f for f in response.read().split(b"\r\n\r\n") if f.strip()]
+    events = [json.loads(f.removeprefix(b"data: ")) for f in frames]
+    assert events[0]["candidates"][0]["content"]["parts"][0]["text"] == "chunk 0 "
+    assert events[-1]["error"]["code"] >= 500

@@ -286,6 +286,9 @@ async def credentials_add(
     if channel == "gemini_cli":
         from gemgate.services import oauth_import
 
+        if api_key:
+            raise click.UsageError("gemini_cli takes --oauth-file, not --api-key")
+
         settings = _settings(click.get_current_context())
         for line in await oauth_import.add_files(
             store,

@@ -49,10 +49,8 @@ from tests.fakes.gemini_api import (
     _check,
     _check_semantics,
     _enum,
-    _merge,
     _Msg,
     _prompt_tokens,
-    _usage,
 )
 
 __all__ = ["AUTO_SIGNATURE", "CLIENT_ID", "CLIENT_SECRET", "Account", "FakeCodeAssist", "Reply"]
@@ -608,41 +606,9 @@ class FakeCodeAssist(FakeGeminiAPI):
         if inner is None:
             raise _bad("request is required", "request")
         req = _check(_INNER_REQUEST, inner, "request")
-        _check_semantics(req)
-        base = model.removesuffix("_vertex")
-        if base.startswith("gemini-3"):
-            self._check_signatures(req["contents"], model)
-        config = req.get("generationConfig") or {}
-        call = _Call(
-            model=model,
-            stream=stream,
-            sse=sse,
-            prompt=_prompt_tokens(req),
-            include_thoughts=bool((config.get("thinkingConfig") or {}).get("includeThoughts")),
-            wants_image=False,
-        )
-        reply = self._take_reply(email, model) or self._default_reply(call)
         if account.quota:
             account.quota[model] = max(0.0, account.quota.get(model, 1.0) - 0.01)
-        if reply.kind == "error":
-            raise self._scripted_error(reply, model)
-        if reply.kind in ("stall", "disconnect"):
-            if reply.kind == "stall" or not stream:
-                await asyncio.sleep(reply.seconds)
-                return self._drop(request)
-            chunks = [
-                self._response(
-                    call, [{"text": f"chunk {i} "}], None, _usage(call.prompt, 2 * (i + 1), 0)
-                )
-                for i in range(reply.n_chunks)
-            ]
-            resp = await self._stream(request, call, chunks, 0.0, close=False)
-            return self._drop(request, resp)
-        chunks = self._render(reply, call)
-        if not stream:
-            answer = chunks[0] if len(chunks) == 1 else _merge(chunks)
-            return self._json(_wrap(answer, call))
-        return await self._stream(request, call, chunks, reply.delay)
+        return await self._answer(request, req, model, email, stream, sse)
 
     async def _stream(
         self,
@@ -650,11 +616,13 @@ class FakeCodeAssist(FakeGeminiAPI):
         call: _Call,
         chunks: list[dict[str, Any]],
         delay: float,
-        *,
-        close: bool = True,
+        **options: Any,
     ) -> web.StreamResponse:
         wrapped = [_wrap(chunk, call) for chunk in chunks]
-        return await super()._stream(request, call, wrapped, delay, close=close)
+        return await super()._stream(request, call, wrapped, delay, **options)
+
+    def _unary(self, response: dict[str, Any], call: _Call) -> Any:
+        return _wrap(response, call)
 
     def _count(self, body: dict[str, Any], recorded: Recorded) -> dict[str, Any]:
         req = _check(_COUNT_WRAPPER, body, "")
