@@ -122,10 +122,17 @@ def test_expired_token_is_refreshed_once_for_20_requests_and_reused_after_restar
     stored = server.cli("credentials", "list").stdout
     assert next(iter(tokens)).removeprefix("Bearer ") not in stored
 
+    second = cli_gemgate(server.data_dir, code_assist)  # another instance, same store
+    second.client_key = server.client_key  # type: ignore[attr-defined]
+    second.start()
+    try:
+        assert ask(second) == "Hello from gemini-2.5-pro"
+    finally:
+        second.stop()
     server.stop()
     server.start()
     assert ask(server) == "Hello from gemini-2.5-pro"
-    assert bob.refreshes == 1  # the stored token was still good
+    assert bob.refreshes == 1  # the stored token was still good, for both
 
     code_assist.expire_tokens("bob@example.com")  # Google forgets it early: 401, refresh, retry
     assert ask(server) == "Hello from gemini-2.5-pro"

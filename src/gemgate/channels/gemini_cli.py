@@ -241,7 +241,6 @@ class GeminiCLI:
                     "Google has no Code Assist project for this account. "
                     + (_ineligible_words(ineligible) or "")
                     + "Add it again with --project PROJECT_ID.",
-                    credential,
                 )
             paid = _object(data.get("paidTier"))
             return str(project), str(paid.get("id") or current.get("id") or "standard-tier")
@@ -252,7 +251,6 @@ class GeminiCLI:
                     f"Open {refusal.get('validationUrl') or 'the link Gemini CLI shows'} in a "
                     "browser signed in to this account, then run "
                     f"`gemgate credentials enable {credential.id}`.",
-                    credential,
                 )
         refused_ids = {t.get("tierId") for t in ineligible}
         allowed = [
@@ -265,19 +263,17 @@ class GeminiCLI:
         )
         if tier is None or (tier.get("userDefinedCloudaicompanionProject") and not configured):
             if any(t.get("reasonCode") == "UNSUPPORTED_CLIENT" for t in ineligible):
-                raise _refused(_ineligible_words(ineligible) + LICENCE_NOTE, credential)
+                raise _refused(_ineligible_words(ineligible) + LICENCE_NOTE)
             if tier is None:
                 raise _refused(
                     _ineligible_words(ineligible)
                     or "Google offers this account no Code Assist tier.",
-                    credential,
                 )
             raise _refused(
                 _ineligible_words(ineligible)
                 + f"The {tier.get('name') or tier.get('id')} tier needs a Google Cloud project "
                 "with a Gemini Code Assist licence: add the account again with --project "
                 "PROJECT_ID.",
-                credential,
             )
         tier_id = str(tier.get("id") or "standard-tier")
         onboard: dict[str, Any] = {"tierId": tier_id, "metadata": dict(_METADATA)}
@@ -302,7 +298,7 @@ class GeminiCLI:
             or configured
         )
         if not project:
-            raise _refused("Google onboarded this account but named no project.", credential)
+            raise _refused("Google onboarded this account but named no project.")
         return str(project), tier_id
 
     def _current(self, credential: Credential) -> Credential:
@@ -462,7 +458,7 @@ def _ineligible_words(tiers: list[dict[str, Any]]) -> str:
     return ("Google refuses this account: " + "".join(said)) if said else ""
 
 
-def _refused(reason: str, credential: Credential) -> UpstreamFailed:
+def _refused(reason: str) -> UpstreamFailed:
     error = errors.Unavailable(f"a gemini_cli account of this gateway cannot be used: {reason}")
     return UpstreamFailed(Failure("invalidate", error, reason=reason.strip()))
 

@@ -156,6 +156,9 @@ class Tokens:
     """Every gemini_cli credential's current tokens. An access token is refreshed ahead of its
     expiry by one caller at a time per credential (the others wait and use its result), and the
     result is written back to the store so that restarts, the CLI and other instances reuse it.
+
+    Until the pool reloads the credential from the store, what was written back is kept here
+    and laid over the pool's copy; once the copy shows it, the copy is used as it is.
     """
 
     def __init__(
@@ -164,20 +167,31 @@ class Tokens:
         self._session = session
         self.token_url = token_url
         self.store = store
-        self._secrets: dict[int, dict[str, Any]] = {}
+        # Per credential, each value written back: (the pool's copy before, the value written).
+        self._pending: dict[int, dict[str, tuple[Any, Any]]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         # A refresh token Google refused, per credential: not to be tried again.
         self._refused: dict[int, tuple[str, TokenRefused]] = {}
 
     def secret(self, cred_id: int, configured: dict[str, Any]) -> dict[str, Any]:
-        """The newest secret known for a credential: ours, or the configured one when it is
-        newer (another instance refreshed) or another login replaced the refresh token."""
-        mine = self._secrets.get(cred_id)
-        if mine is None or mine.get("refresh_token") != configured.get("refresh_token"):
-            mine = self._secrets[cred_id] = dict(configured)
-        elif _expiry(configured) > _expiry(mine):
-            mine = self._secrets[cred_id] = {**mine, **configured}
-        return mine
+        """The newest secret known for a credential: the pool's copy, with what this process
+        wrote back laid over it until the copy shows it."""
+        pending = self._pending.get(cred_id)
+        if pending is None:
+            return configured
+        overlay, caught_up = {}, True
+        for key, (before, after) in pending.items():
+            now = configured.get(key)
+            if now == before and before != after:
+                overlay[key], caught_up = after, False
+            elif now != after:
+                # Changed by someone else since (a new login, another instance): theirs is newer.
+                del self._pending[cred_id]
+                return configured
+        if caught_up:
+            del self._pending[cred_id]
+            return configured
+        return {**configured, **overlay}
 
     def lock(self, cred_id: int) -> asyncio.Lock:
         lock = self._locks.get(cred_id)
@@ -215,10 +229,10 @@ class Tokens:
         if token:  # refreshed by the caller we waited for
             return token
         stored = await self._stored(cred_id)
-        if stored is not None:
-            secret = self.secret(cred_id, stored)
-            token = self.fresh(secret, stale)
-            if token:  # refreshed by another instance
+        if stored is not None and stored.get("refresh_token") == secret.get("refresh_token"):
+            token = self.fresh(stored, stale)
+            if token:  # refreshed by another instance (or the CLI)
+                self._remember(cred_id, configured, access_token=token, expiry=stored["expiry"])
                 return token
         refresh_token = str(secret.get("refresh_token") or "")
         refused = self._refused.get(cred_id)
@@ -230,30 +244,33 @@ class Tokens:
             if exc.needs_login:
                 self._refused[cred_id] = (refresh_token, exc)
             raise
-        updated = {**secret, "access_token": grant.access_token, "expiry": grant.expiry}
+        values: dict[str, Any] = {"access_token": grant.access_token, "expiry": grant.expiry}
         if grant.refresh_token:
-            updated["refresh_token"] = grant.refresh_token
+            values["refresh_token"] = grant.refresh_token
         email = email_of(grant.id_token)
         if email:
-            updated["email"] = email
-        self._secrets[cred_id] = updated
-        await self.save(cred_id, updated)
+            values["email"] = email
+        await self.update(cred_id, configured, **values)
         return grant.access_token
 
-    async def update(self, cred_id: int, configured: dict[str, Any], **changes: Any) -> None:
-        """Remember (and store) what was learnt about a credential, its project say."""
-        secret = {**self.secret(cred_id, configured), **changes}
-        self._secrets[cred_id] = secret
-        await self.save(cred_id, secret)
-
-    async def save(self, cred_id: int, secret: dict[str, Any]) -> None:
+    async def update(self, cred_id: int, configured: dict[str, Any], **values: Any) -> None:
+        """Remember, and write back, what was learnt about a credential (tokens, project)."""
+        self._remember(cred_id, configured, **values)
+        secret = self.secret(cred_id, configured)
         if self.store is None:
             return
         try:
             await save_secret(self.store, cred_id, secret)
         except Exception:
-            # The token still works in this process; the next refresh will try to save again.
-            log.exception("could not store the refreshed tokens of credential %s", cred_id)
+            # It still works in this process; the next change will try to save again.
+            log.exception("could not store what was learnt about credential %s", cred_id)
+
+    def _remember(self, cred_id: int, configured: dict[str, Any], **values: Any) -> None:
+        self.secret(cred_id, configured)  # drops what the copy shows or someone replaced
+        pending = self._pending.setdefault(cred_id, {})
+        for key, value in values.items():
+            before = pending[key][0] if key in pending else configured.get(key)
+            pending[key] = (before, value)
 
     async def _stored(self, cred_id: int) -> dict[str, Any] | None:
         if self.store is None:
