@@ -221,6 +221,8 @@ def test_429s_fail_over_cool_the_model_and_quota_shows(
     by_model = {row["model"]: row for row in shown["quota"]}
     assert by_model["gemini-2.5-pro"]["left"] == "0%"
     assert by_model["gemini-2.5-flash"]["left"] == "100%" and by_model["gemini-2.5-pro"]["resets"]
+    summary = server.cli("credentials", "list", "--quota").stdout
+    assert "quota: gemini-2.5-pro 0% until" in summary and "every model 100%" in summary
 
 
 def test_refusals_are_stored_in_googles_words(

@@ -321,17 +321,37 @@ async def credentials_add(
 @credentials.command("list")
 @click.option("--channel", type=click.Choice(key_service.CHANNELS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--quota", is_flag=True, help="gemini_cli: ask Google for each account's quota.")
 @_with_store
-async def credentials_list(store: Store, channel: str | None, as_json: bool) -> None:
+async def credentials_list(
+    store: Store, channel: str | None, as_json: bool, quota: bool
+) -> None:
     """List credentials, secrets masked, with why any is broken."""
     def line(v: dict[str, Any]) -> str:
         state = "enabled" if v["enabled"] else "disabled"
         if v["status"] != "ok":
             state += f", {v['status']}: {v['status_reason']}"
         secret = ", ".join(f"{k}={s}" for k, s in v["secret"].items())
-        return f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]"
+        left = ""
+        if "quota" in v:
+            said = [q["error"] for q in v["quota"] if "error" in q] + [
+                f"{q['model']} {q['left']} until {q['resets']}"
+                for q in v["quota"]
+                if q.get("left") not in (None, "100%") and "error" not in q
+            ]
+            left = "  quota: " + ("; ".join(said) or "every model 100%")
+        return f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]{left}"
 
-    views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
+    records = await store.list_credentials(channel)
+    views = [credential_service.describe(r) for r in records]
+    if quota:
+        from gemgate.services import oauth_import
+
+        settings = _settings(click.get_current_context())
+        for view, record in zip(views, records, strict=True):
+            if record.channel == "gemini_cli" and record.status == "ok" and record.enabled:
+                # Google's quota calls are paced by the operator, never polled in the background.
+                view["quota"] = await oauth_import.quota(store, settings, record)
     empty = "no credentials yet: gemgate credentials add gemini --api-key KEY"
     _print_rows(views, as_json, empty, line)
 
