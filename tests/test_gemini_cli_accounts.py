@@ -236,6 +236,10 @@ def test_refusals_are_stored_in_googles_words(
         path = write_oauth_file(tmp_path, f"{email}.json", code_assist.oauth_file(email))
         out = add_oauth(server, path).stdout
         assert "Google refuses it, marked invalid" in out
+    code_assist.account("agy@example.com", project="proj-agy", minted_by="1071006060591-agy")
+    agy = code_assist.oauth_file("agy@example.com", expired=True)
+    out = add_oauth(server, write_oauth_file(tmp_path, "agy.json", agy)).stdout
+    assert "marked invalid: needs login" in out and "Antigravity" in out
     for email in ("banned@example.com", "nolicence@example.com"):
         path = write_oauth_file(tmp_path, f"{email}.json", code_assist.oauth_file(email))
         assert "standard-tier" in add_oauth(server, path).stdout

@@ -197,6 +197,9 @@ class Account:
     # Projects with a Code Assist licence this account may onboard to (standard tier).
     licensed_projects: set[str] = field(default_factory=set)
     revoked: bool = False
+    # The OAuth client that minted the refresh token, when not gemini-cli's (Antigravity CLI
+    # writes the same oauth_creds.json, §B.1).
+    minted_by: str | None = None
     banned: bool = False
     unlicensed: bool = False
     validation_url: str = "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=fake"
@@ -666,6 +669,8 @@ class FakeCodeAssist(FakeGeminiAPI):
                     account.refreshes += 1
             if account is None or account.revoked:
                 return self._oauth_error(400, "invalid_grant", "Token has been expired or revoked.")
+            if account.minted_by not in (None, form["client_id"]):
+                return self._oauth_error(400, "unauthorized_client", "Unauthorized")
             if self.refresh_delay:
                 await asyncio.sleep(self.refresh_delay)
             return self._json(self._tokens_for(account.email, with_refresh=False))

@@ -217,7 +217,11 @@ class GeminiCLI:
                 credential.id, credential.secret, self.http.proxy_for(credential.proxy), stale=stale
             )
         except TokenRefused as exc:
-            raise UpstreamFailed(_needs_login(exc)) from None
+            if exc.needs_login:
+                raise UpstreamFailed(_needs_login(exc)) from None
+            # Not about this account (a wrong GEMGATE_OAUTH_TOKEN_URL, say): try another.
+            error = errors.UpstreamError(f"Google's token endpoint refused a refresh: {exc}")
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
         except TokenUnreachable as exc:
             error = errors.UpstreamError(str(exc))
             raise UpstreamFailed(Failure("retry", error, reason=str(exc))) from None

@@ -104,8 +104,10 @@ async def request_tokens(
             str(data.get("error") or f"http_{status}"),
             str(data.get("error_description") or ""),
         )
-    expires_in = data.get("expires_in")
-    lifetime = float(expires_in) if isinstance(expires_in, int | float | str) else 3599.0
+    try:
+        lifetime = float(data.get("expires_in", 3599))
+    except (TypeError, ValueError):
+        lifetime = 3599.0
     return Grant(
         access_token=str(data["access_token"]),
         expiry=time.time() + lifetime,
