@@ -215,9 +215,10 @@ def test_429s_fail_over_cool_the_model_and_quota_shows(
         ask(server)
     assert int(limited.value.response.headers["retry-after"]) >= 12
 
-    alpha_id = listed(server)["alpha@example.com"]["id"]
     code_assist.accounts["alpha@example.com"].quota = {"gemini-2.5-pro": 0.0}
-    shown = json.loads(server.cli("credentials", "show", str(alpha_id)).stdout)
+    shown = json.loads(server.cli("credentials", "show", "alpha@example.com").stdout)
+    assert [c["model"] for c in shown["cooldowns"]] == ["gemini-2.5-pro"]
+    assert "QUOTA_EXHAUSTED" in shown["cooldowns"][0]["reason"] or shown["cooldowns"][0]["reason"]
     by_model = {row["model"]: row for row in shown["quota"]}
     assert by_model["gemini-2.5-pro"]["left"] == "0%"
     assert by_model["gemini-2.5-flash"]["left"] == "100%" and by_model["gemini-2.5-pro"]["resets"]
