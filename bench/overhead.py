@@ -268,6 +268,7 @@ class Stack:
         return done.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
+        self._cli("db", "migrate")  # the CLI configures only an existing database
         self.client_key = self._cli("keys", "create", "--name", "bench")
         self._cli("credentials", "add", "gemini", "--api-key", UPSTREAM_KEY)
         fake = self._spawn(
