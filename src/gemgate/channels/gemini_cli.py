@@ -15,7 +15,6 @@ import dataclasses
 import platform
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,13 @@ from gemgate import errors, ir
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
+from gemgate.channels.code_assist_errors import (
+    LICENCE_NOTE,
+    classify,
+    ineligible_words,
+    needs_login,
+    refused,
+)
 from gemgate.channels.google_oauth import TokenRefused, Tokens, TokenUnreachable
 from gemgate.config import Settings
 from gemgate.ids import new_id
@@ -60,18 +66,7 @@ _METADATA = {
     "pluginType": "GEMINI",
 }
 
-# A 429 that says nothing about when to come back.
-DEFAULT_COOLDOWN = 60.0
-# A daily quota gone, or a model this account's tier does not have.
-LONG_COOLDOWN = 3600.0
-# Gemini CLI treats a rate limit asking for a longer wait than this as a lockout.
-SHORT_LIMIT = 300.0
 ONBOARD_TIMEOUT = 120.0
-LICENCE_NOTE = (
-    "Since 2026-06-18 Google serves only licensed Gemini Code Assist Standard/Enterprise "
-    "accounts through Gemini CLI's client; personal and Google One AI Pro/Ultra accounts are "
-    "refused. Use a licensed account, or a Gemini API key (`gemgate credentials add gemini`)."
-)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -218,7 +213,7 @@ class GeminiCLI:
             )
         except TokenRefused as exc:
             if exc.needs_login:
-                raise UpstreamFailed(_needs_login(exc)) from None
+                raise UpstreamFailed(needs_login(exc)) from None
             # Not about this account (a wrong GEMGATE_OAUTH_TOKEN_URL, say): try another.
             error = errors.UpstreamError(f"Google's token endpoint refused a refresh: {exc}")
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
@@ -241,16 +236,16 @@ class GeminiCLI:
         if isinstance(current, dict):
             project = _project_id(data.get("cloudaicompanionProject")) or configured
             if not project:
-                raise _refused(
+                raise refused(
                     "Google has no Code Assist project for this account. "
-                    + (_ineligible_words(ineligible) or "")
+                    + (ineligible_words(ineligible) or "")
                     + "Add it again with --project PROJECT_ID.",
                 )
             paid = _object(data.get("paidTier"))
             return str(project), str(paid.get("id") or current.get("id") or "standard-tier")
         for refusal in ineligible:
             if refusal.get("reasonCode") == "VALIDATION_REQUIRED":
-                raise _refused(
+                raise refused(
                     f"Google wants this account verified: {refusal.get('reasonMessage') or ''} "
                     f"Open {refusal.get('validationUrl') or 'the link Gemini CLI shows'} in a "
                     "browser signed in to this account, then run "
@@ -267,14 +262,14 @@ class GeminiCLI:
         )
         if tier is None or (tier.get("userDefinedCloudaicompanionProject") and not configured):
             if any(t.get("reasonCode") == "UNSUPPORTED_CLIENT" for t in ineligible):
-                raise _refused(_ineligible_words(ineligible) + LICENCE_NOTE)
+                raise refused(ineligible_words(ineligible) + LICENCE_NOTE)
             if tier is None:
-                raise _refused(
-                    _ineligible_words(ineligible)
+                raise refused(
+                    ineligible_words(ineligible)
                     or "Google offers this account no Code Assist tier.",
                 )
-            raise _refused(
-                _ineligible_words(ineligible)
+            raise refused(
+                ineligible_words(ineligible)
                 + f"The {tier.get('name') or tier.get('id')} tier needs a Google Cloud project "
                 "with a Gemini Code Assist licence: add the account again with --project "
                 "PROJECT_ID.",
@@ -302,7 +297,7 @@ class GeminiCLI:
             or configured
         )
         if not project:
-            raise _refused("Google onboarded this account but named no project.")
+            raise refused("Google onboarded this account but named no project.")
         return str(project), tier_id
 
     def _current(self, credential: Credential) -> Credential:
@@ -453,149 +448,9 @@ def _project_id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _ineligible_words(tiers: list[dict[str, Any]]) -> str:
-    said = [
-        f"{t.get('reasonMessage') or 'not eligible'} ({t.get('reasonCode') or 'UNKNOWN'}, "
-        f"{t.get('tierName') or t.get('tierId') or 'tier'}). "
-        for t in tiers
-    ]
-    return ("Google refuses this account: " + "".join(said)) if said else ""
-
-
-def _refused(reason: str) -> UpstreamFailed:
-    error = errors.Unavailable(f"a gemini_cli account of this gateway cannot be used: {reason}")
-    return UpstreamFailed(Failure("invalidate", error, reason=reason.strip()))
-
-
-def _needs_login(exc: TokenRefused) -> Failure:
-    reason = (
-        f"needs login: Google refused the refresh token: {exc.description or exc.error} "
-        f"({exc.error}). Run `gemgate login gemini_cli` with this account."
-    )
-    if exc.error == "unauthorized_client":
-        reason += (
-            " The token may come from another client (Antigravity CLI writes the same "
-            "oauth_creds.json)."
-        )
-    error = errors.Unavailable(
-        "a gemini_cli account of this gateway needs a new login: "
-        f"{exc.description or exc.error} ({exc.error})"
-    )
-    return Failure("invalidate", error, reason=reason)
-
-
 def _transport_error(exc: BaseException) -> errors.GatewayError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return errors.UpstreamTimeout("Code Assist did not answer in time")
     if isinstance(exc, orjson.JSONDecodeError):
         return errors.UpstreamError("Code Assist sent a reply that is not JSON")
     return errors.UpstreamError(f"could not reach Code Assist: {type(exc).__name__}")
-
-
-def _help_link(body: bytes) -> str | None:
-    """The first Help link of a google.rpc.Status body (where Google says what to do)."""
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(data, list) and data:
-        data = data[0]
-    error = data.get("error") if isinstance(data, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    for detail in details or ():
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("Help"):
-            links = detail.get("links") or []
-            if links and isinstance(links[0], dict) and isinstance(links[0].get("url"), str):
-                return str(links[0]["url"])
-    return None
-
-
-def classify(status: int, body: bytes, credential: Credential, model: str) -> Failure:
-    """What an error answer from Code Assist means for this credential and this request."""
-    google = wire.parse_google_error(status, body)
-    message = scrub(google.message, credential)
-    said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
-    if status == 401:
-        return _refusal(f"Google refuses its access token even after a refresh: {said}")
-    if status == 403:
-        link = _help_link(body)
-        if "Terms of Service" in message:
-            return _refusal(
-                f"suspended by Google for violation of its Terms of Service: {message} "
-                "Google treats this as final; remove this credential."
-            )
-        if google.reason == "VALIDATION_REQUIRED":
-            return _refusal(
-                f"Google wants this account verified: {message} Open {link or 'the link'} "
-                f"signed in to this account, then `gemgate credentials enable {credential.id}`."
-            )
-        if (
-            google.reason == "SUBSCRIPTION_REQUIRED"
-            or "licen" in message.lower()
-            or ("named user" in message)
-        ):
-            return _refusal(
-                f"no Gemini Code Assist licence: {message} ({google.reason or status}). "
-                + (f"See {link}. " if link else "")
-                + LICENCE_NOTE
-            )
-        return _refusal(
-            f"{said} Check that the account's project has the Gemini for Google Cloud API "
-            "(cloudaicompanion.googleapis.com) enabled."
-        )
-    if status == 429:
-        return _rate_limit(google, message, said, model)
-    error = errors.from_status(status, message)
-    if status >= 500 or status in (408, 499):
-        return Failure("retry", error, reason=said)
-    if status == 404:
-        error.code = "model_not_found"
-    return Failure("final", error, reason=said)
-
-
-def _refusal(reason: str) -> Failure:
-    error = errors.Unavailable(f"a gemini_cli account of this gateway cannot be used: {reason}")
-    return Failure("invalidate", error, reason=reason)
-
-
-def _rate_limit(google: wire.GoogleError, message: str, said: str, model: str) -> Failure:
-    """§B.6: capacity tries the next account; a short limit cools this model on this account
-    for the delay Google named; a spent quota (or a long limit) until Google's reset time."""
-    if google.reason in ("MODEL_CAPACITY_EXHAUSTED", "MODEL_CAPACITY_EXCEEDED"):
-        error = errors.Unavailable(f"Google has no capacity for {model} right now: {message}")
-        return Failure("retry", error, reason=said)
-    delay = google.retry_delay
-    long = (
-        google.reason in ("QUOTA_EXHAUSTED", "INSUFFICIENT_G1_CREDITS_BALANCE")
-        or "limit: 0" in message
-        or (google.reason == "RATE_LIMIT_EXCEEDED" and (delay is None or delay > SHORT_LIMIT))
-    )
-    if long:
-        reset = _reset_in(google)
-        seconds = reset if reset is not None else max(delay or 0.0, LONG_COOLDOWN)
-    else:
-        seconds = delay if delay is not None else DEFAULT_COOLDOWN
-    seconds = max(seconds, 1.0)
-    return Failure(
-        "cooldown", errors.RateLimited(message, retry_after=seconds), cooldown=seconds, reason=said
-    )
-
-
-def _reset_in(google: wire.GoogleError) -> float | None:
-    stamp = google.metadata.get("quotaResetTimeStamp") if google.metadata else None
-    if not isinstance(stamp, str):
-        return None
-    try:
-        at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-    return max(at - time.time(), 1.0)
-
-
-def scrub(text: str, credential: Credential) -> str:
-    """Remove any of the credential's secret values that an upstream echoed back."""
-    for key in ("access_token", "refresh_token", "client_secret", "id_token"):
-        value = credential.secret.get(key)
-        if isinstance(value, str) and len(value) >= 8 and value in text:
-            text = text.replace(value, "***")
-    return text
