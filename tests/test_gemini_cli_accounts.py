@@ -4,6 +4,7 @@ quota failover, refusals in Google's words, and logging in. Each test runs its o
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import urllib.error
@@ -16,11 +17,13 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.fakes.code_assist import FakeCodeAssist, Reply, quota_error
 from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.gemini_cli_setup import add_oauth, cli_gemgate, credential_id, listed, write_oauth_file
 from tests.harness import Gemgate
+from tests.services import REDIS_URL, postgres_database, require
 
 
 @pytest.fixture(scope="module")
@@ -399,3 +402,35 @@ def test_unprefixed_names_route_between_the_gemini_and_gemini_cli_pools(
         ]
     finally:
         server.stop()
+
+
+def test_two_instances_refresh_an_expired_token_once_between_them(
+    tmp_path: Path, code_assist: FakeCodeAssist
+) -> None:
+    require(6379, "Redis")
+    fred = code_assist.account("fred@example.com", project="proj-fred")
+    expired = code_assist.oauth_file("fred@example.com", expired=True)
+    code_assist.refresh_delay = 0.3  # both instances ask while the first refresh is under way
+    with postgres_database() as database:
+        env = {
+            "GEMGATE_DATABASE_URL": database,
+            "GEMGATE_REDIS_URL": REDIS_URL,
+            "GEMGATE_REDIS_NAMESPACE": "gg-test-" + secrets.token_hex(4),
+            # Neither instance sees the other's write-back by reloading: only the lock helps.
+            "GEMGATE_RELOAD_INTERVAL": "30",
+            "GEMGATE_SECRET_KEY": Fernet.generate_key().decode(),
+        }
+        a = cli_gemgate(tmp_path / "a", code_assist, env)
+        b = cli_gemgate(tmp_path / "b", code_assist, env)
+        a.client_key = b.client_key = a.create_key("shared")  # type: ignore[attr-defined]
+        add_oauth(a, write_oauth_file(tmp_path, "fred.json", expired), "--no-check")
+        a.start()
+        b.start()
+        try:
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(lambda i: ask(a if i % 2 else b), range(20)))
+        finally:
+            a.stop()
+            b.stop()
+    assert answers == ["Hello from gemini-2.5-pro"] * 20
+    assert fred.refreshes == 1

@@ -51,7 +51,7 @@ class Gateway:
         self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
         self.channels: dict[str, Channel] = {
             "gemini": GeminiAPI(settings, self.http),
-            "gemini_cli": GeminiCLI(settings, self.http, self.store),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
         }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)

@@ -36,6 +36,7 @@ from gemgate.config import Settings
 from gemgate.ids import new_id
 from gemgate.pool import Credential, Failure, UpstreamFailed
 from gemgate.store import Store
+from gemgate.store.redis_state import SharedState
 
 # What Code Assist serves to Gemini CLI (§B.7). Each id also exists with `_vertex`, a separate
 # quota bucket (§B.8); `-thinking` after either turns thoughts on.
@@ -103,10 +104,16 @@ def user_agent(model: str) -> str:
 class GeminiCLI:
     id = "gemini_cli"
 
-    def __init__(self, settings: Settings, http: Http, store: Store | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: Http,
+        store: Store | None,
+        shared: SharedState | None = None,
+    ) -> None:
         self.base = settings.code_assist_base.rstrip("/") + "/v1internal"
         self.http = http
-        self.tokens = Tokens(lambda: http.session, settings.oauth_token_url, store)
+        self.tokens = Tokens(lambda: http.session, settings.oauth_token_url, store, shared)
         self.poll_interval = settings.onboard_poll_interval
         # One setup (loadCodeAssist, onboarding) at a time per credential. Apart from the token
         # lock, which a setup call may need for a refresh after a 401.

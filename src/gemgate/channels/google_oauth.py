@@ -27,6 +27,7 @@ from aiohttp import web
 
 from gemgate.services.credentials import save_secret
 from gemgate.store import Store
+from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate.oauth")
 
@@ -164,11 +165,17 @@ class Tokens:
     """
 
     def __init__(
-        self, session: Callable[[], aiohttp.ClientSession], token_url: str, store: Store | None
+        self,
+        session: Callable[[], aiohttp.ClientSession],
+        token_url: str,
+        store: Store | None,
+        shared: SharedState | None = None,
     ) -> None:
         self._session = session
         self.token_url = token_url
         self.store = store
+        # With several instances, one refresh at a time across all of them too.
+        self.shared = shared
         # Per credential, each value written back: (the pool's copy before, the value written).
         self._pending: dict[int, dict[str, tuple[Any, Any]]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -221,7 +228,10 @@ class Tokens:
         if token:
             return token
         async with self.lock(cred_id):
-            return await self._refresh_locked(cred_id, configured, proxy, stale)
+            if self.shared is None:
+                return await self._refresh_locked(cred_id, configured, proxy, stale)
+            async with self.shared.exclusive(f"oauth-refresh:{cred_id}"):
+                return await self._refresh_locked(cred_id, configured, proxy, stale)
 
     async def _refresh_locked(
         self, cred_id: int, configured: dict[str, Any], proxy: str | None, stale: str | None
