@@ -206,12 +206,25 @@ class GeminiCLI:
         async with lock:
             secret = self.tokens.secret(credential.id, credential.secret)
             if not (secret.get("project_id") and secret.get("tier")):
-                project, tier = await self._setup(credential, secret)
-                await self.tokens.update(
-                    credential.id, credential.secret, project_id=project, tier=tier
-                )
+                async with self.tokens.exclusive(f"code-assist-setup:{credential.id}"):
+                    await self._set_up_once(credential, secret)
             secret = self.tokens.secret(credential.id, credential.secret)
         return self.tokens.fresh(secret) or token, str(secret["project_id"])
+
+    async def _set_up_once(self, credential: Credential, secret: dict[str, Any]) -> None:
+        stored = await self.tokens.stored(credential.id)
+        if (
+            stored
+            and stored.get("project_id")
+            and stored.get("tier")
+            and stored.get("refresh_token") == secret.get("refresh_token")
+        ):
+            # Another instance set the account up while this one waited.
+            learnt = {"project_id": stored["project_id"], "tier": stored["tier"]}
+            self.tokens.remember(credential.id, credential.secret, **learnt)
+            return
+        project, tier = await self._setup(credential, secret)
+        await self.tokens.update(credential.id, credential.secret, project_id=project, tier=tier)
 
     async def _token(self, credential: Credential, stale: str | None = None) -> str:
         try:

@@ -18,6 +18,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,11 +228,14 @@ class Tokens:
         token = self.fresh(self.secret(cred_id, configured), stale)
         if token:
             return token
-        async with self.lock(cred_id):
-            if self.shared is None:
-                return await self._refresh_locked(cred_id, configured, proxy, stale)
-            async with self.shared.exclusive(f"oauth-refresh:{cred_id}"):
-                return await self._refresh_locked(cred_id, configured, proxy, stale)
+        async with self.lock(cred_id), self.exclusive(f"oauth-refresh:{cred_id}"):
+            return await self._refresh_locked(cred_id, configured, proxy, stale)
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """One instance at a time for `name` when instances share state; else nothing to do."""
+        if self.shared is None:
+            return contextlib.nullcontext()
+        return self.shared.exclusive(name)
 
     async def _refresh_locked(
         self, cred_id: int, configured: dict[str, Any], proxy: str | None, stale: str | None
@@ -240,11 +244,11 @@ class Tokens:
         token = self.fresh(secret, stale)
         if token:  # refreshed by the caller we waited for
             return token
-        stored = await self._stored(cred_id)
+        stored = await self.stored(cred_id)
         if stored is not None and stored.get("refresh_token") == secret.get("refresh_token"):
             token = self.fresh(stored, stale)
             if token:  # refreshed by another instance (or the CLI)
-                self._remember(cred_id, configured, access_token=token, expiry=stored["expiry"])
+                self.remember(cred_id, configured, access_token=token, expiry=stored["expiry"])
                 return token
         refresh_token = str(secret.get("refresh_token") or "")
         refused = self._refused.get(cred_id)
@@ -267,7 +271,7 @@ class Tokens:
 
     async def update(self, cred_id: int, configured: dict[str, Any], **values: Any) -> None:
         """Remember, and write back, what was learnt about a credential (tokens, project)."""
-        self._remember(cred_id, configured, **values)
+        self.remember(cred_id, configured, **values)
         secret = self.secret(cred_id, configured)
         if self.store is None:
             return
@@ -277,14 +281,14 @@ class Tokens:
             # It still works in this process; the next change will try to save again.
             log.exception("could not store what was learnt about credential %s", cred_id)
 
-    def _remember(self, cred_id: int, configured: dict[str, Any], **values: Any) -> None:
+    def remember(self, cred_id: int, configured: dict[str, Any], **values: Any) -> None:
         self.secret(cred_id, configured)  # drops what the copy shows or someone replaced
         pending = self._pending.setdefault(cred_id, {})
         for key, value in values.items():
             before = pending[key][0] if key in pending else configured.get(key)
             pending[key] = (before, value)
 
-    async def _stored(self, cred_id: int) -> dict[str, Any] | None:
+    async def stored(self, cred_id: int) -> dict[str, Any] | None:
         if self.store is None:
             return None
         try:
