@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 from PIL import Image
@@ -21,6 +22,7 @@ from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply, image_png
 from tests.harness import Gemgate
 from tests.openai_sdk import client
+from tests.test_watermark import gradient, mark
 
 
 def _png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
@@ -267,9 +269,7 @@ def test_edit_with_a_mask(gateway: Gemgate, gemini: FakeGeminiAPI, tmp_path: Pat
 
 
 @pytest.mark.parametrize("field", ["image", "image[]"])
-def test_edit_by_curl(
-    gateway: Gemgate, gemini: FakeGeminiAPI, tmp_path: Path, field: str
-) -> None:
+def test_edit_by_curl(gateway: Gemgate, gemini: FakeGeminiAPI, tmp_path: Path, field: str) -> None:
     (tmp_path / "a.png").write_bytes(RED)
     (tmp_path / "b.png").write_bytes(BLUE)
     out = subprocess.run(
@@ -389,3 +389,45 @@ def test_an_oversized_upload_is_413(
     assert raised.value.status_code == 413
     assert raised.value.code == "request_too_large"
     assert gemini.requests == []
+
+
+# -- watermark removal ------------------------------------------------------------------------
+
+
+def _marked_reply(pixels: Any) -> Reply:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    data = base64.b64encode(out.getvalue()).decode()
+    return Reply.parts([{"inlineData": {"mimeType": "image/png", "data": data}}])
+
+
+def test_remove_watermark(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    original = gradient(1024, 1024)
+    marked = mark(original, 48, 944, 944)
+    gemini.always(_marked_reply(marked))
+    sdk = client(gateway)
+    kept = sdk.images.generate(model="gemini-2.5-flash-image", prompt="a cat")
+    assert np.array_equal(_pixels(kept.data[0].b64_json), marked)  # only when asked
+    result = sdk.images.generate(
+        model="gemini-2.5-flash-image", prompt="a cat", extra_body={"remove_watermark": True}
+    )
+    cleaned = _pixels(result.data[0].b64_json)
+    box = (slice(944, 992), slice(944, 992))
+    assert np.abs(cleaned[box].astype(int) - original[box].astype(int)).max() <= 3
+    outside = np.ones((1024, 1024), dtype=bool)
+    outside[box] = False
+    assert np.array_equal(cleaned[outside], marked[outside])
+
+
+def test_remove_watermark_leaves_an_unmarked_image_as_it_came(
+    gateway: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    result = client(gateway).images.generate(
+        model="gemini-2.5-flash-image", prompt="a cat", extra_body={"remove_watermark": True}
+    )
+    assert result.data[0].b64_json == image_png(1024, 1024)
+
+
+def _pixels(b64: str | None) -> Any:
+    with Image.open(io.BytesIO(base64.b64decode(b64 or ""))) as image:
+        return np.asarray(image.convert("RGB"))

@@ -29,8 +29,10 @@ ALPHA_CAP = 0.99
 SEARCH_RADIUS = 8
 # Correlation of the image with the alpha map above which the mark counts as found...
 FOUND = 0.35
-# ...and which the restored patch must have lost: a real mark leaves no trace of the map.
-RESIDUE = 0.15
+# ...and the share of its imprint (brightness gained per unit of alpha) that may be left once
+# it is removed: a real mark leaves almost none, a bright spot that only looks like it leaves
+# a dark hole, which is a large negative imprint.
+RESIDUE = 0.25
 
 Array = NDArray[np.float64]
 
@@ -63,21 +65,27 @@ def documented_places(width: int, height: int) -> list[tuple[int, int, int]]:
 
 def locate(image: Image.Image) -> Mark | None:
     """Where the mark is on this image, or None when it is not clearly there."""
-    rgb = _rgb(image)
-    gray = rgb.mean(axis=2)
-    height, width = gray.shape
+    width, height = image.size
     best: Mark | None = None
     for size, x0, y0 in documented_places(width, height):
-        alpha = alpha_map(size)
-        for y in range(max(0, y0 - SEARCH_RADIUS), min(height - size, y0 + SEARCH_RADIUS) + 1):
-            for x in range(max(0, x0 - SEARCH_RADIUS), min(width - size, x0 + SEARCH_RADIUS) + 1):
-                score = _correlation(gray[y : y + size, x : x + size], alpha)
-                if best is None or score > best.score:
-                    best = Mark(size, x, y, score)
+        # Only the search window is read: a 4K image is never converted whole.
+        left, top = max(0, x0 - SEARCH_RADIUS), max(0, y0 - SEARCH_RADIUS)
+        right = min(width, x0 + SEARCH_RADIUS + size)
+        bottom = min(height, y0 + SEARCH_RADIUS + size)
+        gray = _rgb(image.crop((left, top, right, bottom))).mean(axis=2)
+        scores = _correlations(gray, alpha_map(size))
+        y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        score = float(scores[y, x])
+        if best is None or score > best.score:
+            best = Mark(size, left + int(x), top + int(y), score)
     if best is None or best.score < FOUND:
         return None
-    restored = _unblend(rgb[best.y : best.y + best.size, best.x : best.x + best.size], best.size)
-    if abs(_correlation(restored.mean(axis=2), alpha_map(best.size))) > RESIDUE:
+    box = (best.x, best.y, best.x + best.size, best.y + best.size)
+    patch = _rgb(image.crop(box))
+    alpha = alpha_map(best.size)
+    before = _slope(patch.mean(axis=2), alpha)
+    after = _slope(_unblend(patch, best.size).mean(axis=2), alpha)
+    if before <= 0 or abs(after) > RESIDUE * before:
         return None  # what looked like the mark is part of the picture
     return best
 
@@ -89,14 +97,15 @@ def remove(image: Image.Image) -> Image.Image | None:
         return None
     has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
     out = image.convert("RGBA" if has_alpha else "RGB")
-    pixels = np.array(out)
-    box = (slice(mark.y, mark.y + mark.size), slice(mark.x, mark.x + mark.size))
-    patch = pixels[box][..., :3].astype(np.float64)
-    restored = _unblend(patch, mark.size)
+    box = (mark.x, mark.y, mark.x + mark.size, mark.y + mark.size)
+    pixels = np.array(out.crop(box))
+    restored = _unblend(pixels[..., :3].astype(np.float64), mark.size)
     changed = alpha_map(mark.size) > ALPHA_FLOOR
-    region = pixels[box]
-    region[..., :3][changed] = np.clip(np.rint(restored[changed]), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, out.mode)
+    colour = pixels[..., :3]
+    colour[changed] = np.clip(np.rint(restored[changed]), 0, 255).astype(np.uint8)
+    pixels[..., :3] = colour
+    out.paste(Image.fromarray(pixels, out.mode), box[:2])
+    return out
 
 
 def _unblend(patch: Array, size: int) -> Array:
@@ -106,13 +115,26 @@ def _unblend(patch: Array, size: int) -> Array:
     return np.where(alpha > ALPHA_FLOOR, restored, patch)
 
 
-def _correlation(patch: Array, alpha: Array) -> float:
-    p = patch - patch.mean()
+def _correlations(gray: Array, alpha: Array) -> Array:
+    """Pearson correlation of `alpha` with every window of its size in `gray`."""
+    size = alpha.shape[0]
+    windows = np.lib.stride_tricks.sliding_window_view(gray, (size, size))
+    centred = alpha - alpha.mean()
+    # The centred map sums to zero, so the windows need no centring for the numerator.
+    numerator = np.einsum("ijkl,kl->ij", windows, centred)
+    count = size * size
+    sums = np.einsum("ijkl->ij", windows)
+    squares = np.einsum("ijkl,ijkl->ij", windows, windows)
+    spread = np.maximum(squares - sums * sums / count, 0.0) * float((centred * centred).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(spread > 1e-9, numerator / np.sqrt(spread), 0.0)
+    return np.asarray(scores, dtype=np.float64)
+
+
+def _slope(patch: Array, alpha: Array) -> float:
+    """How much brighter the patch is per unit of alpha: the mark's imprint in grey levels."""
     a = alpha - alpha.mean()
-    denominator = float(np.sqrt((p * p).sum() * (a * a).sum()))
-    if denominator < 1e-9:
-        return 0.0
-    return float((p * a).sum() / denominator)
+    return float(((patch - patch.mean()) * a).sum() / (a * a).sum())
 
 
 def _rgb(image: Image.Image) -> Array:
