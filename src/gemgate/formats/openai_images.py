@@ -241,6 +241,8 @@ def _form_fields(form: list[form_data.FormField]) -> _Fields:
 
 
 def _file_image(item: form_data.FormField, where: str) -> ir.Media:
+    if item.filename is None and item.value.startswith((b"data:", b"http://", b"https://")):
+        return _json_image(item.text.strip(), where)  # a URL given as a plain form value
     if not item.value:
         raise InvalidRequest(f"{where}: the file is empty", param=where)
     mime = guess_mime(item.content_type, item.value[:32], item.filename)
