@@ -8,8 +8,11 @@ import base64
 import io
 import json
 import subprocess
+import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +434,97 @@ def test_remove_watermark_leaves_an_unmarked_image_as_it_came(
 def _pixels(b64: str | None) -> Any:
     with Image.open(io.BytesIO(base64.b64decode(b64 or ""))) as image:
         return np.asarray(image.convert("RGB"))
+
+
+# -- images given as URLs -------------------------------------------------------------------
+
+
+class _Red(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")  # the bytes say PNG
+        self.send_header("content-length", str(len(RED)))
+        self.end_headers()
+        self.wfile.write(RED)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def trusting(
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+) -> Iterator[tuple[Gemgate, str]]:
+    """A gemgate allowed to fetch from 127.0.0.1, and a server there with a red PNG."""
+    files = ThreadingHTTPServer(("127.0.0.1", 0), _Red)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    server = start_gemgate(
+        tmp_path_factory.mktemp("trusting"), fake_gemini, {"GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+    )
+    server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start()
+    yield server, f"http://127.0.0.1:{files.server_address[1]}/red.png"
+    server.stop()
+    files.shutdown()
+    files.server_close()
+
+
+def _post_json(gateway: Gemgate, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{gateway.url}{path}",
+        data=json.dumps(body).encode(),
+        headers={
+            "authorization": f"Bearer {gateway.client_key}",  # type: ignore[attr-defined]
+            "content-type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_edit_an_image_given_by_url(trusting: tuple[Gemgate, str], gemini: FakeGeminiAPI) -> None:
+    server, url = trusting
+    body = {"model": "gemini-2.5-flash-image", "prompt": "bluer", "images": [{"image_url": url}]}
+    assert len(_post_json(server, "/v1/images/edits", body)["data"]) == 1
+    call = _generate_calls(gemini)[0]
+    assert _inline(call) == [RED]
+    assert call.body["contents"][0]["parts"][1]["inlineData"]["mimeType"] == "image/png"
+
+
+def test_an_image_url_on_loopback_is_refused(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    body = {
+        "model": "gemini-2.5-flash-image",
+        "prompt": "bluer",
+        "images": [{"image_url": "http://127.0.0.1:9/red.png"}],
+    }
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        _post_json(gateway, "/v1/images/edits", body)
+    assert raised.value.code == 400
+    assert "not a public address" in json.loads(raised.value.read())["error"]["message"]
+    assert gemini.requests == []
+
+
+def test_a_form_image_given_as_a_data_url(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    data_url = "data:image/png;base64," + base64.b64encode(BLUE).decode()
+    out = subprocess.run(
+        [
+            "curl", "-sS", f"{gateway.url}/v1/images/edits",
+            "-H", f"Authorization: Bearer {gateway.client_key}",  # type: ignore[attr-defined]
+            "-F", "prompt=redder",
+            "--form-string", f"image={data_url}",
+        ],
+        capture_output=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert len(json.loads(out.stdout).get("data", [])) == 1, out.stdout
+    # No model named: GEMGATE_IMAGE_MODEL.
+    call = _generate_calls(gemini)[0]
+    assert call.model == "gemini-2.5-flash-image"
+    assert _inline(call) == [BLUE]
+
+
+def test_one_failed_answer_fails_the_request(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    gemini.script(Reply.error(400, "Request contains an invalid argument."))
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(gateway).images.generate(model="gemini-2.5-flash-image", prompt="a cat", n=3)
+    assert "invalid argument" in str(raised.value.message)
