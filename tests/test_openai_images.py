@@ -528,3 +528,13 @@ def test_one_failed_answer_fails_the_request(gateway: Gemgate, gemini: FakeGemin
     with pytest.raises(openai.BadRequestError) as raised:
         client(gateway).images.generate(model="gemini-2.5-flash-image", prompt="a cat", n=3)
     assert "invalid argument" in str(raised.value.message)
+
+
+def test_the_n_images_are_asked_for_at_once(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    image = {"inlineData": {"mimeType": "image/png", "data": image_png(1024, 1024)}}
+    # Each answer takes a while, as image models' do; made one after another, never two
+    # would be under way together.
+    gemini.always(Reply.parts([image], delay=1.0))
+    result = client(gateway).images.generate(model="gemini-2.5-flash-image", prompt="x", n=4)
+    assert len(result.data) == 4
+    assert gemini.peak_inflight == 4

@@ -299,9 +299,13 @@ class Reply:
         *,
         finish_reason: str = "STOP",
         usage: dict[str, Any] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
-        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added."""
-        return cls(kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage)
+        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added.
+        `delay`: seconds the answer takes (as an image model's does)."""
+        return cls(
+            kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage, delay=delay
+        )
 
     @classmethod
     def chunks(cls, responses: list[dict[str, Any]], delay: float = 0.0) -> Reply:
@@ -978,6 +982,8 @@ class FakeGeminiAPI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # The most requests it has had under way at once since the last reset.
+        self.peak_inflight = 0
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -1061,6 +1067,7 @@ class FakeGeminiAPI:
             self._queue.clear()
             self._standing.clear()
             self.requests.clear()
+            self.peak_inflight = 0
 
     def issue_signature(self, model: str) -> str:
         """A signature this fake accepts for `model` (for hand-built conversation history)."""
@@ -1099,6 +1106,7 @@ class FakeGeminiAPI:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        self.peak_inflight = max(self.peak_inflight, len(self._inflight))
         try:
             return await self._dispatch(request)
         finally:
@@ -1361,6 +1369,8 @@ class FakeGeminiAPI:
             )
             return self._drop(request, resp)
         chunks = self._render(reply, call)
+        if reply.kind == "parts" and reply.delay:
+            await asyncio.sleep(reply.delay)
         if not stream:
             return self._json(chunks[0] if len(chunks) == 1 else _merge(chunks))
         return await self._stream(request, call, chunks, reply.delay)
