@@ -458,8 +458,9 @@ def trusting(
     """A gemgate allowed to fetch from 127.0.0.1, and a server there with a red PNG."""
     files = ThreadingHTTPServer(("127.0.0.1", 0), _Red)
     threading.Thread(target=files.serve_forever, daemon=True).start()
+    allow = f"127.0.0.1:{files.server_address[1]}"
     server = start_gemgate(
-        tmp_path_factory.mktemp("trusting"), fake_gemini, {"GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+        tmp_path_factory.mktemp("trusting"), fake_gemini, {"GEMGATE_FETCH_ALLOW_HOSTS": allow}
     )
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
     server.add_api_key("AIzaFakeKeyAlpha0001")
@@ -538,3 +539,15 @@ def test_the_n_images_are_asked_for_at_once(gateway: Gemgate, gemini: FakeGemini
     result = client(gateway).images.generate(model="gemini-2.5-flash-image", prompt="x", n=4)
     assert len(result.data) == 4
     assert gemini.peak_inflight == 4
+
+
+def test_an_edit_of_something_not_an_image_is_refused(
+    gateway: Gemgate, gemini: FakeGeminiAPI, tmp_path: Path
+) -> None:
+    (tmp_path / "doc.pdf").write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    (tmp_path / "fake.png").write_bytes(b"not a png at all")
+    for name in ("doc.pdf", "fake.png"):
+        with (tmp_path / name).open("rb") as file, pytest.raises(openai.BadRequestError) as raised:
+            client(gateway).images.edit(model="gemini-2.5-flash-image", image=file, prompt="x")
+        assert raised.value.param == "image"
+    assert gemini.requests == []

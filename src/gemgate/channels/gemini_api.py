@@ -7,11 +7,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from gemgate import errors, ir
+from gemgate import errors, ir, model_names
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
@@ -46,9 +47,9 @@ class GeminiAPI:
             for event in await self._predict(request, model, credential):
                 yield event
             return
-        body = orjson.dumps(wire.request_body(request, model))
+        body = _dumps(wire.request_body(request, model))
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-        url = f"{self.base}/models/{model}:{method}"
+        url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
@@ -77,11 +78,11 @@ class GeminiAPI:
     ) -> list[ir.Event]:
         """An Imagen model: one unary `:predict` call."""
         try:
-            body = orjson.dumps(imagen.request_body(request, model))
+            body = _dumps(imagen.request_body(request, model))
         except errors.GatewayError as error:
             raise UpstreamFailed(Failure("final", error)) from None
-        data = await self._call_json(f"{self.base}/models/{model}:predict", body, credential)
-        return imagen.events(data, model)
+        data = await self._call_json(self._model_url(model, "predict"), body, credential)
+        return imagen.events(data if isinstance(data, dict) else {}, model)
 
     def _methods(self, model: str) -> list[str] | None:
         for info in self._models:
@@ -92,8 +93,8 @@ class GeminiAPI:
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
         body.pop("safetySettings", None)
-        payload = orjson.dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
-        data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
+        payload = _dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
+        data = await self._call_json(self._model_url(model, "countTokens"), payload, credential)
         return int(data.get("totalTokens", 0))
 
     async def passthrough(
@@ -105,7 +106,7 @@ class GeminiAPI:
         (whatever form the client wants) and handed on one whole event at a time, so the client
         never gets half an event, even when the upstream connection breaks."""
         stream = action == "streamGenerateContent"
-        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if stream else "")
+        url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
         started = False
@@ -114,9 +115,11 @@ class GeminiAPI:
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)
-                    if failure.action in ("final", "retry"):
+                    google = failure.action in ("final", "retry")
+                    if google and wire.parse_google_error(response.status, raw).structured:
                         # The client's own request is at fault (or Google's): show it Google's
-                        # words; never the ones about our credential.
+                        # words; never the ones about our credential. A body that is not
+                        # Google's JSON (a proxy's page) keeps our wrapping in the client's shape.
                         failure.error.google_body = scrub(
                             raw.decode("utf-8", "replace"), credential
                         ).encode()
@@ -145,7 +148,9 @@ class GeminiAPI:
         models: list[ModelInfo] = []
         token = ""
         while True:
-            url = f"{self.base}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            url = f"{self.base}/models?pageSize=1000"
+            if token:
+                url += f"&pageToken={quote(token)}"
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
                 methods = raw.get("supportedGenerationMethods", ["generateContent"])
@@ -165,6 +170,11 @@ class GeminiAPI:
                 break
         self._models, self._models_at = models, time.monotonic()
         return models
+
+    def _model_url(self, model: str, method: str) -> str:
+        # The model is the only client-influenced text in an upstream URL; the action is one
+        # of ours.
+        return f"{self.base}/models/{model_names.path_segment(model)}:{method}"
 
     def _post(self, url: str, body: bytes, credential: Credential) -> Any:
         return self.http.session.post(
@@ -208,6 +218,14 @@ def _count_body_for(body: bytes, model: str) -> bytes:
     return orjson.dumps(data)
 
 
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        # Decoders bound the depth of what clients send; this is the backstop.
+        raise errors.InvalidRequest(f"the request cannot be sent upstream: {exc}") from None
+
+
 def _headers(credential: Credential) -> dict[str, str]:
     return {"x-goog-api-key": credential.secret["api_key"], "content-type": "application/json"}
 
@@ -225,7 +243,7 @@ def classify(status: int, body: bytes, credential: Credential) -> Failure:
     google = wire.parse_google_error(status, body)
     message = scrub(google.message, credential)
     said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
-    if google.reason == "API_KEY_INVALID" or status in (401, 403):
+    if google.reason == "API_KEY_INVALID" or (status in (401, 403) and google.structured):
         return Failure(
             "invalidate",
             errors.Unavailable(f"the Gemini API rejected a gemgate credential: {message}"),

@@ -14,18 +14,18 @@ return), and a request without `model` gets the operator's GEMGATE_IMAGE_MODEL.
 from __future__ import annotations
 
 import base64
-import binascii
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
-from gemgate import image_size, ir
+from gemgate import image_size, input_media, ir, model_names
 from gemgate.errors import GatewayError, InternalError, InvalidRequest
 from gemgate.formats import form_data, openai_chat
 from gemgate.formats.base import StreamEncoder, load_json_object
-from gemgate.media import guess_mime
 
 Action = Literal["generations", "edits"]
 MAX_IMAGES = 10
@@ -71,7 +71,8 @@ class OpenAIImages:
         prompt = _text(fields, "prompt")
         if not prompt:
             raise InvalidRequest("prompt is required", param="prompt")
-        model = _text(fields, "model") or self.default_model
+        named = fields.values.get("model")
+        model = model_names.check(self.default_model if named in (None, "") else named)
         if _flag(fields, "stream"):
             raise InvalidRequest("streaming image generation is not supported", param="stream")
         n = _integer(fields, "n", 1)
@@ -245,10 +246,9 @@ def _file_image(item: form_data.FormField, where: str) -> ir.Media:
         return _json_image(item.text.strip(), where)  # a URL given as a plain form value
     if not item.value:
         raise InvalidRequest(f"{where}: the file is empty", param=where)
-    mime = guess_mime(item.content_type, item.value[:32], item.filename)
-    if not mime.startswith("image/"):
-        raise InvalidRequest(f"{where}: not an image (it looks like {mime})", param=where)
-    return ir.Media(mime, data=base64.b64encode(item.value).decode())
+    with _named(where):
+        mime = input_media.checked_type(item.content_type, item.value[:32], item.filename, where)
+    return _image(ir.Media(mime, data=base64.b64encode(item.value).decode()), where)
 
 
 def _json_images(data: dict[str, Any]) -> list[ir.Media]:
@@ -269,24 +269,28 @@ def _json_image(item: Any, where: str) -> ir.Media:
     if isinstance(item, dict) and item.get("file_id"):
         raise InvalidRequest(
             f"{where}: file ids are not supported here; send the image as image_url",
-            param="images",
+            param=where,
         )
     if not isinstance(url, str) or not url:
-        raise InvalidRequest(f"{where}: needs an image_url", param="images")
-    if url.startswith(("http://", "https://")):
-        # Fetched by the pipeline, like URLs in chat messages.
-        return ir.Media("application/octet-stream", uri=url)
-    header, comma, payload = url.removeprefix("data:").partition(",")
-    if not url.startswith("data:") or not comma or not header.endswith(";base64"):
-        raise InvalidRequest(
-            f"{where}: image_url must be a base64 data: URL or an http(s) URL", param="images"
-        )
-    payload = "".join(payload.split())
+        raise InvalidRequest(f"{where}: needs an image_url", param=where)
+    with _named(where):
+        if url.startswith("data:"):
+            return _image(input_media.data_url(url, where), where)
+        # Fetched by the pipeline, like URLs in chat messages; checked as an image there.
+        return input_media.web_url(url, where)
+
+
+def _image(media: ir.Media, where: str) -> ir.Media:
+    if not media.mime_type.startswith("image/"):
+        raise InvalidRequest(f"{where}: not an image (it is {media.mime_type})", param=where)
+    return media
+
+
+@contextmanager
+def _named(where: str) -> Iterator[None]:
+    """The shared media checks' refusals, naming this API's field rather than `messages`."""
     try:
-        head = base64.b64decode(payload[:32] + "=" * (-len(payload[:32]) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{where}: the data is not valid base64", param="images") from None
-    mime = guess_mime(header.split(";")[0], head)
-    if not mime.startswith("image/"):
-        raise InvalidRequest(f"{where}: not an image (it looks like {mime})", param="images")
-    return ir.Media(mime, data=payload)
+        yield
+    except InvalidRequest as refused:
+        refused.param = where.split("[", 1)[0]
+        raise
