@@ -989,8 +989,9 @@ class FakeGeminiAPI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
-        # The most requests it has had under way at once since the last reset.
-        self.peak_inflight = 0
+        # The most slow answers (Reply.parts(delay=...)) under way at once since the last reset.
+        self.peak_slow = 0
+        self._slow = 0
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -1074,7 +1075,7 @@ class FakeGeminiAPI:
             self._queue.clear()
             self._standing.clear()
             self.requests.clear()
-            self.peak_inflight = 0
+            self.peak_slow = 0
 
     def issue_signature(self, model: str) -> str:
         """A signature this fake accepts for `model` (for hand-built conversation history)."""
@@ -1113,7 +1114,6 @@ class FakeGeminiAPI:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
-        self.peak_inflight = max(self.peak_inflight, len(self._inflight))
         try:
             return await self._dispatch(request)
         finally:
@@ -1383,7 +1383,12 @@ class FakeGeminiAPI:
             return self._drop(request, resp)
         chunks = self._render(reply, call)
         if reply.kind == "parts" and reply.delay:
-            await asyncio.sleep(reply.delay)
+            self._slow += 1
+            self.peak_slow = max(self.peak_slow, self._slow)
+            try:
+                await asyncio.sleep(reply.delay)
+            finally:
+                self._slow -= 1
         if not stream:
             return self._json(chunks[0] if len(chunks) == 1 else _merge(chunks))
         return await self._stream(request, call, chunks, reply.delay)
