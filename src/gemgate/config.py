@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     media_ttl: float = 86400.0
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
+    # Most bytes of generated media kept under the data folder; the oldest go first.
+    media_max_bytes: int = 1024 * 1024 * 1024
+    # Seconds between sweeps of expired (or over-the-cap) media files.
+    media_cleanup_interval: float = 600.0
+    # The model of an images API request that names none.
+    image_model: str = "gemini-2.5-flash-image"
 
     # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
     # then end with their format's error event, their usage recorded.
