@@ -19,6 +19,7 @@ from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
@@ -38,6 +39,9 @@ class Gateway:
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
+        self.responses = StoredResponses(
+            self.store, settings.responses_ttl, settings.responses_max_bytes
+        )
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl)
         self.drain = Drain()
@@ -56,6 +60,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.usage.flush()
+        await self.responses.close()
         await self.http.close()
         await self.fetcher.close()
         await self.store.close()

@@ -20,6 +20,7 @@ from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
 
@@ -42,7 +43,10 @@ async def handle(
     exchange: Exchange | None = None
     try:
         body = await request.body()
-        ir_request = fmt.decode(body, path_model)
+        if isinstance(fmt, Stateful):
+            ir_request = await fmt.decode_stored(body, gateway.responses, key.id)
+        else:
+            ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         exchange = Exchange(gateway, key, route, fmt.endpoint)
@@ -196,6 +200,16 @@ async def _frames(
             drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status)
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A format whose answers may be kept and continued later (OpenAI Responses): its decode
+    reads the kept conversation the request continues."""
+
+    async def decode_stored(
+        self, body: bytes, responses: StoredResponses, key_id: int
+    ) -> ir.Request: ...
 
 
 # -- pings ------------------------------------------------------------------------------------
