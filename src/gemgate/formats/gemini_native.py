@@ -60,6 +60,7 @@ class GeminiNative:
             raise InvalidRequest("contents must be an array", param="contents")
         system = _get(data, "systemInstruction")
         config = _get(data, "generationConfig") or {}
+        _refuse_unsupported(data, config)
         return ir.Request(
             model=model.removeprefix("models/"),
             messages=[_message(c, i) for i, c in enumerate(contents)],
@@ -356,6 +357,25 @@ def _tool_choice(config: Any) -> ir.ToolChoice | None:
     mode = _MODES.get(str(calling.get("mode", "AUTO")).upper(), "auto")
     names = _get(calling, "allowedFunctionNames")
     return ir.ToolChoice(mode, list(names) if names else None)  # type: ignore[arg-type]
+
+
+# What the neutral request cannot carry to a channel that does not speak the Gemini API (the
+# gemini channel relays native bodies whole and never comes here): refused, not dropped.
+_UNSUPPORTED = ("cachedContent",)
+_UNSUPPORTED_CONFIG = ("responseLogprobs", "speechConfig", "audioTimestamp")
+
+
+def _refuse_unsupported(data: dict[str, Any], config: Any) -> None:
+    for name in _UNSUPPORTED:
+        if _get(data, name):
+            raise InvalidRequest(f"{name} is not supported on this channel", param=name)
+    if isinstance(config, dict):
+        for name in _UNSUPPORTED_CONFIG:
+            if _get(config, name):
+                raise InvalidRequest(
+                    f"generationConfig.{name} is not supported on this channel",
+                    param=f"generationConfig.{name}",
+                )
 
 
 def _generation(config: dict[str, Any]) -> ir.Generation:
