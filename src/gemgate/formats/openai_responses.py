@@ -125,6 +125,7 @@ class ResponsesStream:
         self.encrypted: bool = bool(options.get("encrypted_reasoning"))
         self.echo: dict[str, Any] = options.get("echo") or {}
         self.keeper: _Keeper | None = options.get("keeper")
+        self.namespaces: frozenset[str] = options.get("namespaces") or frozenset()
         self.sequence = 0
         self.started = False
         # Output items as the client sees them, and as they are kept (signatures always).
@@ -289,6 +290,9 @@ class ResponsesStream:
             "name": call.name,
             "arguments": "",
         }
+        namespace, dot, name = call.name.partition(request_format.NAMESPACE_SEPARATOR)
+        if dot and namespace in self.namespaces:
+            call_item["name"], call_item["namespace"] = name, namespace
         out += self._add(call_item)
         if self.emit:
             where = self._where()
@@ -493,7 +497,8 @@ def _as_input(item: dict[str, Any]) -> dict[str, Any]:
     if item["type"] == "message":
         return {"type": "message", "role": "assistant", "content": item["content"]}
     if item["type"] == "function_call":
-        return {k: item[k] for k in ("type", "call_id", "name", "arguments")}
+        keys = ("type", "call_id", "name", "namespace", "arguments")
+        return {k: item[k] for k in keys if k in item}
     return item
 
 

@@ -45,6 +45,8 @@ _REFUSED = {
     "context_management": "context_management is not supported",
 }
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+# Between a tool namespace and a function's own name, in the name Gemini sees.
+NAMESPACE_SEPARATOR = "."
 LOGPROBS = "message.output_text.logprobs"
 
 
@@ -97,6 +99,7 @@ def decode(data: dict[str, Any], items: list[Any]) -> ir.Request:
             "encrypted_reasoning": ENCRYPTED_REASONING in include,
             "link_media": False,
             "echo": _echo(data),
+            "namespaces": _namespaces(data.get("tools")),
         },
     )
 
@@ -123,6 +126,17 @@ def _echo(data: dict[str, Any]) -> dict[str, Any]:
         "truncation": data.get("truncation") or "disabled",
         "user": data.get("user"),
     }
+
+
+def _namespaces(tools: Any) -> frozenset[str]:
+    """Names of the tool namespaces declared, to split Gemini's calls back into both parts."""
+    if not isinstance(tools, list):
+        return frozenset()
+    return frozenset(
+        t["name"]
+        for t in tools
+        if isinstance(t, dict) and t.get("type") == "namespace" and isinstance(t.get("name"), str)
+    )
 
 
 def input_items(data: dict[str, Any]) -> list[Any]:
@@ -307,6 +321,8 @@ def _function_call(item: dict[str, Any], where: str, known: dict[str, str]) -> i
     name = item.get("name")
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise InvalidRequest(f"{where}: a function_call needs call_id and name", param="input")
+    if isinstance(item.get("namespace"), str) and item["namespace"]:
+        name = f"{item['namespace']}{NAMESPACE_SEPARATOR}{name}"
     raw = item.get("arguments") or "{}"
     try:
         arguments = orjson.loads(raw) if isinstance(raw, str) else raw
@@ -371,7 +387,14 @@ def _tools(raw: Any, choice_raw: Any) -> tuple[list[ir.Tool], ir.ToolChoice | No
     for i, tool in enumerate(raw):
         if not isinstance(tool, dict):
             raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
-        tools.append(_tool(tool, i))
+        if tool.get("type") == "namespace":
+            tools.extend(_namespace(tool, i))
+        elif tool.get("type") in _WEB_SEARCH and tool.get("external_web_access") is False:
+            # Search restricted to cached pages: Google Search is always live, so the
+            # restriction is kept by not offering search at all.
+            continue
+        else:
+            tools.append(_tool(tool, i))
     choice = _tool_choice(choice_raw)
     if choice is not None and choice.mode == "auto" and choice.names is not None:
         # Gemini honours allowed names only when a call is required; for "auto" the other
@@ -409,6 +432,24 @@ def _tool(tool: dict[str, Any], i: int) -> ir.Tool:
         raise InvalidRequest(f"tools[{i}].parameters must be an object", param="tools")
     description = tool.get("description")
     return ir.FunctionTool(name, str(description) if description else None, parameters or None)
+
+
+def _namespace(tool: dict[str, Any], i: int) -> list[ir.Tool]:
+    """A namespace of functions (as Codex groups its sub-agent tools): each is declared to
+    Gemini as `namespace.name`, which Gemini's function names allow."""
+    prefix = tool.get("name")
+    inner = tool.get("tools")
+    if not isinstance(prefix, str) or not prefix or not isinstance(inner, list):
+        raise InvalidRequest(f"tools[{i}]: a namespace needs a name and tools", param="tools")
+    out: list[ir.Tool] = []
+    for member in inner:
+        if not isinstance(member, dict):
+            raise InvalidRequest(f"tools[{i}].tools entries must be objects", param="tools")
+        found = _tool(member, i)
+        if isinstance(found, ir.FunctionTool):
+            found.name = f"{prefix}{NAMESPACE_SEPARATOR}{found.name}"
+        out.append(found)
+    return out
 
 
 def _tool_choice(choice: Any) -> ir.ToolChoice | None:
