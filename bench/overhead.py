@@ -47,6 +47,16 @@ CHAT_BODY: dict[str, Any] = {
     "temperature": 0.7,
     "max_tokens": 256,
 }
+# The same again through the Responses API; `store: false` as chat completions keeps nothing
+# (the `responses-store` row measures keeping answers too).
+RESPONSES_BODY: dict[str, Any] = {
+    "model": MODEL,
+    "instructions": SYSTEM,
+    "input": PROMPT,
+    "temperature": 0.7,
+    "max_output_tokens": 256,
+    "store": False,
+}
 GEMINI_BODY: dict[str, Any] = {
     "contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
     "systemInstruction": {"parts": [{"text": SYSTEM}]},
@@ -59,6 +69,8 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "added_p50_ms_c1": ("< 0.5 ms", lambda v: v < 0.5),
     "idle_rss_mb": ("< 80 MB", lambda v: v < 80),
     "startup_s": ("< 1.5 s", lambda v: v < 1.5),
+    "responses_cpu_ratio_nonstream": ("<= 1.20", lambda v: 0 < v <= 1.20),
+    "responses_cpu_ratio_stream": ("<= 1.20", lambda v: 0 < v <= 1.20),
 }
 
 
@@ -320,6 +332,34 @@ class Stack:
                     and body.count(b"data: ") >= n
                 ),
             ),
+            "responses": Target(
+                "responses",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps(RESPONSES_BODY),
+                False,
+                lambda status, body: status == 200 and b'"output_text"' in body,
+            ),
+            "responses-store": Target(
+                "resp+store",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps({**RESPONSES_BODY, "store": True}),
+                False,
+                lambda status, body: status == 200 and b'"output_text"' in body,
+            ),
+            "responses-stream": Target(
+                "responses",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps({**RESPONSES_BODY, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and b"event: response.completed" in body
+                    and body.count(b"response.output_text.delta") >= n
+                ),
+            ),
             "direct-stream": Target(
                 "direct",
                 f"{base}:streamGenerateContent?alt=sse",
@@ -387,6 +427,11 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         direct = results[f"{scenario}/direct"].rps
         return results[f"{scenario}/gemgate"].rps / direct if direct else 0.0
 
+    def cpu_ratio(scenario: str) -> float:
+        chat = results[f"{scenario}/gemgate"].cpu_ms_per_request
+        responses = results[f"{scenario}/responses"].cpu_ms_per_request
+        return responses / chat if chat and responses else 0.0
+
     return {
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
@@ -396,11 +441,13 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
+        "responses_cpu_ratio_nonstream": cpu_ratio("nonstream-c32"),
+        "responses_cpu_ratio_stream": cpu_ratio("stream-c32"),
     }
 
 
 def show(results: dict[str, Result], derived: dict[str, float]) -> None:
-    head = f"{'scenario':<15}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    head = f"{'scenario':<15}{'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(
         head + f"{'ttfc p50':>10}{'ttfc p99':>10}{'cpu ms/req':>11}{'errors':>8}{'core0 other':>13}"
     )
@@ -412,7 +459,7 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
         )
         cpu = f"{r.cpu_ms_per_request:>11.3f}" if r.cpu_ms_per_request else f"{'-':>11}"
         print(
-            f"{r.scenario:<15}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.scenario:<15}{r.target:<11}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{ttfc}{cpu}{r.errors:>8}{r.core0_other_pct:>12.0f}%"
         )
     if any(r.core0_other_pct > 10 for r in results.values()):
@@ -422,6 +469,8 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
     for name, value in derived.items():
         unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
         shown = f"{100 * value:.1f} %" if name.startswith("throughput") else f"{value:.2f} {unit}"
+        if name.startswith("responses_cpu_ratio"):
+            shown = f"{value:.2f} x"
         verdict = ""
         if name in TARGETS:
             wanted, passes = TARGETS[name]
@@ -433,8 +482,8 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     targets = stack.targets()
     plan = [
         ("nonstream-c1", 1, "gemgate", "direct"),
-        ("nonstream-c32", 32, "gemgate", "direct"),
-        ("stream-c32", 32, "gemgate-stream", "direct-stream"),
+        ("nonstream-c32", 32, "responses-store", "responses", "gemgate", "direct"),
+        ("stream-c32", 32, "responses-stream", "gemgate-stream", "direct-stream"),
     ]
     results: dict[str, Result] = {}
     for scenario, concurrency, *names in plan:
@@ -446,7 +495,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
             cpu = cpu_seconds(stack.server.pid) - cpu_before
             other = core_busy_seconds(GEMGATE_CORE) - core_before - cpu
             result.core0_other_pct = max(0.0, 100 * other / (time.perf_counter() - began))
-            if target.name == "gemgate" and result.requests:
+            if target.name != "direct" and result.requests:
                 # Warm-up requests cost CPU too: spread it over every request of the run.
                 total = result.requests * (args.warmup + args.duration) / args.duration
                 result.cpu_ms_per_request = 1000 * cpu / total

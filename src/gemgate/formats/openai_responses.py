@@ -37,6 +37,7 @@ _INCOMPLETE: dict[str, str] = {
 }
 # ResponseError.code has a closed set of values; these are the ones a gateway failure maps to.
 _FAILED_CODE = {429: "rate_limit_exceeded"}
+_DELTA_FRAME = b"event: response.output_text.delta\ndata: "
 
 
 @dataclass(slots=True)
@@ -134,6 +135,7 @@ class ResponsesStream:
         self.open: dict[str, Any] | None = None
         # Where the open item is in `output`; -1 for one the client does not see.
         self.open_index = -1
+        self.open_id = ""
         self.open_text: list[str] = []
         self.carried: responses_signatures.Carried | None = None
         self.sources: list[ir.Source] = []
@@ -144,10 +146,13 @@ class ResponsesStream:
     # -- events in --------------------------------------------------------------------------
 
     def event(self, event: ir.Event) -> bytes:
-        out = self._begin()
+        out = b"" if self.started else self._begin()
         if isinstance(event, ir.PartEvent):
             if event.index == 0:
-                out += self._part(event.part)
+                part = event.part
+                if type(part) is ir.Text and not part.thought and part.text and self.open_text_ok:
+                    return out + self._delta(part.text)  # the common case, kept short
+                out += self._part(part)
         elif isinstance(event, ir.Finish):
             if event.index == 0:
                 self.finish = event.reason
@@ -257,18 +262,25 @@ class ResponsesStream:
                         "part": _output_text(""),
                     }
                 )
+        return out + self._delta(text)
+
+    def _delta(self, text: str) -> bytes:
+        """More text for the open message."""
         self.open_text.append(text)
-        if self.emit:
-            out += self._send(
-                {
-                    "type": "response.output_text.delta",
-                    **self._where(),
-                    "content_index": 0,
-                    "delta": text,
-                    "logprobs": [],
-                }
-            )
-        return out
+        if not self.emit:
+            return b""
+        sequence = self.sequence
+        self.sequence += 1
+        event = {
+            "type": "response.output_text.delta",
+            "item_id": self.open_id,
+            "output_index": self.open_index,
+            "content_index": 0,
+            "delta": text,
+            "logprobs": [],
+            "sequence_number": sequence,
+        }
+        return _DELTA_FRAME + orjson.dumps(event) + b"\n\n"
 
     def _call(self, call: ir.ToolCall) -> bytes:
         out = b""
@@ -330,6 +342,7 @@ class ResponsesStream:
 
     def _add(self, item: dict[str, Any], public: bool = True) -> bytes:
         self.open = item
+        self.open_id = item["id"]
         self.open_text = []
         if not public:
             self.open_index = -1
@@ -445,9 +458,13 @@ class ResponsesStream:
         self.started = True
         if not self.emit:
             return b""
-        response = self._response("in_progress")
-        return self._send({"type": "response.created", "response": response}) + self._send(
-            {"type": "response.in_progress", "response": response}
+        # The same response object twice: serialised once.
+        response = orjson.dumps(self._response("in_progress"))
+        self.sequence = 2
+        return (
+            b'event: response.created\ndata: {"type":"response.created","sequence_number":0,'
+            b'"response":' + response + b"}\n\nevent: response.in_progress\ndata: "
+            b'{"type":"response.in_progress","sequence_number":1,"response":' + response + b"}\n\n"
         )
 
     def _response(self, status: str) -> dict[str, Any]:
@@ -474,6 +491,11 @@ class ResponsesStream:
         event["sequence_number"] = self.sequence
         self.sequence += 1
         return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+    @property
+    def open_text_ok(self) -> bool:
+        """Whether a text delta simply continues the open message."""
+        return self.open is not None and self.open["type"] == "message" and not self.sources
 
     def _keep(self) -> None:
         keeper = self.keeper
