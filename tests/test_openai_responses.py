@@ -453,3 +453,49 @@ def _ask(gateway: Gemgate, model: str, input: Any, stream: bool, **options: Any)
                 pass
             return events.get_final_response()
     return sdk.responses.create(model=model, input=input, **options)
+
+
+def test_kept_answers_outlive_a_restart_within_their_size_cap(
+    gemini: FakeGeminiAPI, tmp_path: Path
+) -> None:
+    server = start_gemgate(tmp_path, gemini, {"GEMGATE_RESPONSES_MAX_BYTES": "4000"})
+    server.client_key = server.create_key("keeper")  # type: ignore[attr-defined]
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start()
+    try:
+        gemini.script(Reply.text("Short."))
+        short = client(server).responses.create(model="gemini-2.5-flash", input="Hi")
+        gemini.script(Reply.text("Long. " * 1000))
+        long = client(server).responses.create(model="gemini-2.5-flash", input="Talk")
+        assert long.output_text.startswith("Long.")  # answered, though too large to keep
+    finally:
+        server.stop()
+    server.start()  # the kept answer is read back from the database now
+    try:
+        assert client(server).responses.retrieve(short.id).output_text == "Short."
+        with pytest.raises(openai.NotFoundError):
+            client(server).responses.retrieve(long.id)
+        gemini.script(Reply.text("Hello again."))
+        client(server).responses.create(
+            model="gemini-2.5-flash", input="Me again", previous_response_id=short.id
+        )
+        assert [c["role"] for c in gemini.requests[-1].body["contents"]] == [
+            "user",
+            "model",
+            "user",
+        ]
+    finally:
+        server.stop()
+
+
+def test_kept_answers_expire(gemini: FakeGeminiAPI, tmp_path: Path) -> None:
+    server = start_gemgate(tmp_path, gemini, {"GEMGATE_RESPONSES_TTL": "0"})
+    server.client_key = server.create_key("keeper")  # type: ignore[attr-defined]
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start()
+    try:
+        answer = client(server).responses.create(model="gemini-2.5-flash", input="Hi")
+        with pytest.raises(openai.NotFoundError):
+            client(server).responses.retrieve(answer.id)
+    finally:
+        server.stop()
