@@ -499,3 +499,55 @@ def test_kept_answers_expire(gemini: FakeGeminiAPI, tmp_path: Path) -> None:
             client(server).responses.retrieve(answer.id)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_stream_of_thoughts_text_sources_and_a_signed_call(
+    gateway: Gemgate, gemini: FakeGeminiAPI, encrypted: bool
+) -> None:
+    """Every kind of item in one stream; the SDK's own accumulator checks the sequence."""
+    signature = gemini.issue_signature(MODEL3)
+    usage = {"promptTokenCount": 5, "candidatesTokenCount": 9, "thoughtsTokenCount": 4}
+    chunk: Any = lambda parts, **extra: {  # noqa: E731
+        "candidates": [{"content": {"role": "model", "parts": parts}, "index": 0, **extra}],
+        "usageMetadata": {**usage, "totalTokenCount": 18},
+    }
+    gemini.script(
+        Reply.chunks(
+            [
+                chunk([{"text": "Plan: ", "thought": True}]),
+                chunk([{"text": "search, then call.", "thought": True}]),
+                chunk([{"text": "Paris is sunny."}]),
+                chunk(
+                    [{**CALL, "thoughtSignature": signature}],
+                    finishReason="STOP",
+                    groundingMetadata={
+                        "groundingChunks": [{"web": {"uri": "https://w.example/p", "title": "W"}}]
+                    },
+                ),
+            ]
+        )
+    )
+    options: Any = {"reasoning": {"summary": "auto"}, "tools": [WEATHER]}
+    if encrypted:
+        options["include"] = ["reasoning.encrypted_content"]
+    with client(gateway).responses.stream(model=MODEL3, input="Weather?", **options) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    kinds = [item.type for item in final.output]
+    # The call's signature rides in a reasoning item of its own, shown only to a client that
+    # asked for encrypted reasoning; the sources follow as a message of their own.
+    carried = ["reasoning"] if encrypted else []
+    assert kinds == ["reasoning", "message", *carried, "function_call", "message"]
+    assert final.output[0].summary[0].text == "Plan: search, then call."
+    assert final.output_text.startswith("Paris is sunny.")
+    sources = final.output[-1].content[0]
+    assert sources.annotations[0].url == "https://w.example/p"
+    assert sources.text[sources.annotations[0].start_index :].startswith("1. [W]")
+    carrier = [i for i in final.output if i.type == "reasoning"][-1]
+    if encrypted:
+        assert carrier.encrypted_content and carrier.encrypted_content.startswith("gmn1.")
+    else:
+        assert carrier.encrypted_content is None and carrier.summary
+    assert final.usage is not None and final.usage.output_tokens_details.reasoning_tokens == 4

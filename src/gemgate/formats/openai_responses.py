@@ -137,6 +137,8 @@ class ResponsesStream:
         self.open_index = -1
         self.open_id = ""
         self.open_text: list[str] = []
+        # Whether the open reasoning item has a summary part under way (it came with thoughts).
+        self.summary_open = False
         self.carried: responses_signatures.Carried | None = None
         self.sources: list[ir.Source] = []
         self.finish: ir.FinishReason | None = None
@@ -215,6 +217,7 @@ class ResponsesStream:
         if self.open is None or self.open["type"] != "reasoning":
             out += self._close()
             out += self._add({"id": "rs_" + new_id(), "type": "reasoning", "summary": []})
+            self.summary_open = True
             if self.emit:
                 out += self._send(
                     {
@@ -344,6 +347,7 @@ class ResponsesStream:
         self.open = item
         self.open_id = item["id"]
         self.open_text = []
+        self.summary_open = False
         if not public:
             self.open_index = -1
             return b""
@@ -399,7 +403,7 @@ class ResponsesStream:
             item["encrypted_content"] = (
                 responses_signatures.pack(carried) if carried is not None else None
             )
-            if self.emit and public and text:
+            if self.emit and public and self.summary_open:
                 out += self._send(
                     {
                         "type": "response.reasoning_summary_text.done",
@@ -495,7 +499,7 @@ class ResponsesStream:
     @property
     def open_text_ok(self) -> bool:
         """Whether a text delta simply continues the open message."""
-        return self.open is not None and self.open["type"] == "message" and not self.sources
+        return self.open is not None and self.open["type"] == "message"
 
     def _keep(self) -> None:
         keeper = self.keeper
