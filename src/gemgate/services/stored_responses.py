@@ -6,7 +6,8 @@ id of the answer it continued, so a conversation is a chain and no turn is store
 answer is seen only by the key that made it, for `ttl` seconds, and only when it is at most
 `max_bytes` long. Keeping is called from a format's encoder, which cannot wait: the answer
 goes into a small in-memory map at once (so the client's next turn on this instance finds it)
-and into the store by a write task, which `delete` waits for.
+and into the store by one writer task, which writes whatever has queued up in one transaction
+(so a burst of answers costs one write, not one each); `delete` waits for it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class StoredResponses:
         self.ttl = ttl
         self.max_bytes = max_bytes
         self._recent: OrderedDict[str, _Record] = OrderedDict()
-        self._writes: dict[str, asyncio.Task[None]] = {}
+        self._queue: list[dict[str, Any]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._purged = 0.0
 
     def keep(
@@ -71,9 +73,19 @@ class StoredResponses:
         self._recent[response_id] = record
         while len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
-        task = asyncio.get_running_loop().create_task(self._write(response_id, record, now))
-        self._writes[response_id] = task
-        task.add_done_callback(lambda _: self._writes.pop(response_id, None))
+        self._queue.append(
+            {
+                "id": response_id,
+                "key_id": key_id,
+                "response": response.decode(),
+                "turn": items.decode(),
+                "previous_id": previous_id,
+                "created_at": now,
+                "expires_at": record.expires,
+            }
+        )
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
         return True
 
     async def response(self, key_id: int, response_id: str) -> dict[str, Any] | None:
@@ -100,16 +112,18 @@ class StoredResponses:
         recent = self._recent.get(response_id)
         if recent is not None and recent.key_id != key_id:
             return False
-        pending = self._writes.get(response_id)
-        if pending is not None:
-            await asyncio.shield(pending)
+        await self._written()
         self._recent.pop(response_id, None)
         deleted = await self.store.delete_response(response_id, key_id)
         return deleted or recent is not None
 
     async def close(self) -> None:
-        if self._writes:
-            await asyncio.gather(*self._writes.values(), return_exceptions=True)
+        await self._written()
+
+    async def _written(self) -> None:
+        """Once every answer kept so far is in the store."""
+        if self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def _get(self, key_id: int, response_id: str) -> _Record | None:
         record = self._recent.get(response_id)
@@ -124,19 +138,17 @@ class StoredResponses:
             return None
         return record
 
-    async def _write(self, response_id: str, record: _Record, now: float) -> None:
-        try:
-            await self.store.put_response(
-                id=response_id,
-                key_id=record.key_id,
-                response=record.response.decode(),
-                turn=record.items.decode(),
-                previous_id=record.previous_id,
-                created_at=now,
-                expires_at=record.expires,
-            )
-            if now - self._purged > _PURGE_EVERY:
-                self._purged = now
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self.store.put_responses(batch)
+            except Exception:
+                log.exception("could not store %d responses", len(batch))
+        now = time.time()
+        if now - self._purged > _PURGE_EVERY:
+            self._purged = now
+            try:
                 await self.store.purge_responses(now)
-        except Exception:
-            log.exception("could not store response %s", response_id)
+            except Exception:
+                log.exception("could not delete expired responses")

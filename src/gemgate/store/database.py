@@ -231,9 +231,9 @@ class Store:
 
     # -- stored Responses answers ---------------------------------------------------------
 
-    async def put_response(self, **values: Any) -> None:
+    async def put_responses(self, rows: list[dict[str, Any]]) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(sa.insert(schema.stored_responses).values(**values))
+            await conn.execute(sa.insert(schema.stored_responses), rows)
 
     async def get_response(self, response_id: str, key_id: int) -> dict[str, Any] | None:
         t = schema.stored_responses
