@@ -459,7 +459,7 @@ def test_upstream_dying_mid_event_ends_on_an_event_boundary(
     [
         {"cachedContent": "cachedContents/abc"},
         {"cached_content": "cachedContents/abc"},
-        {"generationConfig": {"responseLogprobs": True}},
+        {"generationConfig": {"audioTimestamp": True}},
         {"generationConfig": {"speechConfig": {"voiceConfig": {}}}},
     ],
 )

@@ -51,7 +51,7 @@ async def handle(
         else:
             ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
@@ -311,7 +311,7 @@ async def passthrough(
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Passthrough):
             return await fallback()
-        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         body = await request.body()
         tokens = 0
         if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
@@ -415,7 +415,7 @@ async def count_tokens(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         await gateway.admission.admit(key, 0)
         await gateway.fetcher.resolve(ir_request, len(body))
         await restore_signatures(ir_request, route.model, gateway.signatures)

@@ -16,18 +16,11 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir
+from gemgate import input_media, ir, json_depth, model_names
 from gemgate.errors import InvalidRequest
 from gemgate.formats import responses_signatures
 from gemgate.formats.base import integer_field, json_or_text, number_field
-from gemgate.formats.openai_chat_request import (
-    BUILTIN_TOOLS,
-    THINKING_SUFFIX,
-    _Conversation,
-    _data_url,
-    _inline,
-    _url_media,
-)
+from gemgate.formats.openai_chat_request import BUILTIN_TOOLS, THINKING_SUFFIX, _Conversation
 
 _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SUMMARIES = frozenset({"auto", "concise", "detailed"})
@@ -52,9 +45,7 @@ LOGPROBS = "message.output_text.logprobs"
 
 def decode(data: dict[str, Any], items: list[Any]) -> ir.Request:
     """`items` is the whole conversation as input items: stored history, then `input`."""
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model")
+    model = model_names.check(data.get("model"))
     for field, why in _REFUSED.items():
         if data.get(field) not in (None, False, [], {}):
             raise InvalidRequest(why, param=field)
@@ -305,8 +296,8 @@ def _input_file(part: dict[str, Any], where: str) -> ir.Media:
     data = part.get("file_data")
     if isinstance(data, str) and data:
         if data.startswith("data:"):
-            return _data_url(data, where, name)
-        return _inline("", data, where, name)
+            return input_media.data_url(data, where, name)
+        return input_media.inline("", data, where, name)
     if isinstance(part.get("file_url"), str):
         return _url_media(part["file_url"], where)
     if part.get("file_id"):
@@ -314,6 +305,14 @@ def _input_file(part: dict[str, Any], where: str) -> ir.Media:
             f"{where}: file ids are not supported; send the file as file_data", param="input"
         )
     raise InvalidRequest(f"{where}: an input_file needs file_data or file_url", param="input")
+
+
+def _url_media(url: Any, where: str) -> ir.Media:
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(f"{where}: the part needs a URL", param="input")
+    if url.startswith("data:"):
+        return input_media.data_url(url, where)
+    return input_media.web_url(url, where)
 
 
 def _function_call(item: dict[str, Any], where: str, known: dict[str, str]) -> ir.ToolCall:
@@ -330,6 +329,7 @@ def _function_call(item: dict[str, Any], where: str, known: dict[str, str]) -> i
         raise InvalidRequest(f"{where}: arguments are not valid JSON", param="input") from None
     if not isinstance(arguments, dict):
         raise InvalidRequest(f"{where}: arguments must be a JSON object", param="input")
+    json_depth.check(arguments, f"{where}: arguments", "input")
     return ir.ToolCall(call_id, name, arguments, known.pop(call_id, None))
 
 
@@ -430,6 +430,7 @@ def _tool(tool: dict[str, Any], i: int) -> ir.Tool:
     parameters = tool.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidRequest(f"tools[{i}].parameters must be an object", param="tools")
+    json_depth.check(parameters, f"tools[{i}].parameters", "tools")
     description = tool.get("description")
     return ir.FunctionTool(name, str(description) if description else None, parameters or None)
 
@@ -505,6 +506,7 @@ def _text_format(text: Any) -> tuple[str | None, dict[str, Any] | None]:
         schema = fmt.get("schema")  # type: ignore[union-attr]
         if not isinstance(schema, dict):
             raise InvalidRequest("text.format.schema must be an object", param="text.format")
+        json_depth.check(schema, "text.format.schema", "text.format")
         return "application/json", schema
     raise InvalidRequest(
         "text.format.type must be text, json_object or json_schema", param="text.format"
