@@ -592,6 +592,9 @@ def _check(kind: _Kind, value: Any, path: str) -> Any:
     if isinstance(kind, list):
         if not isinstance(value, list):
             raise _invalid_value(path, "TYPE_LIST", value)
+        for i, item in enumerate(value):
+            if item is None:  # null is "not set" for a field, but a list element must be set
+                raise _invalid_value(f"{path}[{i}]", "TYPE_LIST", item)
         return [_check(kind[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(kind, frozenset):
         if not isinstance(value, str) or value.upper() not in kind:

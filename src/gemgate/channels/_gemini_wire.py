@@ -174,7 +174,11 @@ def _tools(tools: list[ir.Tool]) -> list[dict[str, Any]]:
             declaration: dict[str, Any] = {"name": tool.name}
             if tool.description:
                 declaration["description"] = tool.description
-            schema = clean_schema(tool.parameters) if tool.parameters else None
+            schema = (
+                _cleaned(tool.parameters, f"tool {tool.name!r}", "tools")
+                if tool.parameters
+                else None
+            )
             if schema:
                 declaration["parametersJsonSchema"] = schema
             declarations.append(declaration)
@@ -182,6 +186,13 @@ def _tools(tools: list[ir.Tool]) -> list[dict[str, Any]]:
             builtins.append({tool.kind: {}})
     out = [{"functionDeclarations": declarations}] if declarations else []
     return out + builtins
+
+
+def _cleaned(schema: dict[str, Any], owner: str, param: str | None) -> dict[str, Any]:
+    try:
+        return clean_schema(schema)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"{owner}: {error.message}", param=param) from None
 
 
 def _tool_config(choice: ir.ToolChoice | None) -> dict[str, Any] | None:
@@ -226,7 +237,7 @@ def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
         if g.logprobs > 0:
             config["logprobs"] = g.logprobs
     if g.response_schema is not None:
-        config["responseJsonSchema"] = clean_schema(g.response_schema)
+        config["responseJsonSchema"] = _cleaned(g.response_schema, "the response schema", None)
         config.setdefault("responseMimeType", "application/json")
     thinking = thinking_config(req.thinking, model)
     if thinking:
