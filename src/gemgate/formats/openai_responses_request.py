@@ -19,7 +19,13 @@ import orjson
 from gemgate import input_media, ir, json_depth, model_names
 from gemgate.errors import InvalidRequest
 from gemgate.formats import responses_signatures
-from gemgate.formats.base import integer_field, json_or_text, number_field
+from gemgate.formats.base import (
+    boolean_field,
+    integer_field,
+    json_or_text,
+    number_field,
+    string_field,
+)
 from gemgate.formats.openai_chat_request import BUILTIN_TOOLS, THINKING_SUFFIX, _Conversation
 
 _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
@@ -84,7 +90,7 @@ def decode(data: dict[str, Any], items: list[Any]) -> ir.Request:
             response_schema=schema,
         ),
         thinking=_thinking(data.get("reasoning"), thinking_suffix),
-        stream=bool(data.get("stream")),
+        stream=bool(boolean_field(data, "stream")),
         client_options={
             "model": model,
             "encrypted_reasoning": ENCRYPTED_REASONING in include,
@@ -190,7 +196,9 @@ def _items(items: list[Any], model: str) -> tuple[list[ir.Text], list[ir.Message
         where = f"input[{position}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"{where} must be an object", param="input")
-        kind = item.get("type") or ("message" if "role" in item else None)
+        kind = string_field(item, "type", f"{where}.type") or (
+            "message" if "role" in item else None
+        )
         if kind == "message":
             _message(item, where, turns)
         elif kind == "function_call":
@@ -389,7 +397,7 @@ def _tools(raw: Any, choice_raw: Any) -> tuple[list[ir.Tool], ir.ToolChoice | No
             raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
         if tool.get("type") == "namespace":
             tools.extend(_namespace(tool, i))
-        elif tool.get("type") in _WEB_SEARCH and tool.get("external_web_access") is False:
+        elif _kind(tool, f"tools[{i}]") in _WEB_SEARCH and tool.get("external_web_access") is False:
             # Search restricted to cached pages: Google Search is always live, so the
             # restriction is kept by not offering search at all.
             continue
@@ -411,8 +419,12 @@ def _tools(raw: Any, choice_raw: Any) -> tuple[list[ir.Tool], ir.ToolChoice | No
     return tools, choice
 
 
+def _kind(data: dict[str, Any], where: str) -> str | None:
+    return string_field(data, "type", f"{where}.type")
+
+
 def _tool(tool: dict[str, Any], i: int) -> ir.Tool:
-    kind = tool.get("type")
+    kind = _kind(tool, f"tools[{i}]")
     if kind in _WEB_SEARCH:
         return ir.BuiltinTool("googleSearch")
     if kind == "code_interpreter":
@@ -459,7 +471,7 @@ def _tool_choice(choice: Any) -> ir.ToolChoice | None:
     if choice in ("none", "required"):
         return ir.ToolChoice(choice)
     if isinstance(choice, dict):
-        kind = choice.get("type")
+        kind = _kind(choice, "tool_choice")
         if kind == "function" and isinstance(choice.get("name"), str) and choice["name"]:
             if choice["name"] in BUILTIN_TOOLS:
                 return None  # a built-in tool cannot be forced; it is offered
@@ -518,12 +530,14 @@ def _thinking(reasoning: Any, suffix: bool) -> ir.Thinking | None:
         return ir.Thinking(include_thoughts=True) if suffix else None
     if not isinstance(reasoning, dict):
         raise InvalidRequest("reasoning must be an object", param="reasoning")
-    effort = reasoning.get("effort")
+    effort = string_field(reasoning, "effort", "reasoning.effort")
     if effort is not None and effort not in _EFFORTS:
         raise InvalidRequest(
             "reasoning.effort must be none, minimal, low, medium or high", param="reasoning.effort"
         )
-    summary = reasoning.get("summary", reasoning.get("generate_summary"))
+    summary = string_field(reasoning, "summary", "reasoning.summary") or string_field(
+        reasoning, "generate_summary", "reasoning.generate_summary"
+    )
     if summary is not None and summary not in _SUMMARIES:
         raise InvalidRequest(
             "reasoning.summary must be auto, concise or detailed", param="reasoning.summary"
