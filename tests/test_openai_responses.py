@@ -551,3 +551,29 @@ def test_stream_of_thoughts_text_sources_and_a_signed_call(
     else:
         assert carrier.encrypted_content is None and carrier.summary
     assert final.usage is not None and final.usage.output_tokens_details.reasoning_tokens == 4
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cut_short_answer_is_incomplete(
+    gateway: Gemgate, gemini: FakeGeminiAPI, stream: bool
+) -> None:
+    gemini.script(Reply.text("Once upon a", finish_reason="MAX_TOKENS"))
+    request: Any = {"model": "gemini-2.5-flash", "input": "Story", "max_output_tokens": 3}
+    if stream:
+        # As OpenAI does, the stream ends with response.incomplete, not response.completed.
+        events = list(client(gateway).responses.create(**request, stream=True))
+        assert events[-1].type == "response.incomplete"
+        answer = events[-1].response
+    else:
+        answer = client(gateway).responses.create(**request)
+    assert answer.status == "incomplete"
+    assert answer.incomplete_details.reason == "max_output_tokens"
+    assert answer.output_text == "Once upon a"
+
+
+def test_upstream_rate_limit_is_openai_shaped(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    gemini.script(Reply.error(429, retry_delay="7s"))
+    with pytest.raises(openai.RateLimitError) as caught:
+        client(gateway).responses.create(model="gemini-2.5-flash", input="Hi")
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.body["type"] == "rate_limit_error"  # type: ignore[index]
