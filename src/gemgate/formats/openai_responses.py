@@ -152,7 +152,7 @@ class ResponsesStream:
         if isinstance(event, ir.PartEvent):
             if event.index == 0:
                 part = event.part
-                if type(part) is ir.Text and not part.thought and part.text and self.open_text_ok:
+                if type(part) is ir.Text and not part.thought and part.text and self._in_message:
                     return out + self._delta(part.text)  # the common case, kept short
                 out += self._part(part)
         elif isinstance(event, ir.Finish):
@@ -333,7 +333,7 @@ class ResponsesStream:
         return out + self._close()
 
     def _sources(self) -> bytes:
-        start = len("".join(self.open_text)) if self._open_is("message") else 0
+        start = len("".join(self.open_text)) if self._in_message else 0
         listing, annotations = _listing(self.sources, start)
         self.sources = []
         out = self._text(listing)
@@ -446,9 +446,6 @@ class ResponsesStream:
         assert self.open is not None
         return {"item_id": self.open["id"], "output_index": self.open_index}
 
-    def _open_is(self, kind: str) -> bool:
-        return self.open is not None and self.open["type"] == kind
-
     def _carry(self) -> responses_signatures.Carried:
         if self.carried is None:
             self.carried = responses_signatures.Carried(self.signature_model)
@@ -497,8 +494,8 @@ class ResponsesStream:
         return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
     @property
-    def open_text_ok(self) -> bool:
-        """Whether a text delta simply continues the open message."""
+    def _in_message(self) -> bool:
+        """Whether text simply continues the open message."""
         return self.open is not None and self.open["type"] == "message"
 
     def _keep(self) -> None:
