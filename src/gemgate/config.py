@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # Longest silence tolerated from an upstream, between bytes, not for the whole answer.
     read_timeout: float = 120.0
 
+    # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
+    onboard_poll_interval: float = 5.0
+    # gemini_cli: model ids to serve besides the built-in Code Assist list, comma-separated.
+    code_assist_extra_models: str = ""
+
     # How often a server re-reads keys and credentials written by another process (the CLI).
     reload_interval: float = 2.0
     models_cache_ttl: float = 600.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -488,6 +488,8 @@ class GoogleError:
     per_day: bool
     # Whether the body was a google.rpc.Status at all, rather than (say) a proxy's HTML page.
     structured: bool = True
+    # ErrorInfo's metadata (quotaResetTimeStamp, model, ...), for channels that need more.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 # How much of an error body that is not Google's JSON is shown to the client.
@@ -514,6 +516,7 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
     if not isinstance(message, str) or not message:
         message = f"upstream answered HTTP {http_status}"
     reason, delay, per_day = None, None, False
+    info: dict[str, Any] = {}
     details = error.get("details")
     for detail in details if isinstance(details, list) else ():
         if not isinstance(detail, dict):
@@ -523,6 +526,8 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
             found = detail.get("reason")
             reason = found if isinstance(found, str) else None
             metadata = detail.get("metadata")
+            if isinstance(metadata, dict):
+                info = metadata
             reset = metadata.get("quotaResetDelay") if isinstance(metadata, dict) else None
             if delay is None and isinstance(reset, str):
                 delay = parse_duration(reset)
@@ -537,7 +542,13 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
         delay = _delay_in_message(message)
     status = error.get("status")
     return GoogleError(
-        http_status, status if isinstance(status, str) else "", message, reason, delay, per_day
+        http_status,
+        status if isinstance(status, str) else "",
+        message,
+        reason,
+        delay,
+        per_day,
+        metadata=info,
     )
 
 
