@@ -123,28 +123,11 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _scopes(channels: str | None, models: str | None, endpoints: str | None) -> dict[str, Any]:
-    return {
-        "channels": key_service.parse_list(channels, key_service.CHANNELS, "channel"),
-        "models": key_service.parse_list(models),
-        "endpoints": key_service.parse_list(endpoints, key_service.ENDPOINTS, "endpoint"),
-    }
-
-
 def _key_view(record: KeyRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "key": record.key_hint,
-        "channels": record.channels or "all",
-        "models": record.models or "all",
-        "endpoints": record.endpoints or "all",
-        "rpm": record.rpm,
-        "tpm": record.tpm,
-        "quota_tokens": record.quota_tokens,
-        "created": _when(record.created_at),
-        "revoked": _when(record.revoked_at) if record.revoked_at else None,
-    }
+    view = key_service.describe(record)
+    view["created"] = _when(view.pop("created_at"))
+    view["revoked"] = _when(view.pop("revoked_at"))
+    return view
 
 
 def _print_rows(
@@ -181,7 +164,7 @@ async def keys_create(
     record, secret = await key_service.create(
         store,
         name,
-        **_scopes(channels, models, endpoints),
+        **key_service.scopes(channels, models, endpoints),
         rpm=rpm,
         tpm=tpm,
         quota_tokens=quota_tokens,
@@ -226,15 +209,14 @@ async def keys_update(
     quota_tokens: int | None,
 ) -> None:
     """Change a key's scopes and limits (only the options given)."""
-    record = await key_service.find(store, key)
-    changes = {k: v for k, v in _scopes(channels, models, endpoints).items() if v is not None}
+    scoped = key_service.scopes(channels, models, endpoints)
+    changes: dict[str, Any] = {k: v for k, v in scoped.items() if v is not None}
     changes.update(
         {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("quota_tokens", quota_tokens)) if v}
     )
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    updated = await store.update_key(record.id, **changes)
-    assert updated is not None
+    updated = await key_service.update(store, key, changes)
     click.echo(json.dumps(_key_view(updated), indent=2))
 
 
@@ -314,8 +296,7 @@ async def credentials_disable(store: Store, credential_id: int) -> None:
 @_with_store
 async def credentials_remove(store: Store, credential_id: int) -> None:
     """Remove a credential for good."""
-    record = await credential_service.find(store, credential_id)
-    await store.remove_credential(credential_id)
+    record = await credential_service.remove(store, credential_id)
     click.echo(f"removed credential {record.id} ({record.label})")
 
 
@@ -325,39 +306,23 @@ async def credentials_remove(store: Store, credential_id: int) -> None:
 def credentials_test(ctx: click.Context, credential_id: int) -> None:
     """Ask the upstream whether a credential works, and say why not."""
     from gemgate.gateway import Gateway
-    from gemgate.pool import UpstreamFailed
 
-    async def run() -> str:
+    async def run() -> credential_service.TestResult:
         gateway = Gateway(_settings(ctx))
         await gateway.store.open()
         try:
-            record = await credential_service.find(gateway.store, credential_id)
-            channel = gateway.channels.get(record.channel)
-            if channel is None:
-                raise click.ClickException(
-                    f"the {record.channel} channel is not available in this version yet"
-                )
-            try:
-                models = await channel.list_models(credential_service.to_pool(record))
-            except UpstreamFailed as failed:
-                if failed.failure.action == "invalidate":
-                    await credential_service.mark_invalid(
-                        gateway.store, record.id, failed.failure.reason
-                    )
-                raise click.ClickException(
-                    f"credential {record.id} ({record.label}) failed: {failed.failure.reason}"
-                ) from None
-            if record.status != "ok":
-                await gateway.store.update_credential(record.id, status="ok", status_reason=None)
-            return f"credential {record.id} ({record.label}) works: {len(models)} models"
+            return await credential_service.test(gateway.store, gateway.channels, credential_id)
         finally:
             await gateway.http.close()
             await gateway.store.close()
 
     try:
-        click.echo(asyncio.run(run()))
+        result = asyncio.run(run())
     except GatewayError as error:
         raise click.ClickException(error.message) from None
+    if not result.ok:
+        raise click.ClickException(result.message)
+    click.echo(result.message)
 
 
 # -- usage ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from gemgate.api.request_id import CURRENT
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
@@ -14,11 +15,13 @@ from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
 from gemgate.media import MediaStore
-from gemgate.pool import Credential, Pool
+from gemgate.metrics import Metrics
+from gemgate.pool import Credential, Failure, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
+from gemgate.services.recent_errors import RecentErrors
 from gemgate.services.usage import UsageMeter
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
@@ -34,7 +37,10 @@ class Gateway:
         self.keys = KeyRing()
         self.request_rate = RequestRate()
         self.usage = UsageMeter(self.store)
-        self.pool = Pool(on_invalid=self._store_invalid)
+        self.pool = Pool(on_invalid=self._store_invalid, on_failure=self._upstream_failed)
+        self.metrics = Metrics(self.pool)
+        self.recent_errors = RecentErrors()
+        self.request_log = settings.request_lines
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
@@ -84,6 +90,18 @@ class Gateway:
                 await self.usage.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
+
+    def _upstream_failed(self, credential: Credential, model: str, failure: Failure) -> None:
+        self.metrics.upstream_error(credential.id, credential.channel, failure)
+        self.recent_errors.add(
+            "upstream",
+            failure.error.status,
+            failure.reason or failure.error.message,
+            request_id=CURRENT.get(),
+            channel=credential.channel,
+            model=model,
+            credential_id=credential.id,
+        )
 
     async def _store_invalid(self, credential: Credential, reason: str) -> None:
         try:
