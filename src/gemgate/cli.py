@@ -78,11 +78,25 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
     from gemgate import server
+    from gemgate.admin.auth import ensure_token, token_path
 
     settings = _settings(ctx, host=host, port=port)
-    click.echo(f"gemgate {_version()} on http://{settings.host}:{settings.port}")
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"gemgate {_version()} on {base}")
     click.echo(f"store: {_safe_url(settings.resolved_database_url)}")
     click.echo("add a client key with: gemgate keys create --name NAME")
+    new_token = ensure_token(settings)
+    click.echo(f"admin page: {base}/admin/")
+    if new_token:
+        click.echo(f"admin token (shown only now; its hash is in {token_path(settings)}):")
+        click.echo(new_token)
+    elif settings.admin_token:
+        click.echo("log in with GEMGATE_ADMIN_TOKEN")
+    else:
+        click.echo(
+            "log in with the admin token printed on the first start "
+            f"(delete {token_path(settings)} and restart for a new one)"
+        )
     server.run(settings)
 
 
