@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from gemgate.admin import api as admin_api
+from gemgate.admin import pages as admin_pages
 from gemgate.admin.auth import AdminAuth
 from gemgate.api.body_limit import BodyLimit
 from gemgate.api.client_key import ClientKeyAuth
@@ -63,6 +64,7 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
             Route("/metrics", metrics, methods=["GET"]),
             # /admin is public to the client-key middleware: the admin has its own token.
             Mount("/admin/api", routes=admin_api.routes()),
+            Mount("/admin", routes=admin_pages.routes()),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},

@@ -73,6 +73,10 @@ class AdminAuth:
             return False
         return hmac.compare_digest(_hash(given.strip()), self.token_hash)
 
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(16)
+
     def _sign(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), "sha256").hexdigest()
 
