@@ -82,18 +82,26 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     settings = _settings(ctx, host=host, port=port)
     base = f"http://{settings.host}:{settings.port}"
-    click.echo(f"gemgate {_version()} on {base}")
-    click.echo(f"store: {_safe_url(settings.resolved_database_url)}")
-    click.echo("add a client key with: gemgate keys create --name NAME")
+
+    def say(text: str) -> None:
+        # With JSON logs, even the banner is JSON lines, so a collector parses every line.
+        if settings.log_format == "json":
+            click.echo(json.dumps({"level": "info", "logger": "gemgate", "message": text}))
+        else:
+            click.echo(text)
+
+    say(f"gemgate {_version()} on {base}")
+    say(f"store: {_safe_url(settings.resolved_database_url)}")
+    say("add a client key with: gemgate keys create --name NAME")
     new_token = ensure_token(settings)
-    click.echo(f"admin page: {base}/admin/")
+    say(f"admin page: {base}/admin/")
     if new_token:
-        click.echo(f"admin token (shown only now; its hash is in {token_path(settings)}):")
-        click.echo(new_token)
+        say(f"admin token (shown only now; its hash is in {token_path(settings)}):")
+        say(new_token)
     elif settings.admin_token:
-        click.echo("log in with GEMGATE_ADMIN_TOKEN")
+        say("log in with GEMGATE_ADMIN_TOKEN")
     else:
-        click.echo(
+        say(
             "log in with the admin token printed on the first start "
             f"(delete {token_path(settings)} and restart for a new one)"
         )

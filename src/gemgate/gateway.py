@@ -15,7 +15,7 @@ from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
 from gemgate.media import MediaStore
-from gemgate.metrics import Metrics
+from gemgate.metrics import FAILURE_REASONS, Metrics
 from gemgate.pool import Credential, Failure, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
@@ -101,6 +101,7 @@ class Gateway:
             channel=credential.channel,
             model=model,
             credential_id=credential.id,
+            kind=FAILURE_REASONS.get(failure.action, failure.action),
         )
 
     async def _store_invalid(self, credential: Credential, reason: str) -> None:

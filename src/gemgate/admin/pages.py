@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from functools import wraps
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -29,14 +28,6 @@ from gemgate.services import usage_report
 HERE = Path(__file__).parent
 FLASH_COOKIE = "gemgate_flash"
 Page = Callable[[Request, "Session"], Awaitable[Response]]
-
-templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
 
 def _ago(timestamp: float | None) -> str:
     if not timestamp:
@@ -65,7 +56,20 @@ def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
 
 
-templates.filters.update(ago=_ago, until=_in, when=_when, num=lambda n: f"{n or 0:,}")
+@cache
+def templates() -> Any:
+    """The template environment, made on the first page view: a gateway whose admin page is
+    never opened does not pay for Jinja in memory or start-up time."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ago=_ago, until=_in, when=_when, num=lambda n: f"{n or 0:,}")
+    return env
 
 
 class Session:
@@ -89,7 +93,7 @@ def render(
 ) -> HTMLResponse:
     flash = request.cookies.get(FLASH_COOKIE)
     context.setdefault("flash", _read_flash(flash) if flash else None)
-    html = templates.get_template(template).render(request=request, **context)
+    html = templates().get_template(template).render(request=request, **context)
     response = HTMLResponse(html, status_code=status, headers=_NO_STORE)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path="/admin")

@@ -23,6 +23,8 @@ class ErrorEntry:
     channel: str | None = None
     model: str | None = None
     credential_id: int | None = None
+    # For upstream failures, what the pool made of it: rate_limited, credential_rejected, ...
+    kind: str | None = None
 
 
 class RecentErrors:
