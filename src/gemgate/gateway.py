@@ -23,6 +23,7 @@ from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
 from gemgate.services.recent_errors import RecentErrors
 from gemgate.services.usage import UsageMeter
+from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
 
@@ -41,6 +42,7 @@ class Gateway:
         self.metrics = Metrics(self.pool)
         self.recent_errors = RecentErrors()
         self.request_log = settings.request_lines
+        self.usage_slots = SlotCache()
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()

@@ -248,8 +248,10 @@ async def credentials_remove(request: Request) -> Response:
 async def usage(request: Request) -> Response:
     gateway = _gateway(request)
     query = usage_report.parse_query(request.query_params)
-    await gateway.usage.flush()
-    return json_response(await usage_report.report(gateway.store, **query))
+    if gateway.usage.pending:
+        await gateway.usage.flush()
+    report = await usage_report.report(gateway.store, **query, cache=gateway.usage_slots)
+    return json_response(report)
 
 
 @admin_endpoint

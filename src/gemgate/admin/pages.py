@@ -231,8 +231,12 @@ async def logout(request: Request, session: Session) -> Response:
 @page
 async def board(request: Request, session: Session) -> Response:
     gateway = _gateway(request)
-    credentials = await live_credentials(gateway)
-    counts = {word: 0 for word in ("ok", "cooling", "invalid", "disabled")}
+    # What needs the operator comes first: broken, then cooling, then working, then disabled.
+    order = {"invalid": 0, "cooling": 1, "ok": 2, "disabled": 3}
+    credentials = sorted(
+        await live_credentials(gateway), key=lambda c: (order.get(c["state"], 9), c["id"])
+    )
+    counts = dict.fromkeys(order, 0)
     for cred in credentials:
         counts[cred["state"]] = counts.get(cred["state"], 0) + 1
     return render(
@@ -401,8 +405,9 @@ async def usage(request: Request, session: Session) -> Response:
         span = RANGES[bucket][1]
     params.setdefault("since", span)
     query = usage_report.parse_query(params)
-    await gateway.usage.flush()
-    report = await usage_report.report(gateway.store, **query)
+    if gateway.usage.pending:
+        await gateway.usage.flush()
+    report = await usage_report.report(gateway.store, **query, cache=gateway.usage_slots)
     requests_svg, requests_legend = charts.stacked_bars(report, "requests", "Requests")
     tokens_svg, tokens_legend = charts.stacked_bars(report, "total_tokens", "Tokens")
     return render(
