@@ -20,6 +20,7 @@ from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
 from gemgate.api.fronts import error_format
 from gemgate.api.request_id import RequestId
+from gemgate.api.uncaught import Uncaught, starlette_handler
 from gemgate.config import Settings
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.gateway import Gateway
@@ -67,10 +68,11 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
             Mount("/admin", routes=admin_pages.routes()),
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: starlette_handler},
     )
     app.state.gateway = gateway
     app.state.admin_auth = AdminAuth.from_settings(settings)
     # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
-    # id. Lifespan messages pass through all of them to Starlette.
-    return RequestId(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes))
+    # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
+    # through them all to Starlette.
+    return RequestId(Uncaught(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes)))

@@ -21,6 +21,7 @@ from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.pool import Credential
 from gemgate.routing import Route
+from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
 from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
@@ -49,18 +50,18 @@ async def handle(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
-        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request)
-        exchange.reserved = gateway.usage.reserve(
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
+        ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
+        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request, len(body))
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         served = exchange
 
@@ -104,8 +105,8 @@ class Exchange:
     first_byte: float | None = None
     credential_id: int | None = None
     usage: ir.Usage = field(default_factory=ir.Usage)
-    # Tokens held against the key's limits until `finish` settles them with the real usage.
-    reserved: int = 0
+    # What the key's limits hold for this request until `finish` settles it.
+    ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
 
@@ -133,10 +134,11 @@ class Exchange:
         """The one point every routed request passes at its end: usage, metrics, the request
         log line and the operator's list of recent errors are all fed from here."""
         gateway, route = self.gateway, self.route
-        gateway.usage.record(
-            self.key, route.channel, route.model, self.endpoint, status, self.usage, self.reserved
+        used = gateway.usage.record(
+            self.key, route.channel, route.model, self.endpoint, status, self.usage
         )
-        self.reserved = 0
+        gateway.admission.settle(self.key, self.ticket, used)
+        self.ticket = FREE
         now = time.perf_counter()
         seconds = now - self.started
         first_byte = self.first_byte - self.started if self.first_byte is not None else None
@@ -190,14 +192,22 @@ class _BaseUrl:
         return str(self._request.base_url)
 
 
-def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
-    """Give back to each replayed tool call the signature the client could not keep."""
+async def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
+    """Give back to each replayed tool call the signature the client could not keep: from this
+    instance's cache, else (several instances) from the shared state."""
+    missing: list[ir.ToolCall] = []
     for message in request.messages:
         if message.role != "model":
             continue
         for part in message.parts:
             if isinstance(part, ir.ToolCall) and not part.signature:
                 part.signature = cache.recall(part.id, model)
+                if part.signature is None:
+                    missing.append(part)
+    if missing and cache.shared is not None:
+        found = await cache.recall_shared([call.id for call in missing], model)
+        for call in missing:
+            call.signature = found.get(call.id)
 
 
 def error_response(fmt: Format, error: GatewayError) -> Response:
@@ -342,15 +352,17 @@ async def passthrough(
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Passthrough):
             return await fallback()
-        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         body = await request.body()
+        tokens = 0
+        if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
+            # Only a limited key pays for reading the output cap out of the body.
+            tokens = estimate(len(body), _output_cap(body))
+        ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
-            exchange = Exchange(gateway, key, route, fmt.endpoint, started, request)
-            if key.quota_tokens is not None or key.tpm is not None:
-                # Only a limited key pays for reading the output cap out of the body.
-                exchange.reserved = gateway.usage.reserve(
-                    key, estimate(len(body), _output_cap(body))
-                )
+            exchange = Exchange(
+                gateway, key, route, fmt.endpoint, started, request, ticket=ticket
+            )
         served = exchange
 
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
@@ -452,9 +464,10 @@ async def count_tokens(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
+        await gateway.admission.admit(key, 0)
         await gateway.fetcher.resolve(ir_request, len(body))
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         tokens = await gateway.pool.call(
             route.channel,

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gemgate.api.fronts import error_format, is_public
-from gemgate.errors import AuthenticationFailed, RateLimited
+from gemgate.errors import AuthenticationFailed
 from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
 
@@ -23,7 +23,10 @@ def find_secret(scope: Scope) -> str | None:
     if authorization:
         value = authorization.decode("latin-1").strip()
         scheme, _, rest = value.partition(" ")
-        return rest.strip() if scheme.lower() == "bearer" and rest else value
+        if scheme.lower() == "bearer":
+            # "Bearer " with nothing after it is a client whose key variable was empty.
+            return rest.strip() or None
+        return value or None
     query = scope.get("query_string", b"")
     if b"key=" in query:
         for name, value in parse_qsl(query.decode("latin-1")):
@@ -52,13 +55,9 @@ class ClientKeyAuth:
             response = error_response(error_format(scope["path"]), AuthenticationFailed(message))
             await response(scope, receive, send)
             return
+        # A key known to be over its token limits is refused before its body is read; its
+        # request rate is counted where its request is admitted (gemgate.services.admission).
         refused = self.gateway.usage.check(key)
-        wait = self.gateway.request_rate.admit(key) if refused is None else None
-        if wait is not None:
-            refused = RateLimited(
-                f"this key may make {key.rpm} requests per minute; try again in {wait:.0f}s",
-                retry_after=wait,
-            )
         if refused is not None:
             await error_response(error_format(scope["path"]), refused)(scope, receive, send)
             return

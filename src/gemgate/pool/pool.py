@@ -21,16 +21,22 @@ T = TypeVar("T")
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
 # Called on every failed attempt (metrics, the operator's list of recent errors).
 FailureHook = Callable[[Credential, str, Failure], None]
+# Called when a credential starts resting for a model: (credential, model, seconds).
+CooldownHook = Callable[[Credential, str, float], None]
 
 
 class Pool:
     def __init__(
-        self, on_invalid: InvalidHook | None = None, on_failure: FailureHook | None = None
+        self,
+        on_invalid: InvalidHook | None = None,
+        on_cooldown: CooldownHook | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self._by_channel: dict[str, list[Credential]] = {}
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
+        self._on_cooldown = on_cooldown
         self._on_failure = on_failure
 
     # -- configuration --------------------------------------------------------------------
@@ -59,6 +65,12 @@ class Pool:
         if state is None:
             state = self._states[cred_id] = CredentialState()
         return state
+
+    def rest(self, cred_id: int, model: str, seconds: float) -> None:
+        """Keep a credential off `model` for `seconds` (learnt here, or from another instance)."""
+        until = time.monotonic() + seconds
+        cooling = self.state(cred_id).cooldown_until
+        cooling[model] = max(until, cooling.get(model, 0.0))
 
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
@@ -172,10 +184,12 @@ class Pool:
             self._on_failure(cred, model, failure)
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
-            state.cooldown_until[model] = time.monotonic() + seconds
+            self.rest(cred.id, model, seconds)
             log.warning(
                 "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
             )
+            if self._on_cooldown is not None:
+                self._on_cooldown(cred, model, seconds)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(
