@@ -305,3 +305,9 @@ def test_serve_makes_an_admin_token_once_and_keeps_only_its_hash(
         assert ok.status_code == 200
     finally:
         again.stop()
+
+
+def test_credential_kinds_say_what_each_channel_needs(admin: AdminClient) -> None:
+    kinds = {k["channel"]: k for k in admin.get("/credential-kinds").json()["kinds"]}
+    assert [f["name"] for f in kinds["gemini"]["fields"]] == ["api_key"]
+    assert kinds["gemini"]["fields"][0]["kind"] == "secret" and kinds["gemini"]["guide"]
