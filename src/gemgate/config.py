@@ -93,7 +93,18 @@ class Settings(BaseSettings):
     responses_max_bytes: int = 8 * 1024 * 1024
 
     log_level: str = "info"
-    access_log: bool = False
+    # json: one JSON object per line, with one line per request (see gemgate.log_format).
+    log_format: Literal["text", "json"] = "text"
+    # One line per request. Unset: on with JSON logs (gemgate's own request lines), off with
+    # text logs (where it turns on uvicorn's access log).
+    access_log: bool | None = None
+    # Bearer token that /metrics asks for; unset, /metrics is open (bind to a private address).
+    metrics_token: str | None = None
+
+    @property
+    def request_lines(self) -> bool:
+        """Whether gemgate writes its own line per request (JSON logs only)."""
+        return self.log_format == "json" and self.access_log is not False
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from gemgate import answers, image_output, ir
 from gemgate.errors import GatewayError, InternalError, Unavailable
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
+from gemgate.pool import Credential
 from gemgate.routing import Route
 from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
@@ -26,6 +28,8 @@ from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
 
 log = logging.getLogger("gemgate.proxy")
+# One line per routed request, when request lines are on (GEMGATE_ACCESS_LOG, or JSON logs).
+request_log = logging.getLogger("gemgate.request")
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 # What a stream still running when the shutdown's drain window ends is told.
@@ -40,6 +44,7 @@ async def handle(
     channel: str | None,
     path_model: str | None = None,
 ) -> Response:
+    started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
@@ -55,7 +60,7 @@ async def handle(
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
-        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
+        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
         link = ir_request.client_options.get("link_media")
         if link == "always" or (link and gateway.settings.media_links == "url"):
             # Clients of this format can only show generated images as links.
@@ -66,13 +71,14 @@ async def handle(
         await gateway.fetcher.resolve(ir_request, len(body))
         await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
+        served = exchange
+
+        def attempt(credential: Credential) -> AsyncIterator[ir.Event]:
+            served.credential_id = credential.id
+            return upstream.generate(ir_request, route.model, credential)
 
         def answer() -> AsyncGenerator[ir.Event, None]:
-            return gateway.pool.stream(
-                route.channel,
-                route.model,
-                lambda credential: upstream.generate(ir_request, route.model, credential),
-            )
+            return gateway.pool.stream(route.channel, route.model, attempt)
 
         events = exchange.watch(
             answer() if ir_request.answers <= 1 else answers.merged(answer, ir_request.answers)
@@ -81,6 +87,7 @@ async def handle(
             # Wait for the first event before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
             first = await anext(events, None)
+            exchange.first_byte = time.perf_counter()
             encoder = fmt.stream_encoder(ir_request)
             return StreamingResponse(
                 _frames(encoder, first, events, exchange),
@@ -96,7 +103,7 @@ async def handle(
         return Response(encoded, media_type="application/json")
     except GatewayError as error:
         if exchange is not None:
-            exchange.finish(error.status)
+            exchange.finish(error.status, error.message)
         return error_response(fmt, error)
 
 
@@ -108,6 +115,11 @@ class Exchange:
     key: ClientKey
     route: Route
     endpoint: str
+    # perf_counter() when the request arrived, and when its first answer event was ready.
+    started: float
+    request: Request
+    first_byte: float | None = None
+    credential_id: int | None = None
     usage: ir.Usage = field(default_factory=ir.Usage)
     # What the key's limits hold for this request until `finish` settles it.
     ticket: Ticket = FREE
@@ -134,12 +146,56 @@ class Exchange:
                     self.usage = event.usage
                 yield event
 
-    def finish(self, status: int) -> None:
-        used = self.gateway.usage.record(
-            self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
+    def finish(self, status: int, error: str | None = None) -> None:
+        """The one point every routed request passes at its end: usage, metrics, the request
+        log line and the operator's list of recent errors are all fed from here."""
+        gateway, route = self.gateway, self.route
+        used = gateway.usage.record(
+            self.key, route.channel, route.model, self.endpoint, status, self.usage
         )
-        self.gateway.admission.settle(self.key, self.ticket, used)
+        gateway.admission.settle(self.key, self.ticket, used)
         self.ticket = FREE
+        now = time.perf_counter()
+        seconds = now - self.started
+        first_byte = self.first_byte - self.started if self.first_byte is not None else None
+        gateway.metrics.request(
+            route.channel, route.model, self.endpoint, status, seconds, first_byte, self.usage
+        )
+        if status >= 400 or gateway.request_log:
+            request_id = self.request.scope["state"].get("request_id")
+            if status >= 400:
+                gateway.recent_errors.add(
+                    "request",
+                    status,
+                    error or "",
+                    request_id=request_id,
+                    key=self.key.name,
+                    channel=route.channel,
+                    model=route.model,
+                    credential_id=self.credential_id,
+                )
+            if gateway.request_log:
+                request_log.info(
+                    "%s %s %s/%s %s %.1fms",
+                    request_id,
+                    self.key.name,
+                    route.channel,
+                    route.model,
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "request_id": request_id,
+                        "key": self.key.name,
+                        "channel": route.channel,
+                        "model": route.model,
+                        "endpoint": self.endpoint,
+                        "credential_id": self.credential_id,
+                        "status": status,
+                        "latency_ms": round(seconds * 1000, 1),
+                        "prompt_tokens": self.usage.prompt_tokens,
+                        "output_tokens": self.usage.output_tokens,
+                    },
+                )
 
 
 class _BaseUrl:
@@ -185,7 +241,7 @@ async def _frames(
     events: AsyncGenerator[ir.Event, None],
     exchange: Exchange,
 ) -> AsyncIterator[bytes]:
-    status = 200
+    status, message = 200, None
     drain = exchange.gateway.drain
     drain.enter()
     async with aclosing(events):
@@ -200,21 +256,21 @@ async def _frames(
                         yield frame
             yield encoder.end()
         except GatewayError as error:
-            status = error.status
+            status, message = error.status, error.message
             yield encoder.error(error)
         except asyncio.CancelledError:
             if not drain.cutting:
                 raise
-            status = SHUTTING_DOWN.status
+            status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
             yield encoder.error(SHUTTING_DOWN)
         except Exception:
-            status = 500
+            status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield encoder.error(InternalError("the gateway failed while streaming"))
+            yield encoder.error(InternalError(message))
         finally:
             drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
-            exchange.finish(status)
+            exchange.finish(status, message)
 
 
 class Stateful(Protocol):
@@ -313,6 +369,7 @@ async def passthrough(
     """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
     rewritten) when the routed channel speaks the Gemini API, else `fallback` (the IR path).
     Routing, key scopes, usage and the pool's failover before the first byte all still apply."""
+    started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
@@ -328,13 +385,21 @@ async def passthrough(
             tokens = estimate(len(body), _output_cap(body))
         ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
-            exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
+            exchange = Exchange(
+                gateway, key, route, fmt.endpoint, started, request, ticket=ticket
+            )
+        served = exchange
+
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
-        attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
-            route.model, action, body, credential
-        )
+        def attempt(credential: Credential) -> Any:
+            if served is not None:
+                served.credential_id = credential.id
+            return upstream.passthrough(route.model, action, body, credential)
+
         chunks: AsyncGenerator[Any, None] = gateway.pool.stream(route.channel, route.model, attempt)
         first: bytes | None = await anext(chunks, None)
+        if exchange is not None:
+            exchange.first_byte = time.perf_counter()
         if action == "streamGenerateContent":
             return StreamingResponse(
                 _relay(first, chunks, exchange, upstream, fmt),
@@ -349,7 +414,7 @@ async def passthrough(
         return Response(raw, media_type="application/json")
     except GatewayError as error:
         if exchange is not None:
-            exchange.finish(error.status)
+            exchange.finish(error.status, error.message)
         return error_response(fmt, error)
 
 
@@ -373,7 +438,7 @@ async def _relay(
 ) -> AsyncIterator[bytes]:
     """Upstream events to the client as they arrive, never re-encoded; only the framing is the
     client's. An error, after some events, is one more whole event."""
-    status = 200
+    status, message = 200, None
     last = b""
     drain = exchange.gateway.drain if exchange is not None else None
     if drain is not None:
@@ -388,24 +453,24 @@ async def _relay(
                 last = event
             yield fmt.relay_end(bool(last))
         except GatewayError as error:
-            status = error.status
+            status, message = error.status, error.message
             yield fmt.relay_error(error, bool(last))
         except asyncio.CancelledError:
             if drain is None or not drain.cutting:
                 raise
-            status = SHUTTING_DOWN.status
+            status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
             yield fmt.relay_error(SHUTTING_DOWN, bool(last))
         except Exception:
-            status = 500
+            status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError("the gateway failed while streaming"), bool(last))
+            yield fmt.relay_error(InternalError(message), bool(last))
         finally:
             if drain is not None:
                 drain.leave()
             if exchange is not None:
                 # Usage is cumulative: the last event that carries it holds the answer's.
                 exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
-                exchange.finish(status)
+                exchange.finish(status, message)
 
 
 async def count_tokens(

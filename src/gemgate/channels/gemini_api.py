@@ -176,6 +176,12 @@ class GeminiAPI:
         self._models, self._models_at = models, time.monotonic()
         return models
 
+    async def probe(self, credential: Credential) -> str:
+        """What the upstream says of this credential now (the model list is cached; this is
+        not): raises `UpstreamFailed` as a request would."""
+        data = await self._call_json(f"{self.base}/models?pageSize=1000", None, credential)
+        return f"{len(data.get('models') or ())} models"
+
     def _model_url(self, model: str, method: str) -> str:
         # The model is the only client-influenced text in an upstream URL; the action is one
         # of ours.
