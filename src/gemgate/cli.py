@@ -620,6 +620,8 @@ async def login(
     """Sign a Google account in with Gemini CLI's OAuth client and add it to the pool."""
     from gemgate.services import oauth_import
 
+    proxy = credential_service.checked_proxy(proxy)  # before the browser, not after
+
     def announce(url: str) -> None:
         click.echo("Open this URL in a browser and sign in:")
         click.echo(url)

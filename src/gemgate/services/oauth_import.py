@@ -120,6 +120,7 @@ async def store_account(
 ) -> tuple[CredentialRecord, bool]:
     """Add the account, or renew the stored one with the same e-mail or refresh token (a new
     login is how an operator fixes an account marked invalid). True when it was renewed."""
+    proxy = credential_service.checked_proxy(proxy)
     secret = dict(secret)
     if project:
         secret["project_id"] = project
