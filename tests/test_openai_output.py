@@ -3,6 +3,7 @@ safety, errors in the middle of a stream, and the parameters Gemini has no use f
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import start_gemgate
-from tests.fakes.gemini_api import TINY_PNG, FakeGeminiAPI, Reply
+from tests.fakes.gemini_api import FakeGeminiAPI, Reply, image_png
 from tests.harness import Gemgate
 from tests.openai_sdk import client, collect_stream
 
@@ -92,7 +93,7 @@ def test_generated_images_are_linked(gateway: Gemgate, gemini: FakeGeminiAPI, st
     # The link works without a client key, and gives the very bytes Gemini made.
     status, kind, body = _get(link)
     assert (status, kind) == (200, "image/png")
-    assert body == __import__("base64").b64decode(TINY_PNG)
+    assert body == base64.b64decode(image_png(1024, 1024))
     forged = link[:-4] + ("AAAA" if not link.endswith("AAAA") else "BBBB")
     assert _get(forged)[0] == 404
 
@@ -132,7 +133,7 @@ def test_images_as_data_urls_when_the_operator_says_so(
         .choices[0]
         .message
     )
-    url = f"data:image/png;base64,{TINY_PNG}"
+    url = f"data:image/png;base64,{image_png(1024, 1024)}"
     assert f"![image]({url})" in (message.content or "")
     assert (message.model_extra or {})["images"][0]["image_url"]["url"] == url
     assert not (data_links.data_dir / "media").exists() or not any(

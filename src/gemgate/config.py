@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     # Longest silence tolerated from an upstream, between bytes, not for the whole answer.
     read_timeout: float = 120.0
 
+    # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
+    onboard_poll_interval: float = 5.0
+    # gemini_cli: model ids to serve besides the built-in Code Assist list, comma-separated.
+    code_assist_extra_models: str = ""
+
     # How often a server re-reads keys and credentials written by another process (the CLI).
     reload_interval: float = 2.0
     models_cache_ttl: float = 600.0
@@ -70,6 +76,12 @@ class Settings(BaseSettings):
     media_ttl: float = 86400.0
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
+    # Most bytes of generated media kept under the data folder; the oldest go first.
+    media_max_bytes: int = 1024 * 1024 * 1024
+    # Seconds between sweeps of expired (or over-the-cap) media files.
+    media_cleanup_interval: float = 600.0
+    # The model of an images API request that names none.
+    image_model: str = "gemini-2.5-flash-image"
 
     # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
     # then end with their format's error event, their usage recorded.
@@ -116,6 +128,34 @@ class Settings(BaseSettings):
             return (init_settings, env_settings)
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_lead_to_model_names(cls, aliases: dict[str, str]) -> dict[str, str]:
+        from gemgate import model_names
+        from gemgate.errors import InvalidRequest
+
+        for name, target in aliases.items():
+            try:
+                model_names.check(target, "alias target")
+            except InvalidRequest:
+                raise PydanticCustomError(
+                    "alias",
+                    "alias {name} leads to {target}: not a model name",
+                    {"name": repr(name), "target": repr(target)},
+                ) from None
+        return aliases
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _allow_list_parses(cls, value: str) -> str:
+        from gemgate.allow_list import AllowList
+
+        try:
+            AllowList(value)
+        except ValueError as error:
+            raise PydanticCustomError("allow_list", str(error)) from None
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -144,7 +184,10 @@ def _describe(error: Any, path: Path | None) -> str:
     # One line per bad value, named as the operator can set it, instead of pydantic's dump.
     name = str(error["loc"][0]) if error["loc"] else "?"
     where = f"GEMGATE_{name.upper()}" + (f" (or `{name}` in {path})" if path else "")
-    reason = str(error["msg"]).split(",")[0].lower()
+    # pydantic's own "…, unable to parse …" tail repeats the head; a custom message (aliases,
+    # the allow list) quotes the operator's values, whose case must stay as written.
+    reason = str(error["msg"]).split(", unable to ")[0]
+    reason = reason[:1].lower() + reason[1:]
     value = error.get("input")
     shown = ""
     if isinstance(value, str | int | float) and not any(w in name for w in ("secret", "token")):

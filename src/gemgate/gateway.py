@@ -13,6 +13,7 @@ from gemgate.api.request_id import CURRENT
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
@@ -60,14 +61,18 @@ class Gateway:
         self.recent_errors = RecentErrors()
         self.request_log = settings.request_lines
         self.usage_slots = SlotCache()
-        self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
+        self.channels: dict[str, Channel] = {
+            "gemini": GeminiAPI(settings, self.http),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
+        }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
         self.fetcher = Fetcher(settings)
-        self.media = MediaStore(settings.data_dir, settings.media_ttl)
+        self.media = MediaStore(settings.data_dir, settings.media_ttl, settings.media_max_bytes)
         self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open(create=True)
@@ -77,12 +82,16 @@ class Gateway:
         if self.shared is not None:
             await self.shared.start(self._on_event)
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
+        self._sweeper = asyncio.create_task(
+            self.media.sweep(self.settings.media_cleanup_interval), name="gemgate-media-sweep"
+        )
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.usage.flush()
         await self.cooldowns.flush()
         if self.shared is not None:

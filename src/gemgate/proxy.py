@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gemgate import ir
+from gemgate import answers, image_output, ir
 from gemgate.errors import GatewayError, InternalError, Unavailable
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
@@ -55,9 +55,11 @@ async def handle(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
         exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
-        if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
+        link = ir_request.client_options.get("link_media")
+        if link == "always" or (link and gateway.settings.media_links == "url"):
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
+        exchange.image_output = ir_request.image_output
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request, len(body))
@@ -69,7 +71,12 @@ async def handle(
             served.credential_id = credential.id
             return upstream.generate(ir_request, route.model, credential)
 
-        events = exchange.watch(gateway.pool.stream(route.channel, route.model, attempt))
+        def answer() -> AsyncGenerator[ir.Event, None]:
+            return gateway.pool.stream(route.channel, route.model, attempt)
+
+        events = exchange.watch(
+            answer() if ir_request.answers <= 1 else answers.merged(answer, ir_request.answers)
+        )
         if ir_request.stream:
             # Wait for the first event before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
@@ -83,8 +90,11 @@ async def handle(
             )
         async with aclosing(events):
             response = ir.collect([event async for event in events])
+        # Encoded before the usage is recorded: a format may still find the answer is an error
+        # (the images API, when no image came back).
+        encoded = fmt.encode(response, ir_request)
         exchange.finish(200)
-        return Response(fmt.encode(response, ir_request), media_type="application/json")
+        return Response(encoded, media_type="application/json")
     except GatewayError as error:
         if exchange is not None:
             exchange.finish(error.status, error.message)
@@ -109,6 +119,8 @@ class Exchange:
     ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
+    # What the client wants done to generated images (size, watermark, type).
+    image_output: ir.ImageOutput | None = None
 
     async def watch(self, events: AsyncGenerator[ir.Event, None]) -> AsyncGenerator[ir.Event, None]:
         cache = self.gateway.signatures
@@ -118,14 +130,12 @@ class Exchange:
                     part = event.part
                     if isinstance(part, ir.ToolCall) and part.signature:
                         cache.remember(part.id, part.signature, self.route.model)
-                    elif (
-                        isinstance(part, ir.Media)
-                        and part.data
-                        and not part.uri
-                        and self.media_base
-                    ):
-                        linked = await self.gateway.media.link(part, str(self.media_base))
-                        event = ir.PartEvent(linked, event.index)
+                    elif isinstance(part, ir.Media) and part.data and not part.uri:
+                        if self.image_output is not None:
+                            part = await image_output.apply(part, self.image_output)
+                        if self.media_base:
+                            part = await self.gateway.media.link(part, str(self.media_base))
+                        event = ir.PartEvent(part, event.index)
                 elif isinstance(event, ir.UsageEvent):
                     self.usage = event.usage
                 yield event

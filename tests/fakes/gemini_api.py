@@ -19,6 +19,8 @@ import argparse
 import asyncio
 import base64
 import binascii
+import functools
+import io
 import re
 import secrets
 import signal
@@ -27,8 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeAlias
 
+import numpy as np
 import orjson
 from aiohttp import web
+from PIL import Image
 
 SENTINELS = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 AUTO_SIGNATURE = "auto"  # Reply.text(signature=AUTO_SIGNATURE): let the fake issue a real one
@@ -83,7 +87,50 @@ _MISSING_SIGNATURE = (
     "performance. Additional data, function call `default_api:{name}` , position {position}. "
     "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
 )
-_SERVED = ("generateContent", "countTokens")  # embedContent & co. are not faked
+_SERVED = ("generateContent", "countTokens", "predict")  # embedContent & co. are not faked
+
+# Image models (A.2.5, C.6): the aspect ratios every one takes, and the pixel size each ratio
+# comes out at for imageSize 1K (2K and 4K are twice and four times as large).
+IMAGE_RATIOS = {
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "4:5": (896, 1152),
+    "5:4": (1152, 896),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+}
+# Only Gemini-3-class image models take these, and imageSize at all.
+EXTREME_RATIOS = {"1:4": (512, 2048), "4:1": (2048, 512), "1:8": (384, 3072), "8:1": (3072, 384)}
+IMAGE_SIZES = {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}
+# Imagen through :predict: its own ratios and sizes.
+IMAGEN_RATIOS = {
+    "1:1": (1024, 1024),
+    "3:4": (896, 1280),
+    "4:3": (1280, 896),
+    "9:16": (768, 1408),
+    "16:9": (1408, 768),
+}
+_PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+
+
+@functools.cache
+def image_png(width: int, height: int, shade: int = 0) -> str:
+    """A deterministic PNG of that size (a colour gradient), as base64."""
+    x = np.linspace(0, 255, width, dtype=np.float64)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float64)[:, None]
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = x.astype(np.uint8)
+    pixels[..., 1] = y.astype(np.uint8)
+    pixels[..., 2] = (shade * 37) % 256
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,127}")
 
 
@@ -171,6 +218,15 @@ def default_models() -> list[dict[str, Any]]:
             version="3-pro-image-preview-11-2025",
         ),
         _model(
+            "imagen-4.0-generate-001",
+            "Imagen 4",
+            "Vertex served Imagen 4.0 model",
+            480,
+            8192,
+            thinking=False,
+            methods=("predict",),
+        ),
+        _model(
             "gemini-embedding-001",
             "Gemini Embedding 001",
             "Text embeddings.",
@@ -244,9 +300,13 @@ class Reply:
         *,
         finish_reason: str = "STOP",
         usage: dict[str, Any] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
-        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added."""
-        return cls(kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage)
+        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added.
+        `delay`: seconds the answer takes (as an image model's does)."""
+        return cls(
+            kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage, delay=delay
+        )
 
     @classmethod
     def chunks(cls, responses: list[dict[str, Any]], delay: float = 0.0) -> Reply:
@@ -295,6 +355,11 @@ class Reply:
         return cls(kind="cut", n_chunks=chunks)
 
     @classmethod
+    def filtered(cls, reason: str) -> Reply:
+        """`:predict` (Imagen): every image filtered out, named by its reason."""
+        return cls(kind="filtered", message=reason)
+
+    @classmethod
     def blocked(cls, reason: str = "PROHIBITED_CONTENT") -> Reply:
         """The prompt was blocked: HTTP 200, `promptFeedback`, no candidates (A.3)."""
         return cls(kind="blocked", finish_reason=reason)
@@ -327,6 +392,7 @@ class _Call:
     include_thoughts: bool
     wants_image: bool
     prompt: dict[str, int]
+    image_shape: tuple[int, int] = (1024, 1024)
     response_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -592,6 +658,9 @@ def _check(kind: _Kind, value: Any, path: str) -> Any:
     if isinstance(kind, list):
         if not isinstance(value, list):
             raise _invalid_value(path, "TYPE_LIST", value)
+        for i, item in enumerate(value):
+            if item is None:  # null is "not set" for a field, but a list element must be set
+                raise _invalid_value(f"{path}[{i}]", "TYPE_LIST", item)
         return [_check(kind[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(kind, frozenset):
         if not isinstance(value, str) or value.upper() not in kind:
@@ -728,6 +797,45 @@ def _check_semantics(req: dict[str, Any]) -> None:
                     raise _bad(
                         f"{where}.{_snake(b)}: {_snake(a)} and {_snake(b)} cannot both be set.\n"
                     )
+
+
+def _image_shape(model: str, config: dict[str, Any]) -> tuple[int, int]:
+    """The size an image model's picture comes out at; 400 for what the model rejects."""
+    modalities = config.get("responseModalities")
+    image_model = "image" in model
+    if modalities and "IMAGE" in modalities and not image_model:
+        raise _bad("Model does not support the requested response modalities: image")
+    image_config = config.get("imageConfig")
+    if image_config is None:
+        return IMAGE_RATIOS["1:1"]
+    if not image_model:
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config: image_config is only "
+            "supported by image generation models.\n"
+        )
+    newer = re.match(r"gemini-[3-9]", model) is not None
+    ratios = {**IMAGE_RATIOS, **(EXTREME_RATIOS if newer else {})}
+    ratio = image_config.get("aspectRatio", "1:1")
+    if ratio not in ratios:
+        raise _bad(
+            f"* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            f"unsupported aspect ratio {ratio!r} for {model}.\n"
+        )
+    size = image_config.get("imageSize")
+    if size is not None and not newer:
+        # 2.5 Flash Image has one size; it rejects the field (A.2.5).
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config.image_size: image_size "
+            f"is not supported by {model}.\n"
+        )
+    if size is not None and size not in IMAGE_SIZES:
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config.image_size: must be one "
+            f"of 1K, 2K, 4K, not {size!r}.\n"
+        )
+    scale = IMAGE_SIZES[size or "1K"]
+    width, height = ratios[ratio]
+    return int(width * scale), int(height * scale)
 
 
 def _current_turn_start(contents: list[dict[str, Any]]) -> int:
@@ -884,6 +992,9 @@ class FakeGeminiAPI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # The most slow answers (Reply.parts(delay=...)) under way at once since the last reset.
+        self.peak_slow = 0
+        self._slow = 0
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -967,6 +1078,7 @@ class FakeGeminiAPI:
             self._queue.clear()
             self._standing.clear()
             self.requests.clear()
+            self.peak_slow = 0
 
     def issue_signature(self, model: str) -> str:
         """A signature this fake accepts for `model` (for hand-built conversation history)."""
@@ -994,7 +1106,7 @@ class FakeGeminiAPI:
             return Reply.parts(
                 [
                     {"text": "Here is your image."},
-                    {"inlineData": {"mimeType": "image/png", "data": TINY_PNG}},
+                    {"inlineData": {"mimeType": "image/png", "data": image_png(*call.image_shape)}},
                 ]
             )
         return Reply.text(f"Hello from {call.model}", chunks=self.stream_chunks)
@@ -1050,6 +1162,8 @@ class FakeGeminiAPI:
                 raise _bad("Invalid JSON payload received. Unexpected token.", "")
             if action == "countTokens":
                 return self._json(self._count_tokens(body or {}))
+            if action == "predict":
+                return self._json(self._predict(body or {}, model, api_key))
             return await self._generate(request, body or {}, model, api_key, stream, sse)
         except _ApiError as err:
             # Google wraps errors of the non-SSE stream in the array it would have streamed.
@@ -1144,6 +1258,60 @@ class FakeGeminiAPI:
             ],
         }
 
+    def _predict(self, body: dict[str, Any], model: str, api_key: str | None) -> dict[str, Any]:
+        """Imagen's `:predict`: one text instance in, `sampleCount` base64 images out."""
+        for key in body:
+            if key not in ("instances", "parameters"):
+                raise _bad(
+                    f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+                )
+        instances = body.get("instances")
+        if not isinstance(instances, list) or len(instances) != 1:
+            raise _bad("Exactly one instance is required.", "instances")
+        instance = instances[0]
+        if not isinstance(instance, dict) or set(instance) - {"prompt"}:
+            raise _bad("An instance takes a prompt only.", "instances[0]")
+        prompt = instance.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _bad("The prompt is required.", "instances[0].prompt")
+        parameters = body.get("parameters") or {}
+        allowed = {
+            "sampleCount": int,
+            "aspectRatio": str,
+            "personGeneration": str,
+            "includeRaiReason": bool,
+            "sampleImageSize": str,
+        }
+        for key, value in parameters.items():
+            kind = allowed.get(key)
+            if kind is None:
+                raise _bad(
+                    f"Invalid JSON payload received. Unknown name \"{key}\" at 'parameters': "
+                    "Cannot find field.",
+                    "parameters",
+                )
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise _invalid_value(f"parameters.{key}", "TYPE_" + kind.__name__.upper(), value)
+        count = parameters.get("sampleCount", 4)
+        if not 1 <= count <= 4:
+            raise _bad("sampleCount must be between 1 and 4.", "parameters.sample_count")
+        ratio = parameters.get("aspectRatio", "1:1")
+        if ratio not in IMAGEN_RATIOS:
+            raise _bad(f"Unsupported aspect ratio: {ratio}.", "parameters.aspect_ratio")
+        person = parameters.get("personGeneration")
+        if person is not None and person not in _PERSON_GENERATION:
+            raise _bad(f"Invalid personGeneration: {person}.", "parameters.person_generation")
+        reply = self._take_reply(api_key, model)
+        if reply is not None and reply.kind == "error":
+            raise self._scripted_error(reply, model)
+        if reply is not None and reply.kind == "filtered":
+            if not parameters.get("includeRaiReason"):
+                return {}
+            return {"predictions": [{"raiFilteredReason": reply.message}] * count}
+        width, height = IMAGEN_RATIOS[ratio]
+        image = {"mimeType": "image/png", "bytesBase64Encoded": image_png(width, height, 1)}
+        return {"predictions": [dict(image) for _ in range(count)]}
+
     def _check_signatures(self, contents: list[dict[str, Any]], model: str) -> None:
         """Gemini 3: the first call of every step in the current turn needs a signature (E.6)."""
         for i in range(_current_turn_start(contents), len(contents)):
@@ -1175,7 +1343,18 @@ class FakeGeminiAPI:
         stream: bool,
         sse: bool,
     ) -> web.StreamResponse:
-        req = _check(_REQUEST, body, "")
+        return await self._answer(request, _check(_REQUEST, body, ""), model, api_key, stream, sse)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        req: dict[str, Any],
+        model: str,
+        api_key: str | None,
+        stream: bool,
+        sse: bool,
+    ) -> web.StreamResponse:
+        """Answer a validated GenerateContentRequest (also for fakes that wrap it)."""
         _check_semantics(req)
         if model.startswith("gemini-3") and "image" not in model:
             self._check_signatures(req["contents"], model)
@@ -1188,6 +1367,7 @@ class FakeGeminiAPI:
             prompt=_prompt_tokens(req),
             include_thoughts=bool((config.get("thinkingConfig") or {}).get("includeThoughts")),
             wants_image="IMAGE" in modalities,
+            image_shape=_image_shape(model, config),
         )
         reply = self._take_reply(api_key, model)
         if reply is None:
@@ -1216,9 +1396,20 @@ class FakeGeminiAPI:
             )
             return self._drop(request, resp)
         chunks = self._render(reply, call)
+        if reply.kind == "parts" and reply.delay:
+            self._slow += 1
+            self.peak_slow = max(self.peak_slow, self._slow)
+            try:
+                await asyncio.sleep(reply.delay)
+            finally:
+                self._slow -= 1
         if not stream:
-            return self._json(chunks[0] if len(chunks) == 1 else _merge(chunks))
+            return self._json(self._unary(chunks[0] if len(chunks) == 1 else _merge(chunks), call))
         return await self._stream(request, call, chunks, reply.delay)
+
+    def _unary(self, response: dict[str, Any], call: _Call) -> Any:
+        """The body of a unary answer (a fake that wraps answers overrides this)."""
+        return response
 
     @staticmethod
     def _drop(request: web.Request, resp: web.StreamResponse | None = None) -> web.StreamResponse:

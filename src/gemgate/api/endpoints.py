@@ -24,6 +24,7 @@ from gemgate.api.fronts import (
 from gemgate.channels.base import ModelInfo
 from gemgate.errors import GatewayError, NotFound
 from gemgate.formats.gemini_native import GeminiNative
+from gemgate.formats.openai_images import Action, OpenAIImages
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
 
@@ -31,6 +32,12 @@ from gemgate.services.keys import ClientKey
 async def chat_completions(request: Request, channel: str | None = None) -> Response:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, OPENAI_CHAT, request, channel=channel)
+
+
+async def images(request: Request, action: Action, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    fmt = OpenAIImages(action, request.headers.get("content-type"), gateway.settings.image_model)
+    return await proxy.handle(gateway, fmt, request, channel=channel)
 
 
 async def openai_models(request: Request, channel: str | None = None) -> Response:
@@ -200,6 +207,16 @@ def routes() -> list[BaseRoute]:
                 methods=["POST"],
             ),
             Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
+            Route(
+                f"{prefix}/v1/images/generations",
+                partial(images, action="generations", **bound),
+                methods=["POST"],
+            ),
+            Route(
+                f"{prefix}/v1/images/edits",
+                partial(images, action="edits", **bound),
+                methods=["POST"],
+            ),
             Route(f"{prefix}/v1/messages", partial(messages, **bound), methods=["POST"]),
             Route(
                 f"{prefix}/v1/messages/count_tokens",

@@ -14,6 +14,7 @@ import orjson
 
 from gemgate import errors, ir, model_names
 from gemgate.channels import _gemini_wire as wire
+from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
 from gemgate.config import Settings
@@ -23,7 +24,10 @@ from gemgate.pool import Credential, Failure, UpstreamFailed
 DEFAULT_COOLDOWN = 60.0
 # A daily quota or a model the key's tier does not have at all.
 LONG_COOLDOWN = 3600.0
-_SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
+_SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-", "imagen-")
+# Names the Gemini API does not know: Code Assist's separate quota bucket and the gateway's
+# thinking switch, both the gemini_cli channel's.
+_OTHER_CHANNELS_SUFFIXES = ("_vertex", "-thinking")
 
 
 class GeminiAPI:
@@ -37,11 +41,17 @@ class GeminiAPI:
         self._models_ttl = settings.models_cache_ttl
 
     def serves(self, model: str) -> bool:
+        if model.endswith(_OTHER_CHANNELS_SUFFIXES):
+            return False
         return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
+        if imagen.is_imagen(model, self._methods(model)):
+            for event in await self._predict(request, model, credential):
+                yield event
+            return
         body = _dumps(wire.request_body(request, model))
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = self._model_url(model, method)
@@ -67,6 +77,23 @@ class GeminiAPI:
             if started:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
+    async def _predict(
+        self, request: ir.Request, model: str, credential: Credential
+    ) -> list[ir.Event]:
+        """An Imagen model: one unary `:predict` call."""
+        try:
+            body = _dumps(imagen.request_body(request, model))
+        except errors.GatewayError as error:
+            raise UpstreamFailed(Failure("final", error)) from None
+        data = await self._call_json(self._model_url(model, "predict"), body, credential)
+        return imagen.events(data if isinstance(data, dict) else {}, model)
+
+    def _methods(self, model: str) -> list[str] | None:
+        for info in self._models:
+            if info.id == model:
+                return list(info.raw.get("supportedGenerationMethods") or ())
+        return None
 
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
@@ -131,10 +158,9 @@ class GeminiAPI:
                 url += f"&pageToken={quote(token)}"
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
-                if "generateContent" not in raw.get(
-                    "supportedGenerationMethods", ["generateContent"]
-                ):
-                    continue
+                methods = raw.get("supportedGenerationMethods", ["generateContent"])
+                if "generateContent" not in methods and "predict" not in methods:
+                    continue  # embeddings and the like: nothing a client here could call
                 models.append(
                     ModelInfo(
                         id=str(raw.get("name", "")).removeprefix("models/"),

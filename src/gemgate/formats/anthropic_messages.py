@@ -227,6 +227,10 @@ class MessagesStream:
             if part.text:
                 out += self._delta({"type": "thinking_delta", "thinking": part.text})
             return out
+        image = _image_block(part)
+        if image is not None:
+            # Whole in its content_block_start: an image has no deltas.
+            return self._close() + self._open("image", image) + self._close()
         if isinstance(part, ir.ToolCall):
             self.has_tools = True
             block = {
@@ -431,7 +435,6 @@ def _tools(tools: Any) -> list[ir.Tool]:
         elif kind == "custom" or "input_schema" in tool:
             # cache_control, strict, input_examples & co. mean nothing to Gemini.
             schema = object_field(tool, "input_schema", "tools.input_schema")
-            json_depth.check(schema, "tools.input_schema")
             out.append(
                 ir.FunctionTool(
                     string_field(tool, "name", "tools.name") or "",
@@ -501,6 +504,8 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
             last["thinking"] += part.text
             if part.signature:
                 last["signature"] = SIGNATURE_PREFIX + part.signature
+        elif (image := _image_block(part)) is not None:
+            blocks.append(image)
         elif isinstance(part, ir.ToolCall):
             blocks.append(
                 {
@@ -524,6 +529,19 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
             else:
                 blocks.append({"type": "text", "text": text})
     return blocks
+
+
+def _image_block(part: ir.Part) -> dict[str, Any] | None:
+    """A generated image as the image block Anthropic clients already read in requests."""
+    if not isinstance(part, ir.Media) or not part.mime_type.startswith("image/"):
+        return None
+    if part.data:
+        source = {"type": "base64", "media_type": part.mime_type, "data": part.data}
+    elif part.uri:
+        source = {"type": "url", "url": part.uri}
+    else:
+        return None
+    return {"type": "image", "source": source}
 
 
 def _render(part: ir.Part) -> str:

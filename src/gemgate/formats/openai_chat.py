@@ -336,6 +336,8 @@ def _error(error: GatewayError) -> dict[str, Any]:
         code = "rate_limit_exceeded"
     if code is None and error.status == 401:
         code = "invalid_api_key"
+    if code is None and error.status == 413:
+        code = "request_too_large"
     return {
         "message": error.message,
         "type": _ERROR_TYPE.get(error.kind, "server_error"),
