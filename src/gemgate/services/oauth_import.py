@@ -317,8 +317,8 @@ credential_service.register(
             ),
         ),
         add=_add_pasted,
-        guide="Run `gemini` once and log in with Google; paste the file it writes at "
-        "~/.gemini/oauth_creds.json. The project is found by itself unless you name one. "
+        guide="Run gemini (the Gemini CLI) once and log in with Google; paste the file it "
+        "writes at ~/.gemini/oauth_creds.json. The project is found by itself unless you name one. "
         "Adding an account that is already here renews its tokens.",
     )
 )
