@@ -219,14 +219,12 @@ def test_a_dropped_upstream_mid_stream_is_an_error_not_a_hang(
 # -- everything else a client may send --------------------------------------------------------
 
 
-def test_openai_only_parameters_are_accepted_and_not_forwarded(
+def test_openai_only_hints_are_accepted_and_not_forwarded(
     gateway: Gemgate, gemini: FakeGeminiAPI
 ) -> None:
     answer = client(gateway).chat.completions.create(
         model="gemini-2.5-flash",
         messages=HI,
-        logprobs=True,
-        top_logprobs=3,
         user="u-1",
         metadata={"team": "a"},
         parallel_tool_calls=False,
@@ -234,16 +232,26 @@ def test_openai_only_parameters_are_accepted_and_not_forwarded(
         frequency_penalty=0.25,
         store=False,
         service_tier="auto",
-        logit_bias={"50256": -100},
         prediction={"type": "content", "content": "hello"},
-        audio={"voice": "alloy", "format": "wav"},
     )
     assert answer.choices[0].message.content
     body = gemini.requests[-1].body
     assert set(body) == {"contents", "generationConfig"}
-    assert body["generationConfig"] == {
-        "presencePenalty": 0.5,
-        "frequencyPenalty": 0.25,
-        "responseLogprobs": True,
-        "logprobs": 3,
-    }
+    assert body["generationConfig"] == {"presencePenalty": 0.5, "frequencyPenalty": 0.25}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"logprobs": True, "top_logprobs": 3},
+        {"logit_bias": {"50256": -100}},
+        {"audio": {"voice": "alloy", "format": "wav"}},
+    ],
+)
+def test_what_would_change_the_answer_and_cannot_be_honoured_is_400(
+    gateway: Gemgate, gemini: FakeGeminiAPI, extra: dict[str, Any]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(model="gemini-2.5-flash", messages=HI, **extra)
+    assert caught.value.param == next(iter(extra))
+    assert not gemini.requests

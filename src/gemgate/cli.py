@@ -328,6 +328,7 @@ async def keys_create(
 @_with_store
 async def keys_list(store: Store, as_json: bool) -> None:
     """List keys (never the keys themselves, only a hint)."""
+
     def line(v: dict[str, Any]) -> str:
         state = f"revoked {v['revoked']}" if v["revoked"] else "active"
         return f"{v['id']:>4}  {v['name']:<24} {v['key']:<14} {state}"
@@ -463,6 +464,7 @@ async def credentials_list(
     store: Store, channel: str | None, as_json: bool, quota: bool
 ) -> None:
     """List credentials, secrets masked, with why any is broken."""
+
     def line(v: dict[str, Any]) -> str:
         state = "enabled" if v["enabled"] else "disabled"
         if v["status"] != "ok":
@@ -659,6 +661,7 @@ async def usage(store: Store, key_ident: str | None, since: str | None, as_json:
     names = {k.id: k.name for k in await store.list_keys()}
     for row in rows:
         row["key"] = names.get(row.pop("key_id"), "(deleted)")
+
     def line(r: dict[str, Any]) -> str:
         return (
             f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>8} "

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # then end with their format's error event, their usage recorded.
     drain_seconds: float = 30.0
 
+    # Responses API answers kept for previous_response_id (store: true, OpenAI's default):
+    # seconds each is kept, and the largest one kept, in bytes (its turn's input and output).
+    responses_ttl: float = 30 * 86400.0
+    responses_max_bytes: int = 8 * 1024 * 1024
+
     log_level: str = "info"
     # json: one JSON object per line, with one line per request (see gemgate.log_format).
     log_format: Literal["text", "json"] = "text"

@@ -28,6 +28,7 @@ from gemgate.services.cooldowns import CooldownLog
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
 from gemgate.services.recent_errors import RecentErrors
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
@@ -67,6 +68,9 @@ class Gateway:
         }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
+        self.responses = StoredResponses(
+            self.store, settings.responses_ttl, settings.responses_max_bytes
+        )
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl, settings.media_max_bytes)
         self.drain = Drain()
@@ -94,6 +98,7 @@ class Gateway:
                     await task
         await self.usage.flush()
         await self.cooldowns.flush()
+        await self.responses.close()
         if self.shared is not None:
             await self.shared.stop()
         await self.http.close()

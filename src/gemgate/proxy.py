@@ -23,6 +23,7 @@ from gemgate.pool import Credential
 from gemgate.routing import Route
 from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
 
@@ -48,7 +49,12 @@ async def handle(
     exchange: Exchange | None = None
     try:
         body = await request.body()
-        ir_request = fmt.decode(body, path_model)
+        # A plain attribute test: a runtime Protocol check costs microseconds per request.
+        decode_stored = getattr(fmt, "decode_stored", None)
+        if decode_stored is not None:
+            ir_request = await decode_stored(body, gateway.responses, key.id)
+        else:
+            ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, route.asked, route.model, fmt.endpoint)
         ticket = await gateway.admission.admit(
@@ -265,6 +271,15 @@ async def _frames(
             drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status, message)
+
+
+class Stateful(Protocol):
+    """A format whose answers may be kept and continued later (OpenAI Responses): its decode
+    reads the kept conversation the request continues. `handle` finds it by the method."""
+
+    async def decode_stored(
+        self, body: bytes, responses: StoredResponses, key_id: int
+    ) -> ir.Request: ...
 
 
 # -- pings ------------------------------------------------------------------------------------

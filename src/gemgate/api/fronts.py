@@ -6,12 +6,14 @@ from gemgate.formats.anthropic_messages import AnthropicMessages
 from gemgate.formats.base import Format
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
+from gemgate.formats.openai_responses import OpenAIResponses
 
 CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
 # /media/ links are their own permission (signed, expiring) and are opened by image viewers.
 _PUBLIC = ("/healthz", "/metrics", "/admin", "/media/")
 
 OPENAI_CHAT = OpenAIChat()
+OPENAI_RESPONSES = OpenAIResponses()
 ANTHROPIC = AnthropicMessages()
 ANTHROPIC_COUNT = AnthropicMessages(counting=True)
 NATIVE = GeminiNative("unary")
@@ -21,7 +23,8 @@ _NATIVE_ACTIONS = (":generateContent", ":streamGenerateContent", ":countTokens")
 
 
 def is_public(path: str) -> bool:
-    return path.startswith(_PUBLIC)
+    # "/" itself is public (clients probe it on start-up); the paths under it are not.
+    return path == "/" or path.startswith(_PUBLIC)
 
 
 def error_format(path: str) -> Format:
