@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -311,3 +312,26 @@ def test_credential_kinds_say_what_each_channel_needs(admin: AdminClient) -> Non
     kinds = {k["channel"]: k for k in admin.get("/credential-kinds").json()["kinds"]}
     assert [f["name"] for f in kinds["gemini"]["fields"]] == ["api_key"]
     assert kinds["gemini"]["fields"][0]["kind"] == "secret" and kinds["gemini"]["guide"]
+
+
+def test_a_gemini_cli_account_is_added_by_pasting_its_oauth_file(admin: AdminClient) -> None:
+    refresh = "1//0refresh-token-for-an-admin-api-test"
+    pasted = json.dumps(
+        {
+            "access_token": "ya29.access-token-for-an-admin-api-test",
+            "refresh_token": refresh,
+            "expiry_date": 1_900_000_000_000,
+            "token_type": "Bearer",
+        }
+    )
+    bad = admin.post("/credentials", json_body={"channel": "gemini_cli", "oauth_creds": "{"})
+    assert bad.status_code == 400 and "not JSON" in bad.json()["error"]["message"]
+    added = admin.post(
+        "/credentials",
+        json_body={"channel": "gemini_cli", "oauth_creds": pasted, "project": "my-project"},
+    )
+    assert added.status_code == 201, added.text
+    assert refresh not in added.text and "ya29.access" not in added.text
+    cred = added.json()
+    assert cred["channel"] == "gemini_cli" and cred["secret"]["project_id"] == "my-project"
+    assert admin.delete(f"/credentials/{cred['id']}").status_code == 200

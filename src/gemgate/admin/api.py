@@ -18,7 +18,10 @@ from gemgate.errors import AuthenticationFailed, GatewayError, InvalidRequest, N
 from gemgate.gateway import Gateway
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
-from gemgate.services import usage_report
+from gemgate.services import (
+    oauth_import,  # noqa: F401  (registers the gemini_cli kind)
+    usage_report,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 KEY_FIELDS = ("channels", "models", "endpoints", *key_service.LIMITS)
