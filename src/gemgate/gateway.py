@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.channels.gemini_web import GeminiWeb
 from gemgate.config import Settings
 from gemgate.fetch import Fetcher
 from gemgate.media import MediaStore
@@ -34,7 +36,17 @@ class Gateway:
         self.request_rate = RequestRate()
         self.usage = UsageMeter(self.store)
         self.pool = Pool(on_invalid=self._store_invalid)
-        self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
+        self.web = GeminiWeb(settings, self.store, self._save_secret)
+        # The web channel first: unprefixed, it serves only names of its own (gemini-3-fast),
+        # which the API channel's name rule would also claim.
+        self.channels: dict[str, Channel] = {
+            "gemini_official": self.web,
+            "gemini": GeminiAPI(settings, self.http),
+        }
+        for cid, channel in self.channels.items():
+            pacing = getattr(channel, "pacing", None)
+            if pacing is not None:
+                self.pool.pace(cid, pacing)
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache()
         self.fetcher = Fetcher(settings)
@@ -55,6 +67,7 @@ class Gateway:
                 await self._watcher
         await self.usage.flush()
         await self.http.close()
+        await self.web.close()
         await self.fetcher.close()
         await self.store.close()
 
@@ -88,3 +101,6 @@ class Gateway:
             await credential_service.mark_invalid(self.store, credential.id, reason)
         except Exception:
             log.exception("could not record credential %s as invalid", credential.id)
+
+    async def _save_secret(self, credential: Credential, secret: dict[str, Any]) -> None:
+        await credential_service.save_secret(self.store, credential.id, secret)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import ir
+from gemgate.channels import features
 from gemgate.errors import GatewayError, InternalError
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
@@ -40,6 +41,8 @@ async def handle(
         ir_request = fmt.decode(await request.body(), path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        features.check(ir_request, route.channel, features.of(upstream))
         exchange = Exchange(gateway, key, route, fmt.endpoint)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
@@ -48,12 +51,14 @@ async def handle(
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request)
         restore_signatures(ir_request, route.model, gateway.signatures)
-        upstream = gateway.channels[route.channel]
+        # A channel that keeps chats upstream names the account that holds this one.
+        prefer = getattr(upstream, "preferred_credential", None)
         events = exchange.watch(
             gateway.pool.stream(
                 route.channel,
                 route.model,
                 lambda credential: upstream.generate(ir_request, route.model, credential),
+                prefer=await prefer(ir_request, route.model) if prefer else None,
             )
         )
         if ir_request.stream:
@@ -337,9 +342,11 @@ async def count_tokens(
         ir_request = fmt.decode(await request.body(), path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        features.check_count_tokens(route.channel, features.of(upstream))
+        features.check(ir_request, route.channel, features.of(upstream))
         await gateway.fetcher.resolve(ir_request)
         restore_signatures(ir_request, route.model, gateway.signatures)
-        upstream = gateway.channels[route.channel]
         tokens = await gateway.pool.call(
             route.channel,
             route.model,

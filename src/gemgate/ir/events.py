@@ -23,6 +23,8 @@ class Usage:
     cached_tokens: int = 0
     tool_prompt_tokens: int = 0
     total_tokens: int = 0
+    # Counted by gemgate, not reported by the upstream (the web app gives no counts).
+    estimated: bool = False
 
 
 @dataclass(slots=True)

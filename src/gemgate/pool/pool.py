@@ -10,8 +10,9 @@ from typing import TypeVar
 
 from gemgate.errors import GatewayError, RateLimited, Unavailable
 from gemgate.ir import Event
-from gemgate.pool.credential import Credential, CredentialState
+from gemgate.pool.credential import ANY_MODEL, Credential, CredentialState
 from gemgate.pool.outcome import Failure, UpstreamFailed
+from gemgate.pool.pacing import Pacer, Pacing
 from gemgate.pool.selector import RoundRobin
 
 log = logging.getLogger("gemgate.pool")
@@ -27,6 +28,11 @@ class Pool:
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
+        self._pacers: dict[str, Pacer] = {}
+
+    def pace(self, channel: str, pacing: Pacing) -> None:
+        """Pace every credential of `channel` (a concurrency cap and a minimum spacing)."""
+        self._pacers[channel] = Pacer(pacing)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -79,33 +85,49 @@ class Pool:
         channel: str,
         model: str,
         attempt: Callable[[Credential], AsyncIterator[Event]],
+        prefer: int | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run `attempt` on one credential after another until one produces a first event;
-        from then on the answer belongs to that credential and its errors reach the client."""
+        from then on the answer belongs to that credential and its errors reach the client.
+        The `prefer`red credential, when usable, goes first."""
         order, _ = self.attempts(channel, model)
+        order.sort(key=lambda cred: cred.id != prefer)
         last: Failure | None = None
-        for cred in order:
+        pacer = self._pacers.get(channel)
+        while order:
+            cred = order[0] if pacer is None else await pacer.take(order)
+            if cred is None:
+                raise RateLimited(
+                    f"every {channel} credential is busy (pacing keeps the accounts safe); "
+                    "try again shortly",
+                    retry_after=pacer.pacing.spacing if pacer else None,
+                )
+            order.remove(cred)
             events = attempt(cred)
             try:
-                first = await anext(events)
-            except StopAsyncIteration:
+                try:
+                    first = await anext(events)
+                except StopAsyncIteration:
+                    self._succeeded(cred)
+                    return
+                except UpstreamFailed as failed:
+                    last = failed.failure
+                    await self._failed(cred, model, last)
+                    if last.action == "final":
+                        raise last.error from None
+                    continue
                 self._succeeded(cred)
+                yield first
+                try:
+                    async for event in events:
+                        yield event
+                except GatewayError as exc:
+                    self.state(cred.id).last_error = exc.message
+                    raise
                 return
-            except UpstreamFailed as failed:
-                last = failed.failure
-                await self._failed(cred, model, last)
-                if last.action == "final":
-                    raise last.error from None
-                continue
-            self._succeeded(cred)
-            yield first
-            try:
-                async for event in events:
-                    yield event
-            except GatewayError as exc:
-                self.state(cred.id).last_error = exc.message
-                raise
-            return
+            finally:
+                if pacer is not None:
+                    pacer.release(cred)
         raise self._exhausted(channel, model, last)
 
     async def call(
@@ -149,9 +171,14 @@ class Pool:
         state.last_error = failure.reason or failure.error.message
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
-            state.cooldown_until[model] = time.monotonic() + seconds
+            rested = ANY_MODEL if failure.whole_credential else model
+            state.cooldown_until[rested] = time.monotonic() + seconds
             log.warning(
-                "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
+                "credential %s (%s) cooling down for %s: %.1fs",
+                cred.id,
+                cred.label,
+                rested,
+                seconds,
             )
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message

@@ -175,6 +175,27 @@ class Store:
 
     # -- usage ----------------------------------------------------------------------------
 
+    async def save_web_chat(self, row: dict[str, Any]) -> None:
+        """Remember a web chat under its history hash (replacing one stored before), and drop
+        the expired ones on the way."""
+        table = schema.web_chats
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.delete(table).where(
+                    (table.c.expires_at < time.time()) | (table.c.key_hash == row["key_hash"])
+                )
+            )
+            await conn.execute(sa.insert(table).values(**row))
+
+    async def find_web_chat(self, key_hash: str) -> dict[str, Any] | None:
+        table = schema.web_chats
+        query = sa.select(table).where(
+            table.c.key_hash == key_hash, table.c.expires_at >= time.time()
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row else None
+
     async def add_usage(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             async with self.engine.begin() as conn:

@@ -22,9 +22,14 @@ def _m002_usage_records(conn: Connection) -> None:
     schema.usage_records.create(conn, checkfirst=True)
 
 
+def _m003_web_chats(conn: Connection) -> None:
+    schema.web_chats.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _m001_initial),
     (2, _m002_usage_records),
+    (3, _m003_web_chats),
 ]
 
 
