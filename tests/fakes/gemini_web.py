@@ -55,6 +55,9 @@ class WebReply:
     placeholder: bool = False  # add an image placeholder link, as the web app does
     answered_by: str | None = None  # another model id in body[42] (a silent downgrade)
     stall: float = 0.0  # seconds of silence after the metadata frame
+    # Held after the first text frame until the test sets it: proves a client saw the first
+    # words before the answer was complete.
+    gate: threading.Event | None = None
 
     @classmethod
     def error_code(cls, code: int) -> WebReply:
@@ -214,14 +217,19 @@ class FakeGeminiWeb:
             self._queue.append((psid, reply))
 
     def reset(self) -> None:
+        """Forget scripts and what was received; accounts and their sessions stay."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
-            self.uploads.clear()
-            self.conversations.clear()
-            self.accounts.clear()
-            self._reqids.clear()
             self.rotations = 0
+
+    def expire(self, psid: str) -> None:
+        """The account's 1PSIDTS expires; a rotation from the last issued one revives it."""
+        self.accounts[psid].psidts = "sidts-gone-" + secrets.token_hex(6)
+
+    def revoke(self, psid: str) -> None:
+        """Signed out for good (password change, revoked session): no rotation helps."""
+        self.accounts[psid].revoked = True
 
     def chats(self, path_end: str = "StreamGenerate") -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(path_end)]
@@ -509,6 +517,9 @@ class FakeGeminiWeb:
             # A non-final frame "flickers" with a trailing fence the next one drops.
             flicker = "\n```" if i == 1 and steps > 1 else ""
             await response.write(wrap(body(piece + flicker, thoughts, i == steps)))
+            if reply.gate is not None and i == 1:
+                gate = reply.gate
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 30)
             if reply.delay:
                 await asyncio.sleep(reply.delay)
         conversation.rid, conversation.rcid = rid, rcid

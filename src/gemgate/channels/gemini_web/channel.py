@@ -299,7 +299,7 @@ class AnswerReader:
                 for payload in parser.feed(chunk):
                     for event in self._payload(payload):
                         yield event
-        except UpstreamFailed:
+        except (UpstreamFailed, UsageLimit, errors.GatewayError):
             raise
         except Exception as exc:  # the transport broke mid-answer
             if self.started:

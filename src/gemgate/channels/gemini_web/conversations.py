@@ -178,4 +178,9 @@ def media_bytes(media: ir.Media) -> bytes:
             f"a {media.mime_type} file given by reference cannot be sent to gemini_official; "
             "send its bytes (a data URL or inline data) or an http(s) URL"
         )
-    return base64.b64decode(media.data)
+    # Clients send either alphabet (the google-genai SDK sends the URL-safe one), padded or not.
+    data = media.data.strip().replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+    except ValueError:
+        raise InvalidRequest(f"a {media.mime_type} file is not valid base64") from None
