@@ -167,14 +167,14 @@ def test_json_array_stream_is_relayed_incrementally(
     )
     assert status == 200
     assert headers["content-type"].startswith("application/json")
-    assert "alt" not in gemini.requests[-1].query  # the same form was asked of upstream
+    # Upstream is always asked for SSE, whose event boundaries are plain to see.
+    assert gemini.requests[-1].query.get("alt") == "sse"
     body = joined(chunks)
     items = orjson.loads(body)
     text = "".join(i["candidates"][0]["content"]["parts"][0]["text"] for i in items)
     assert text == "alpha beta gamma delta"
-    # The upstream's pretty-printed objects and separators arrive untouched...
-    assert body.startswith(b"[{\n") and b"\r\n,{" not in body and b",\r\n{" in body
-    # ...and piece by piece, not as one buffered body.
+    assert body.startswith(b"[{") and body.count(b",\r\n{") == 3 and body.endswith(b"}]")
+    # Piece by piece, not as one buffered body.
     assert len(chunks) >= 3
     assert chunks[-1][0] - chunks[0][0] > 0.6
 
@@ -424,3 +424,30 @@ def test_mid_stream_failure_ends_the_relayed_stream_with_an_error(
     assert status == 200
     assert events[0]["candidates"][0]["content"]["parts"][0]["text"] == "chunk 0 "
     assert events[-1]["error"]["code"] >= 500 and events[-1]["error"]["status"]
+
+
+@pytest.mark.parametrize("sse", [True, False], ids=["sse", "json-array"])
+def test_upstream_dying_mid_event_ends_on_an_event_boundary(
+    gateway: Gemgate, gemini: FakeGeminiAPI, sse: bool
+) -> None:
+    """Half an event is never relayed: the error that ends the stream is an event of its own,
+    so the client can parse everything it was sent."""
+    gemini.script(Reply.cut_mid_event(2))
+    query = "?alt=sse" if sse else ""
+    status, _, chunks = post(
+        gateway,
+        f"/v1beta/models/gemini-2.5-flash:streamGenerateContent{query}",
+        {"contents": [{"parts": [{"text": "go"}]}]},
+    )
+    raw = joined(chunks)
+    assert status == 200
+    if sse:
+        frames = [e for e in raw.split(b"\r\n\r\n") if e.strip()]
+        assert all(f.startswith(b"data: ") for f in frames)
+        events = [orjson.loads(f[6:]) for f in frames]
+    else:
+        events = orjson.loads(raw)  # one valid JSON array, closed by the error element
+    texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events[:-1]]
+    assert texts == ["chunk 0 ", "chunk 1 "]
+    assert events[-1]["error"]["status"] == "UNAVAILABLE"
+    assert events[-1]["error"]["code"] == 503

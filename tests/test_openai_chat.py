@@ -338,3 +338,16 @@ def test_rpm_limit_answers_429_without_asking_upstream(
     client(gateway).chat.completions.create(
         model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
     )
+
+
+def test_an_unknown_route_is_a_404_that_names_the_route(gateway: Gemgate) -> None:
+    code, _, raw = raw_post(
+        f"{gateway.url}/v1/chat/completion",
+        b"{}",
+        {"authorization": f"Bearer {gateway.client_key}"},  # type: ignore[attr-defined]
+    )
+    assert code == 404
+    error = json.loads(raw)["error"]
+    assert error["message"] == "no route POST /v1/chat/completion"
+    # Not a model problem: a client must not be told to pick another model.
+    assert error["code"] == "not_found" and error["type"] == "invalid_request_error"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -109,3 +111,35 @@ def test_failure_after_first_byte_is_an_in_stream_error(
         ask(pooled, stream=True)
     # Only one upstream attempt: once text reached the client, no other credential is tried.
     assert len([r for r in gemini.requests if r.api_key != BROKEN]) == 1
+
+
+def test_failover_skips_a_credential_that_cooled_down_meanwhile(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    """A request decides its order at the start; by the time its first credential has timed
+    out, another request may have put the second one on cooldown. It must not be asked again."""
+    server = start_gemgate(tmp_path, gemini, {"GEMGATE_READ_TIMEOUT": "1"})
+    server.client_key = server.create_key("pool")  # type: ignore[attr-defined]
+    server.add_api_key(ALPHA, "--label", "alpha")
+    server.add_api_key(BRAVO, "--label", "bravo")
+    server.start()
+    try:
+        gemini.always(Reply.stall(1.5), key=ALPHA)
+        gemini.always(Reply.error(429, retry_delay="60s"), key=BRAVO)
+        with ThreadPoolExecutor(2) as workers:
+            first = workers.submit(_outcome, server)  # tries alpha, then bravo
+            time.sleep(0.3)
+            second = workers.submit(_outcome, server)  # tries bravo (429), then alpha
+            outcomes = {first.result(), second.result()}
+        assert outcomes <= {"error"}
+        bravo_calls = [r for r in gemini.requests if r.api_key == BRAVO]
+        assert len(bravo_calls) == 1
+    finally:
+        server.stop()
+
+
+def _outcome(server: Gemgate) -> str:
+    try:
+        return ask(server)
+    except openai.APIError:
+        return "error"

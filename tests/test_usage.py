@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
 
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
 from tests.harness import Gemgate
@@ -81,3 +85,61 @@ def test_tokens_per_minute_are_enforced(gateway: Gemgate, gemini: FakeGeminiAPI)
         ask(gateway, key)
     assert "25 tokens per minute" in caught.value.message
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+
+
+@pytest.mark.parametrize("limit", ["--quota-tokens", "--tpm"])
+def test_concurrent_requests_cannot_overshoot_a_token_limit(
+    gateway: Gemgate, gemini: FakeGeminiAPI, limit: str
+) -> None:
+    """30 requests at once against a 20-token limit: each reserves its estimate when admitted,
+    so the limit is overshot by one request's usage at most, not by 29 of them."""
+    name = "burst" + limit.replace("-", "_")
+    key = gateway.create_key(name, limit, "20")
+    gateway.wait_reload()
+    gemini.always(Reply.text("one two three", chunks=3, delay=0.2, usage=TWENTY))
+
+    def one(_: int) -> str:
+        try:
+            ask(gateway, key, stream=True)
+            return "ok"
+        except openai.RateLimitError:
+            return "refused"
+
+    with ThreadPoolExecutor(30) as workers:
+        outcomes = list(workers.map(one, range(30)))
+    assert outcomes.count("ok") >= 1
+    assert outcomes.count("refused") >= 28
+    gateway.wait_reload()
+    used = sum(int(row["total_tokens"]) for row in usage_rows(gateway, name))  # type: ignore[call-overload]
+    assert used <= 20 + 20
+
+
+def test_concurrent_native_requests_cannot_overshoot_a_quota(
+    gateway: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    """The same on the Gemini-native fast path, where the body is relayed unparsed."""
+    key = gateway.create_key("burst-native", "--quota-tokens", "20")
+    gateway.wait_reload()
+    gemini.always(Reply.text("one two three", chunks=3, delay=0.2, usage=TWENTY))
+    sdk = genai.Client(
+        api_key=key,
+        http_options=types.HttpOptions(base_url=gateway.url, api_version="v1beta"),
+    )
+
+    def one(_: int) -> str:
+        try:
+            for _chunk in sdk.models.generate_content_stream(
+                model="gemini-2.5-flash", contents="hi"
+            ):
+                pass
+            return "ok"
+        except genai_errors.ClientError as error:
+            assert error.code == 429
+            return "refused"
+
+    with ThreadPoolExecutor(30) as workers:
+        outcomes = list(workers.map(one, range(30)))
+    assert outcomes.count("ok") >= 1 and outcomes.count("refused") >= 28
+    gateway.wait_reload()
+    used = sum(int(row["total_tokens"]) for row in usage_rows(gateway, "burst-native"))  # type: ignore[call-overload]
+    assert used <= 20 + 20

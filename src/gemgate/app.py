@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from gemgate.api.body_limit import BodyLimit
 from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
 from gemgate.api.fronts import error_format
@@ -21,8 +22,9 @@ from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
 
 
-def build_app(settings: Settings) -> ASGIApp:
-    gateway = Gateway(settings)
+def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
+    """The ASGI app; `gateway` is given by a caller that needs it too (the server's shutdown)."""
+    gateway = gateway or Gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -36,7 +38,7 @@ def build_app(settings: Settings) -> ASGIApp:
         assert isinstance(exc, HTTPException)
         error: GatewayError
         if exc.status_code == 404:
-            error = NotFound(f"no route {request.method} {request.url.path}")
+            error = NotFound(f"no route {request.method} {request.url.path}", code="not_found")
         else:
             error = InvalidRequest(exc.detail or "bad request", status=exc.status_code)
         return error_response(error_format(request.url.path), error)
@@ -45,6 +47,6 @@ def build_app(settings: Settings) -> ASGIApp:
         routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error}
     )
     app.state.gateway = gateway
-    # Built inside out: RequestId wraps everything, so even a 401 carries the request id.
-    # Lifespan messages pass through both to Starlette.
-    return RequestId(ClientKeyAuth(app, gateway))
+    # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
+    # id. Lifespan messages pass through all of them to Starlette.
+    return RequestId(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes))

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("gemgate-data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Prefix of every Redis key and channel: deployments that share one Redis stay apart.
+    redis_namespace: str = "gemgate"
     admin_token: str | None = None
 
     gemini_api_base: str = "https://generativelanguage.googleapis.com"
@@ -67,6 +69,10 @@ class Settings(BaseSettings):
     # Client-facing model name -> "channel/model" or a plain upstream model name.
     aliases: dict[str, str] = Field(default_factory=dict)
 
+    # Largest request accepted, in bytes: the body as sent, plus media fetched for it (counted
+    # as the base64 that goes upstream). The Gemini API's own limit is about 20 MB.
+    max_body_bytes: int = 20 * 1024 * 1024
+
     # Hosts (comma-separated names or IPs) whose URLs clients may have fetched even when they
     # resolve to a private or loopback address.
     fetch_allow_hosts: str = ""
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
     media_ttl: float = 86400.0
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
+
+    # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
+    # then end with their format's error event, their usage recorded.
+    drain_seconds: float = 30.0
 
     log_level: str = "info"
     access_log: bool = False

@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gemgate import ir
 from gemgate.config import Settings
-from gemgate.errors import InvalidRequest
+from gemgate.errors import InvalidRequest, RequestTooLarge
 from gemgate.media import guess_mime
 
 MAX_REDIRECTS = 5
@@ -99,6 +99,7 @@ class Fetcher:
         hosts = settings.fetch_allow_hosts.split(",")
         self.allow = frozenset(h.strip().lower() for h in hosts if h.strip())
         self.max_bytes = settings.fetch_max_bytes
+        self.max_request = settings.max_body_bytes
         self.timeout = aiohttp.ClientTimeout(total=settings.fetch_timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -121,11 +122,19 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def resolve(self, request: ir.Request) -> None:
-        """Inline every fetchable URL in the request's messages, all at once."""
+    async def resolve(self, request: ir.Request, body_size: int = 0) -> None:
+        """Inline every fetchable URL in the request's messages, all at once. What is fetched
+        counts against the request size limit, as the base64 it becomes upstream."""
         pending = [media for media in _media_of(request) if _needs_fetch(media)]
-        if pending:
-            await asyncio.gather(*(self._inline(media) for media in pending))
+        if not pending:
+            return
+        await asyncio.gather(*(self._inline(media) for media in pending))
+        size = body_size + sum(len(media.data or "") for media in pending)
+        if size > self.max_request:
+            raise RequestTooLarge(
+                f"with the media fetched for it, the request is {size} bytes, more than the "
+                f"{self.max_request} bytes this gateway accepts"
+            )
 
     async def _inline(self, media: ir.Media) -> None:
         assert media.uri is not None

@@ -10,21 +10,26 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import ir
 from gemgate.channels import features
-from gemgate.errors import GatewayError, InternalError
+from gemgate.errors import GatewayError, InternalError, Unavailable
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
+from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
+from gemgate.services.usage import estimate
 from gemgate.signatures import SignatureCache
 
 log = logging.getLogger("gemgate.proxy")
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# What a stream still running when the shutdown's drain window ends is told.
+SHUTTING_DOWN = Unavailable("gemgate is shutting down; this answer was cut short, ask again")
 
 
 async def handle(
@@ -38,19 +43,23 @@ async def handle(
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
-        ir_request = fmt.decode(await request.body(), path_model)
+        body = await request.body()
+        ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         upstream = gateway.channels[route.channel]
         features.check(ir_request, route.channel, features.of(upstream))
-        exchange = Exchange(gateway, key, route, fmt.endpoint)
+        ticket = await gateway.admission.admit(
+            key, estimate(len(body), ir_request.generation.max_tokens)
+        )
+        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
-        await gateway.fetcher.resolve(ir_request)
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await gateway.fetcher.resolve(ir_request, len(body))
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         # A channel that keeps chats upstream names the account that holds this one.
         prefer = getattr(upstream, "preferred_credential", None)
         events = exchange.watch(
@@ -90,6 +99,8 @@ class Exchange:
     route: Route
     endpoint: str
     usage: ir.Usage = field(default_factory=ir.Usage)
+    # What the key's limits hold for this request until `finish` settles it.
+    ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
 
@@ -114,9 +125,11 @@ class Exchange:
                 yield event
 
     def finish(self, status: int) -> None:
-        self.gateway.usage.record(
+        used = self.gateway.usage.record(
             self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
         )
+        self.gateway.admission.settle(self.key, self.ticket, used)
+        self.ticket = FREE
 
 
 class _BaseUrl:
@@ -129,14 +142,22 @@ class _BaseUrl:
         return str(self._request.base_url)
 
 
-def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
-    """Give back to each replayed tool call the signature the client could not keep."""
+async def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
+    """Give back to each replayed tool call the signature the client could not keep: from this
+    instance's cache, else (several instances) from the shared state."""
+    missing: list[ir.ToolCall] = []
     for message in request.messages:
         if message.role != "model":
             continue
         for part in message.parts:
             if isinstance(part, ir.ToolCall) and not part.signature:
                 part.signature = cache.recall(part.id, model)
+                if part.signature is None:
+                    missing.append(part)
+    if missing and cache.shared is not None:
+        found = await cache.recall_shared([call.id for call in missing], model)
+        for call in missing:
+            call.signature = found.get(call.id)
 
 
 def error_response(fmt: Format, error: GatewayError) -> Response:
@@ -155,6 +176,8 @@ async def _frames(
     exchange: Exchange,
 ) -> AsyncIterator[bytes]:
     status = 200
+    drain = exchange.gateway.drain
+    drain.enter()
     async with aclosing(events):
         try:
             if first is not None:
@@ -169,11 +192,17 @@ async def _frames(
         except GatewayError as error:
             status = error.status
             yield encoder.error(error)
+        except asyncio.CancelledError:
+            if not drain.cutting:
+                raise
+            status = SHUTTING_DOWN.status
+            yield encoder.error(SHUTTING_DOWN)
         except Exception:
             status = 500
             log.exception("stream failed")
             yield encoder.error(InternalError("the gateway failed while streaming"))
         finally:
+            drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status)
 
@@ -233,16 +262,23 @@ class Passthrough(Protocol):
     """A channel that speaks the Gemini API itself and can take a native body unchanged."""
 
     def passthrough(
-        self, model: str, action: str, body: bytes, credential: Any, *, sse: bool = False
-    ) -> AsyncIterator[bytes]: ...
+        self, model: str, action: str, body: bytes, credential: Any
+    ) -> AsyncIterator[bytes]:
+        """The upstream's answer: one whole body, or for `streamGenerateContent` one whole
+        event's JSON at a time, as the upstream wrote it."""
+        ...
 
     def usage_of(self, tail: bytes) -> ir.Usage | None: ...
 
 
 class RelayFormat(Format, Protocol):
-    """A format whose streams can be relayed byte for byte, and ended by an error of its own."""
+    """A format whose streams are relayed event by event, untouched, in its own framing."""
 
-    def relay_error(self, error: GatewayError) -> bytes: ...
+    def relay_event(self, payload: bytes, first: bool) -> bytes: ...
+
+    def relay_end(self, sent: bool) -> bytes: ...
+
+    def relay_error(self, error: GatewayError, sent: bool) -> bytes: ...
 
 
 async def passthrough(
@@ -253,7 +289,6 @@ async def passthrough(
     channel: str | None,
     model: str,
     action: str,
-    sse: bool,
     fallback: Callable[[], Awaitable[Response]],
 ) -> Response:
     """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
@@ -268,11 +303,16 @@ async def passthrough(
             return await fallback()
         key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
         body = await request.body()
+        tokens = 0
+        if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
+            # Only a limited key pays for reading the output cap out of the body.
+            tokens = estimate(len(body), _output_cap(body))
+        ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
-            exchange = Exchange(gateway, key, route, fmt.endpoint)
+            exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
         attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
-            route.model, action, body, credential, sse=sse
+            route.model, action, body, credential
         )
         chunks: AsyncGenerator[Any, None] = gateway.pool.stream(route.channel, route.model, attempt)
         first: bytes | None = await anext(chunks, None)
@@ -294,35 +334,58 @@ async def passthrough(
         return error_response(fmt, error)
 
 
+def _output_cap(body: bytes) -> int | None:
+    """`generationConfig.maxOutputTokens` of a native body, when it has a sensible one."""
+    try:
+        data = orjson.loads(body)
+        config = data.get("generationConfig") or data.get("generation_config") or {}
+        cap = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else None
+
+
 async def _relay(
     first: bytes | None,
-    chunks: AsyncGenerator[bytes, None],
+    events: AsyncGenerator[bytes, None],
     exchange: Exchange | None,
     upstream: Passthrough,
     fmt: RelayFormat,
 ) -> AsyncIterator[bytes]:
-    """Upstream bytes to the client as they arrive, never re-encoded."""
+    """Upstream events to the client as they arrive, never re-encoded; only the framing is the
+    client's. An error, after some events, is one more whole event."""
     status = 200
-    tail = b""
-    async with aclosing(chunks):
+    last = b""
+    drain = exchange.gateway.drain if exchange is not None else None
+    if drain is not None:
+        drain.enter()
+    async with aclosing(events):
         try:
-            if first:
-                tail = first[-_USAGE_TAIL:]
-                yield first
-            async for chunk in chunks:
-                # Only the end of an answer is kept: its last usageMetadata is the total.
-                tail = (tail + chunk)[-_USAGE_TAIL:]
-                yield chunk
+            if first is not None:
+                last = first
+                yield fmt.relay_event(first, True)
+            async for event in events:
+                yield fmt.relay_event(event, not last)
+                last = event
+            yield fmt.relay_end(bool(last))
         except GatewayError as error:
             status = error.status
-            yield fmt.relay_error(error)
+            yield fmt.relay_error(error, bool(last))
+        except asyncio.CancelledError:
+            if drain is None or not drain.cutting:
+                raise
+            status = SHUTTING_DOWN.status
+            yield fmt.relay_error(SHUTTING_DOWN, bool(last))
         except Exception:
             status = 500
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError("the gateway failed while streaming"))
+            yield fmt.relay_error(InternalError("the gateway failed while streaming"), bool(last))
         finally:
+            if drain is not None:
+                drain.leave()
             if exchange is not None:
-                exchange.usage = upstream.usage_of(tail) or exchange.usage
+                # Usage is cumulative: the last event that carries it holds the answer's.
+                exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
                 exchange.finish(status)
 
 
@@ -339,14 +402,16 @@ async def count_tokens(
     own shape."""
     key: ClientKey = request.scope["state"]["client_key"]
     try:
-        ir_request = fmt.decode(await request.body(), path_model)
+        body = await request.body()
+        ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         upstream = gateway.channels[route.channel]
         features.check_count_tokens(route.channel, features.of(upstream))
         features.check(ir_request, route.channel, features.of(upstream))
-        await gateway.fetcher.resolve(ir_request)
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await gateway.admission.admit(key, 0)
+        await gateway.fetcher.resolve(ir_request, len(body))
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         tokens = await gateway.pool.call(
             route.channel,
             route.model,

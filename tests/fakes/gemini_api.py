@@ -23,7 +23,7 @@ import re
 import secrets
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeAlias
 
@@ -280,6 +280,12 @@ class Reply:
     def disconnect_after(cls, chunks: int) -> Reply:
         """Stream `chunks` text chunks, then drop the connection without an error event."""
         return cls(kind="disconnect", n_chunks=chunks)
+
+    @classmethod
+    def cut_mid_event(cls, chunks: int) -> Reply:
+        """Stream `chunks` whole chunks, then the first half of one more, then drop the
+        connection: the upstream died in the middle of an event."""
+        return cls(kind="cut", n_chunks=chunks)
 
     @classmethod
     def blocked(cls, reason: str = "PROHIBITED_CONTENT") -> Reply:
@@ -871,6 +877,9 @@ class FakeGeminiAPI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # Optional: chooses the reply to each unscripted generate call from its model and
+        # body (soak tests inject faults at random with it).
+        self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -1173,11 +1182,13 @@ class FakeGeminiAPI:
             include_thoughts=bool((config.get("thinkingConfig") or {}).get("includeThoughts")),
             wants_image="IMAGE" in modalities,
         )
-        reply = self._take_reply(api_key, model) or self._default_reply(call)
+        reply = self._take_reply(api_key, model)
+        if reply is None:
+            reply = self.respond(model, req) if self.respond else self._default_reply(call)
 
         if reply.kind == "error":
             raise self._scripted_error(reply, model)
-        if reply.kind in ("stall", "disconnect"):
+        if reply.kind in ("stall", "disconnect", "cut"):
             if reply.kind == "stall" or not stream:
                 await asyncio.sleep(reply.seconds)
                 return self._drop(request)
@@ -1185,9 +1196,11 @@ class FakeGeminiAPI:
                 self._response(
                     call, [{"text": f"chunk {i} "}], None, _usage(call.prompt, 2 * (i + 1), 0)
                 )
-                for i in range(reply.n_chunks)
+                for i in range(reply.n_chunks + (reply.kind == "cut"))
             ]
-            resp = await self._stream(request, call, chunks, 0.0, close=False)
+            resp = await self._stream(
+                request, call, chunks, 0.0, close=False, cut_last=reply.kind == "cut"
+            )
             return self._drop(request, resp)
         chunks = self._render(reply, call)
         if not stream:
@@ -1339,6 +1352,7 @@ class FakeGeminiAPI:
         delay: float,
         *,
         close: bool = True,
+        cut_last: bool = False,
     ) -> web.StreamResponse:
         content_type = "text/event-stream" if call.sse else "application/json; charset=UTF-8"
         resp = web.StreamResponse(headers={"Content-Type": content_type})
@@ -1353,6 +1367,8 @@ class FakeGeminiAPI:
                     # Pretty-printed like Google's, so a line-based consumer breaks in tests too.
                     frame = b",\r\n" if i else b"["
                     frame += orjson.dumps(chunk, option=orjson.OPT_INDENT_2)
+                if cut_last and i == len(chunks) - 1:
+                    frame = frame[: len(frame) // 2]
                 await resp.write(frame)  # written straight to the socket: no buffering
             if close:
                 if not call.sse:

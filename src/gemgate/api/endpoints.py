@@ -127,7 +127,6 @@ async def native_action(request: Request, channel: str | None = None) -> Respons
         channel=channel,
         model=model,
         action=action,
-        sse=fmt.mode == "sse",
         fallback=through_ir,
     )
 

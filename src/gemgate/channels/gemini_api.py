@@ -75,12 +75,15 @@ class GeminiAPI:
         return int(data.get("totalTokens", 0))
 
     async def passthrough(
-        self, model: str, action: str, body: bytes, credential: Credential, *, sse: bool = False
+        self, model: str, action: str, body: bytes, credential: Credential
     ) -> AsyncIterator[bytes]:
         """The fast path for clients that speak the Gemini API: the body goes up untouched and
-        the answer's bytes come back as they arrive, in the form the client asked for. Only the
-        key (ours, in a header) and the model (in the URL) differ from what the client sent."""
-        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if sse else "")
+        the answer comes back as Google wrote it. Only the key (ours, in a header) and the model
+        (in the URL) differ from what the client sent. Streams are always asked for as SSE
+        (whatever form the client wants) and handed on one whole event at a time, so the client
+        never gets half an event, even when the upstream connection breaks."""
+        stream = action == "streamGenerateContent"
+        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
         started = False
@@ -96,14 +99,14 @@ class GeminiAPI:
                             raw.decode("utf-8", "replace"), credential
                         ).encode()
                     raise UpstreamFailed(failure)
-                if action != "streamGenerateContent":
+                if not stream:
                     raw = await response.read()
                     started = True
                     yield raw
                     return
-                async for chunk in response.content.iter_any():
+                async for event in sse_data(response):
                     started = True
-                    yield chunk
+                    yield event
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             if started:

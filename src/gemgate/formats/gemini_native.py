@@ -106,16 +106,50 @@ class GeminiNative:
             return error.google_body
         return orjson.dumps(error_object(error))
 
-    def relay_error(self, error: GatewayError) -> bytes:
+    # -- relayed streams (the fast path) ----------------------------------------------------
+    # The channel hands over one whole event at a time (its JSON, as Google wrote it), so every
+    # frame, an error frame included, starts on an event boundary.
+
+    def relay_event(self, payload: bytes, first: bool) -> bytes:
+        if self.mode == "sse":
+            if b"\n" in payload:  # an event spread over several data: lines stays one event
+                payload = payload.replace(b"\n", b"\r\ndata: ")
+            return b"data: " + payload + SSE_END
+        return (b"[" if first else b",\r\n") + payload
+
+    def relay_end(self, sent: bool) -> bytes:
+        if self.mode == "sse":
+            return b""
+        return b"]" if sent else b"[]"
+
+    def relay_error(self, error: GatewayError, sent: bool) -> bytes:
         """The error that ends a relayed stream once bytes have gone out, as Google ends one: a
         last SSE event, or a last element that closes the JSON array."""
-        body = orjson.dumps(error_object(error))
-        return b"data: " + body + SSE_END if self.mode == "sse" else b",\r\n" + body + b"]"
+        body = orjson.dumps(error_object(error, in_stream=True))
+        if self.mode == "sse":
+            return b"data: " + body + SSE_END
+        return (b",\r\n" if sent else b"[") + body + b"]"
 
 
-def error_object(error: GatewayError) -> dict[str, Any]:
+# The HTTP code Google pairs with each status name (google.rpc.Code).
+_CANONICAL_CODES = {
+    "INVALID_ARGUMENT": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def error_object(error: GatewayError, *, in_stream: bool = False) -> dict[str, Any]:
     status = STATUS_NAMES.get(error.status, "INTERNAL" if error.status >= 500 else "UNKNOWN")
-    return {"error": {"code": error.status, "message": error.message, "status": status}}
+    # An error event inside a stream has no HTTP status of its own to agree with, so it
+    # carries the code Google pairs with the name (502 is UNAVAILABLE, said as 503).
+    code = _CANONICAL_CODES.get(status, error.status) if in_stream else error.status
+    return {"error": {"code": code, "message": error.message, "status": status}}
 
 
 class NativeStream:
@@ -164,7 +198,7 @@ class NativeStream:
         return tail + b"]" if self.frames else b"[]"
 
     def error(self, error: GatewayError) -> bytes:
-        body = orjson.dumps(error_object(error))
+        body = orjson.dumps(error_object(error, in_stream=True))
         if self.sse:
             return b"data: " + body + SSE_END
         return (b",\r\n" if self.frames else b"[") + body + b"]"

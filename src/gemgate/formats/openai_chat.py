@@ -335,8 +335,6 @@ def _completion_id(response_id: str | None) -> str:
 
 def _error(error: GatewayError) -> dict[str, Any]:
     code = error.code
-    if code is None and error.status == 404:
-        code = "model_not_found"
     if code is None and error.status == 429:
         code = "rate_limit_exceeded"
     if code is None and error.status == 401:

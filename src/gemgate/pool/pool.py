@@ -20,14 +20,19 @@ log = logging.getLogger("gemgate.pool")
 T = TypeVar("T")
 # Called when a credential is found broken, so the reason can be stored for the operator.
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
+# Called when a credential starts resting for a model: (credential, model, seconds).
+CooldownHook = Callable[[Credential, str, float], None]
 
 
 class Pool:
-    def __init__(self, on_invalid: InvalidHook | None = None) -> None:
+    def __init__(
+        self, on_invalid: InvalidHook | None = None, on_cooldown: CooldownHook | None = None
+    ) -> None:
         self._by_channel: dict[str, list[Credential]] = {}
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
+        self._on_cooldown = on_cooldown
         self._pacers: dict[str, Pacer] = {}
 
     def pace(self, channel: str, pacing: Pacing) -> None:
@@ -58,11 +63,22 @@ class Pool:
             state = self._states[cred_id] = CredentialState()
         return state
 
+    def rest(self, cred_id: int, model: str, seconds: float) -> None:
+        """Keep a credential off `model` for `seconds` (learnt here, or from another instance)."""
+        until = time.monotonic() + seconds
+        cooling = self.state(cred_id).cooldown_until
+        cooling[model] = max(until, cooling.get(model, 0.0))
+
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
 
     def _usable(self, cred: Credential) -> bool:
         return cred.enabled and self.state(cred.id).invalid_reason is None
+
+    def _ready(self, cred: Credential, model: str) -> bool:
+        """Checked again just before each attempt: while a request waited on one credential,
+        another request may have put the next one on cooldown or found it broken."""
+        return self._usable(cred) and self.state(cred.id).cooling(model) == 0.0
 
     # -- serving --------------------------------------------------------------------------
 
@@ -94,7 +110,7 @@ class Pool:
         order.sort(key=lambda cred: cred.id != prefer)
         last: Failure | None = None
         pacer = self._pacers.get(channel)
-        while order:
+        while order := [c for c in order if self._ready(c, model)]:
             cred = order[0] if pacer is None else await pacer.take(order)
             if cred is None:
                 raise RateLimited(
@@ -103,8 +119,10 @@ class Pool:
                     retry_after=pacer.pacing.spacing if pacer else None,
                 )
             order.remove(cred)
-            events = attempt(cred)
             try:
+                if not self._ready(cred, model):
+                    continue  # it cooled or broke while this request waited for its turn
+                events = attempt(cred)
                 try:
                     first = await anext(events)
                 except StopAsyncIteration:
@@ -137,6 +155,8 @@ class Pool:
         order, _ = self.attempts(channel, model)
         last: Failure | None = None
         for cred in order:
+            if not self._ready(cred, model):
+                continue
             try:
                 result = await attempt(cred)
             except UpstreamFailed as failed:
@@ -172,14 +192,17 @@ class Pool:
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
             rested = ANY_MODEL if failure.whole_credential else model
-            state.cooldown_until[rested] = time.monotonic() + seconds
+            self.rest(cred.id, rested, seconds)
             log.warning(
-                "credential %s (%s) cooling down for %s: %.1fs",
+                "credential %s (%s) cooling down for %s: %.1fs: %s",
                 cred.id,
                 cred.label,
                 rested,
                 seconds,
+                state.last_error,
             )
+            if self._on_cooldown is not None:
+                self._on_cooldown(cred, rested, seconds)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(

@@ -1,5 +1,9 @@
 """Usage: what each key consumed, recorded off the request path and checked against the key's
-tokens-per-minute limit and total token quota before a request is admitted."""
+tokens-per-minute limit and total token quota before a request is admitted.
+
+A request that will spend tokens first reserves an estimate of them (its prompt and its output
+cap); the reservation counts against the limits until the real usage settles it. So a burst of
+concurrent requests cannot all slip in under a limit that only counts finished requests."""
 
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ from gemgate.store import Store
 
 log = logging.getLogger("gemgate.usage")
 WINDOW = 60.0
+# Output reserved for a request that sets no output cap: a typical answer, not the model's
+# maximum, so that a limited key still runs a few requests at once. Settled at the end.
+DEFAULT_OUTPUT_RESERVATION = 1024
+# A rough token count of a request body: about four bytes per token.
+BYTES_PER_TOKEN = 4
+
+
+def estimate(body_size: int, max_output: int | None) -> int:
+    """The tokens a request may spend: its prompt, guessed from its size, and its output cap."""
+    return body_size // BYTES_PER_TOKEN + (max_output or DEFAULT_OUTPUT_RESERVATION)
 
 
 class UsageMeter:
@@ -25,6 +39,8 @@ class UsageMeter:
         # Tokens used by each key over its lifetime: the store's totals plus what this
         # process recorded since it last read them.
         self._total: dict[int, int] = {}
+        # Tokens reserved by each key's requests still under way.
+        self._reserved: dict[int, int] = {}
 
     def check(self, key: ClientKey) -> GatewayError | None:
         """Why this key may not make a request now, or None."""
@@ -45,9 +61,58 @@ class UsageMeter:
                 )
         return None
 
+    def reserve(self, key: ClientKey, tokens: int) -> int:
+        """Hold `tokens` against the key's limits for a request about to go upstream; return
+        what was reserved (0 for a key without token limits), to hand back to `release`.
+
+        A request is admitted when it fits beside what is used and reserved, or when nothing
+        else is under way and the limit is not yet reached: so a lone request always runs
+        while any quota is left, and concurrent ones overshoot by at most one reservation."""
+        if key.quota_tokens is None and key.tpm is None:
+            return 0
+        refused = self.check(key)
+        if refused is not None:
+            raise refused
+        reserved = self._reserved.get(key.id, 0)
+        if reserved:
+            if key.quota_tokens is not None:
+                used = self._total.get(key.id, 0)
+                if used + reserved + tokens > key.quota_tokens:
+                    raise RateLimited(
+                        f"this key's quota of {key.quota_tokens} tokens is taken up by its "
+                        "requests under way; try again when they finish",
+                        code="insufficient_quota",
+                        retry_after=1,
+                    )
+            if key.tpm is not None:
+                now = time.monotonic()
+                used = sum(n for _, n in self._recent(key.id, now))
+                if used + reserved + tokens > key.tpm:
+                    raise RateLimited(
+                        f"this key may use {key.tpm} tokens per minute, and its requests under "
+                        "way may use them up; try again when they finish",
+                        retry_after=1,
+                    )
+        self._reserved[key.id] = reserved + tokens
+        return tokens
+
+    def release(self, key: ClientKey, tokens: int) -> None:
+        """A request's reservation ends (its real usage is recorded apart)."""
+        if tokens:
+            left = self._reserved.get(key.id, 0) - tokens
+            if left > 0:
+                self._reserved[key.id] = left
+            else:
+                self._reserved.pop(key.id, None)
+
+    def used(self, key: ClientKey) -> int:
+        """Tokens the key has used over its life, as far as this instance knows."""
+        return self._total.get(key.id, 0)
+
     def record(
         self, key: ClientKey, channel: str, model: str, endpoint: str, status: int, usage: ir.Usage
-    ) -> None:
+    ) -> int:
+        """Record a finished request's real usage; return its total tokens."""
         total = usage.total_tokens or (
             usage.prompt_tokens + usage.output_tokens + usage.thought_tokens
         )
@@ -68,6 +133,7 @@ class UsageMeter:
         if total:
             self._recent(key.id, time.monotonic()).append((time.monotonic(), total))
             self._total[key.id] = self._total.get(key.id, 0) + total
+        return total
 
     def _recent(self, key_id: int, now: float) -> deque[tuple[float, int]]:
         recent = self._minute.setdefault(key_id, deque())

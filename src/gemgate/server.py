@@ -1,0 +1,48 @@
+"""Running the app under uvicorn, with a shutdown that drains streams before ending them."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from gemgate import log_redaction
+from gemgate.app import build_app
+from gemgate.config import Settings
+from gemgate.gateway import Gateway
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose shutdown first starts the gateway's drain window: streams under
+    way get `drain_seconds` to finish, then end with their format's error event."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.gateway.drain.begin(self.gateway.settings.drain_seconds)
+        await super().shutdown(sockets)
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    gateway = Gateway(settings)
+    config = uvicorn.Config(
+        build_app(settings, gateway),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        lifespan="on",
+        # A backstop only: the drain ends streams (with an error event) before this.
+        timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
+    )
+    # uvicorn sets up its loggers when the config is made; the filter goes on after that.
+    log_redaction.install()
+    DrainingServer(config, gateway).run()
