@@ -421,7 +421,7 @@ def test_rotated_cookie_is_written_back_and_survives_a_restart(
     finally:
         server.stop()
     # Only the newest value works now; the one gemgate was given at first is dead.
-    account.issued = [account.psidts]
+    account.issued, account.previous = [account.psidts], None
     web.reset()
     server.env["GEMGATE_WEB_ROTATE_INTERVAL"] = "86400"
     server.start()

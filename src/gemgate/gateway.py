@@ -80,6 +80,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.usage.flush()
+        await self.web.chats.flush()
         if self.shared is not None:
             await self.shared.stop()
         await self.http.close()
@@ -109,6 +110,7 @@ class Gateway:
                 log.exception("could not reload keys and credentials from the store")
             try:
                 await self.usage.flush()
+                await self.web.chats.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
 

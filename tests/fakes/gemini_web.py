@@ -73,6 +73,7 @@ class Account:
     at: str = ""
     issued: list[str] = field(default_factory=list)  # every 1PSIDTS this fake gave out
     reset_at: float = 0.0  # the usage window reset jSf9Qc reports
+    previous: str | None = None  # the 1PSIDTS a rotation replaced, still accepted for a while
 
 
 @dataclass
@@ -141,8 +142,9 @@ class FakeGeminiWeb:
         self.uploads: dict[str, Upload] = {}
         self.conversations: dict[str, Conversation] = {}
         self.rotations = 0
+        self.default_chunks = 3  # text frames of an unscripted answer
         self._queue: list[tuple[str | None, WebReply]] = []
-        self._reqids: dict[str, int] = {}
+        self._reqids: dict[str, set[int]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -225,7 +227,8 @@ class FakeGeminiWeb:
 
     def expire(self, psid: str) -> None:
         """The account's 1PSIDTS expires; a rotation from the last issued one revives it."""
-        self.accounts[psid].psidts = "sidts-gone-" + secrets.token_hex(6)
+        account = self.accounts[psid]
+        account.psidts, account.previous = "sidts-gone-" + secrets.token_hex(6), None
 
     def revoke(self, psid: str) -> None:
         """Signed out for good (password change, revoked session): no rotation helps."""
@@ -240,7 +243,7 @@ class FakeGeminiWeb:
                 if who is None or who == psid:
                     del self._queue[i]
                     return reply
-        return WebReply()
+        return WebReply(chunks=self.default_chunks)
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -266,7 +269,8 @@ class FakeGeminiWeb:
         account = self.accounts.get(cookies.get("__Secure-1PSID", ""))
         if account is None or account.revoked:
             return None
-        if cookies.get("__Secure-1PSIDTS") != account.psidts:
+        # The value just replaced by a rotation stays good for a while (requests in flight).
+        if cookies.get("__Secure-1PSIDTS") not in (account.psidts, account.previous):
             return None  # an expired companion cookie: Google serves a guest, with 200
         return account
 
@@ -322,12 +326,14 @@ class FakeGeminiWeb:
             reqid = int(query.get("_reqid", ""))
         except ValueError:
             raise Refused(400, "bad _reqid") from None
+        # Requests of one session count up from a random start in steps of 100000; under
+        # concurrency they may arrive out of order, but a value is never used twice.
         session = form.get("at", "") or "guest"
         with self._lock:
-            last = self._reqids.get(session)
-            if last is not None and reqid != last + 100000:
-                raise Refused(400, f"_reqid {reqid} does not follow {last}")
-            self._reqids[session] = reqid
+            seen = self._reqids.setdefault(session, set())
+            if reqid in seen or (seen and (reqid - min(seen)) % 100000):
+                raise Refused(400, f"_reqid {reqid} is not the next of this session")
+            seen.add(reqid)
         return account
 
     async def _form(self, request: web.Request) -> dict[str, str]:
@@ -390,7 +396,7 @@ class FakeGeminiWeb:
             or cookies.get("__Secure-1PSIDTS") not in account.issued
         ):
             raise Refused(401, "Unauthorized")
-        account.psidts = "sidts-" + secrets.token_hex(12)
+        account.previous, account.psidts = account.psidts, "sidts-" + secrets.token_hex(12)
         account.issued.append(account.psidts)
         self.rotations += 1
         response = web.Response(text="[]")
@@ -581,8 +587,10 @@ def main() -> None:  # pragma: no cover - standalone for benchmarks
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--accounts", default="bench-psid")
+    parser.add_argument("--chunks", type=int, default=3)
     args = parser.parse_args()
     fake = FakeGeminiWeb().start(args.port)
+    fake.default_chunks = args.chunks
     for psid in args.accounts.split(","):
         fake.add_account(psid, psidts="bench-sidts")
     print(fake.base_url, flush=True)

@@ -180,17 +180,18 @@ class Store:
 
     # -- usage ----------------------------------------------------------------------------
 
-    async def save_web_chat(self, row: dict[str, Any]) -> None:
-        """Remember a web chat under its history hash (replacing one stored before), and drop
-        the expired ones on the way."""
+    async def save_web_chats(self, rows: list[dict[str, Any]]) -> None:
+        """Remember web chats under their history hashes (replacing any stored before), and
+        drop the expired ones on the way."""
         table = schema.web_chats
+        keys = [row["key_hash"] for row in rows]
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.delete(table).where(
-                    (table.c.expires_at < time.time()) | (table.c.key_hash == row["key_hash"])
+                    (table.c.expires_at < time.time()) | table.c.key_hash.in_(keys)
                 )
             )
-            await conn.execute(sa.insert(table).values(**row))
+            await conn.execute(sa.insert(table), list({r["key_hash"]: r for r in rows}.values()))
 
     async def find_web_chat(self, key_hash: str) -> dict[str, Any] | None:
         table = schema.web_chats

@@ -188,10 +188,7 @@ class GeminiWeb:
                 session.credential.id, request.model, reader.cid, reader.rid, reader.rcid,
                 reader.context or "", (chat.turn if chat else 0) + 1,
             )  # fmt: skip
-            try:
-                await self.chats.remember(request, request.model, answer, new_chat)
-            except Exception:
-                log.exception("could not remember a web chat; the next turn starts a new one")
+            self.chats.remember(request, request.model, answer, new_chat)
         yield ir.UsageEvent(reader.usage(turn.prompt))
 
     async def _send(
@@ -330,7 +327,7 @@ class AnswerReader:
                 self._error(entry.error_code)
             if entry.body is None:
                 continue
-            turn = frames.read_body(entry.body)
+            turn = frames.read_body(entry.body, with_model=not self.verified)
             self.cid = turn.cid or self.cid
             self.rid = turn.rid or self.rid
             self.context = turn.context or self.context

@@ -271,46 +271,53 @@ class WebSession:
         and write the new value back; True when a new value came. A failure says nothing about
         whether chat works, so it never takes the account out by itself."""
         async with self._rotate_lock:
+            # Requests that found a rotation due wait here for it, so none of them fetches a
+            # page or chats with the value being replaced; after it, they find it done.
             since = time.time() - self.rotated_at
-            if since < ROTATE_FLOOR and (forced or not self.rotation_due()):
+            if forced and since < ROTATE_FLOOR:
                 return False
             if not forced and not self.rotation_due():
-                return False  # another request rotated while this one waited
-            self.rotated_at = time.time()
+                return False
             try:
-                response = await self.client.send(
-                    self,
-                    "POST",
-                    self.client.accounts_base + "/RotateCookies",
-                    headers={
-                        "Content-Type": "application/json",
-                        "Origin": "https://accounts.google.com",
-                    },
-                    body=ROTATE_SENTINEL,
-                    only_session_cookies=True,
-                )
-            except UpstreamFailed:
-                return False
-            if response.status == 401:
-                log.warning(
-                    "credential %s: RotateCookies refused the session (device-bound or signed "
-                    "out; Chrome exports cannot be renewed, export from Firefox)",
-                    self.credential.id,
-                )
-                return False
-            if response.status != 200 or PSIDTS not in "".join(response.set_cookies):
-                log.warning("credential %s: RotateCookies gave no new 1PSIDTS (HTTP %s)",
-                            self.credential.id, response.status)  # fmt: skip
-                return False
-            await self.client.write_back(self)
-            return True
+                return await self._rotate()
+            finally:
+                self.rotated_at = time.time()
+
+    async def _rotate(self) -> bool:
+        try:
+            response = await self.client.send(
+                self,
+                "POST",
+                self.client.accounts_base + "/RotateCookies",
+                headers={
+                    "Content-Type": "application/json",
+                    "Origin": "https://accounts.google.com",
+                },
+                body=ROTATE_SENTINEL,
+                only_session_cookies=True,
+            )
+        except UpstreamFailed:
+            return False
+        if response.status == 401:
+            log.warning(
+                "credential %s: RotateCookies refused the session (device-bound or signed "
+                "out; Chrome exports cannot be renewed, export from Firefox)",
+                self.credential.id,
+            )
+            return False
+        if response.status != 200 or PSIDTS not in "".join(response.set_cookies):
+            log.warning("credential %s: RotateCookies gave no new 1PSIDTS (HTTP %s)",
+                        self.credential.id, response.status)  # fmt: skip
+            return False
+        self.rotated_at = time.time()
+        await self.client.write_back(self)
+        return True
 
 
 @dataclass(slots=True)
 class Reply:
     status: int
     url: str
-    headers: dict[str, str]
     set_cookies: list[str]
     content: bytes = b""
 
@@ -417,7 +424,6 @@ class WebClient:
         reply = Reply(
             response.status_code,
             str(response.url),
-            dict(response.headers),
             _set_cookies(response.headers),
             response.content,
         )
@@ -437,12 +443,7 @@ class WebClient:
         except RequestException as exc:
             raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
         try:
-            reply = Reply(
-                response.status_code,
-                str(response.url),
-                dict(response.headers),
-                _set_cookies(response.headers),
-            )
+            reply = Reply(response.status_code, url, _set_cookies(response.headers))
             session.merge(reply.set_cookies)
             yield reply
             async for chunk in response.aiter_content():
@@ -452,11 +453,7 @@ class WebClient:
 
 
 def _set_cookies(headers: Any) -> list[str]:
-    try:
-        return [v for v in headers.get_list("set-cookie") if v]
-    except AttributeError:
-        value = headers.get("set-cookie")
-        return [value] if value else []
+    return [v for v in headers.get_list("set-cookie") if v]
 
 
 def _page_value(html: str, key: str) -> str | None:

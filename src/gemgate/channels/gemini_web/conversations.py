@@ -82,16 +82,24 @@ def split_at_last_answer(request: ir.Request) -> tuple[list[ir.Message], list[ir
 
 
 class ChatMap:
+    """Held in memory for this instance at once, and written to the store in batches (with
+    the usage records) for restarts and other instances: no write on a request's path."""
+
     def __init__(self, store: Store, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
+        self._recent: dict[str, dict[str, Any]] = {}
+        self._pending: list[dict[str, Any]] = []
 
     async def find(self, request: ir.Request, model: str) -> tuple[Chat, list[ir.Message]] | None:
         """The chat this request continues, and the new turns to send, if gemgate made it."""
         history, new = split_at_last_answer(request)
         if not history or not new:
             return None
-        row = await self.store.find_web_chat(history_hash(request, history, model))
+        key = history_hash(request, history, model)
+        row = self._recent.get(key)
+        if row is None or row["expires_at"] < time.time():
+            row = await self.store.find_web_chat(key)
         if row is None or row["model"] != model:
             return None
         chat = Chat(
@@ -100,21 +108,35 @@ class ChatMap:
         )  # fmt: skip
         return chat, new
 
-    async def remember(self, request: ir.Request, model: str, answer: str, chat: Chat) -> None:
+    def remember(self, request: ir.Request, model: str, answer: str, chat: Chat) -> None:
         messages = [*request.messages, ir.Message("model", [ir.Text(answer)])]
-        await self.store.save_web_chat(
-            {
-                "key_hash": history_hash(request, messages, model),
-                "credential_id": chat.credential_id,
-                "model": model,
-                "cid": chat.cid,
-                "rid": chat.rid,
-                "rcid": chat.rcid,
-                "context": chat.context,
-                "turn": chat.turn,
-                "expires_at": time.time() + self.ttl,
-            }
-        )
+        now = time.time()
+        key = history_hash(request, messages, model)
+        row: dict[str, Any] = {
+            "key_hash": key,
+            "credential_id": chat.credential_id,
+            "model": model,
+            "cid": chat.cid,
+            "rid": chat.rid,
+            "rcid": chat.rcid,
+            "context": chat.context,
+            "turn": chat.turn,
+            "expires_at": now + self.ttl,
+        }
+        if len(self._recent) > 10_000:
+            self._recent = {k: v for k, v in self._recent.items() if v["expires_at"] >= now}
+        self._recent[key] = row
+        self._pending.append(row)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            await self.store.save_web_chats(rows)
+        except Exception:
+            self._pending = rows + self._pending
+            raise
 
 
 def build_turn(
