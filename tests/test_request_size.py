@@ -50,12 +50,15 @@ def pictures() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def small(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI, pictures: str
 ) -> Iterator[Gemgate]:
     server = start_gemgate(
         Path(tmp_path_factory.mktemp("small")),
         fake_gemini,
-        {"GEMGATE_MAX_BODY_BYTES": str(LIMIT), "GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1"},
+        {
+            "GEMGATE_MAX_BODY_BYTES": str(LIMIT),
+            "GEMGATE_FETCH_ALLOW_HOSTS": pictures.removeprefix("http://"),
+        },
     )
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
     server.add_api_key("AIzaFakeKeyAlpha0001")

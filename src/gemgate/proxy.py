@@ -46,7 +46,7 @@ async def handle(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         upstream = gateway.channels[route.channel]
         features.check(ir_request, route.channel, features.of(upstream))
         ticket = await gateway.admission.admit(
@@ -301,7 +301,7 @@ async def passthrough(
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Passthrough):
             return await fallback()
-        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         body = await request.body()
         tokens = 0
         if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
@@ -405,7 +405,7 @@ async def count_tokens(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         upstream = gateway.channels[route.channel]
         features.check_count_tokens(route.channel, features.of(upstream))
         features.check(ir_request, route.channel, features.of(upstream))

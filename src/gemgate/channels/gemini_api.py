@@ -7,11 +7,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from gemgate import errors, ir
+from gemgate import errors, ir, model_names
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
@@ -41,9 +42,9 @@ class GeminiAPI:
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
-        body = orjson.dumps(wire.request_body(request, model))
+        body = _dumps(wire.request_body(request, model))
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-        url = f"{self.base}/models/{model}:{method}"
+        url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
@@ -70,8 +71,8 @@ class GeminiAPI:
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
         body.pop("safetySettings", None)
-        payload = orjson.dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
-        data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
+        payload = _dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
+        data = await self._call_json(self._model_url(model, "countTokens"), payload, credential)
         return int(data.get("totalTokens", 0))
 
     async def passthrough(
@@ -83,7 +84,7 @@ class GeminiAPI:
         (whatever form the client wants) and handed on one whole event at a time, so the client
         never gets half an event, even when the upstream connection breaks."""
         stream = action == "streamGenerateContent"
-        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if stream else "")
+        url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
         started = False
@@ -92,9 +93,11 @@ class GeminiAPI:
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)
-                    if failure.action in ("final", "retry"):
+                    google = failure.action in ("final", "retry")
+                    if google and wire.parse_google_error(response.status, raw).structured:
                         # The client's own request is at fault (or Google's): show it Google's
-                        # words; never the ones about our credential.
+                        # words; never the ones about our credential. A body that is not
+                        # Google's JSON (a proxy's page) keeps our wrapping in the client's shape.
                         failure.error.google_body = scrub(
                             raw.decode("utf-8", "replace"), credential
                         ).encode()
@@ -123,7 +126,9 @@ class GeminiAPI:
         models: list[ModelInfo] = []
         token = ""
         while True:
-            url = f"{self.base}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            url = f"{self.base}/models?pageSize=1000"
+            if token:
+                url += f"&pageToken={quote(token)}"
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
                 if "generateContent" not in raw.get(
@@ -144,6 +149,11 @@ class GeminiAPI:
                 break
         self._models, self._models_at = models, time.monotonic()
         return models
+
+    def _model_url(self, model: str, method: str) -> str:
+        # The model is the only client-influenced text in an upstream URL; the action is one
+        # of ours.
+        return f"{self.base}/models/{model_names.path_segment(model)}:{method}"
 
     def _post(self, url: str, body: bytes, credential: Credential) -> Any:
         return self.http.session.post(
@@ -187,6 +197,14 @@ def _count_body_for(body: bytes, model: str) -> bytes:
     return orjson.dumps(data)
 
 
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        # Decoders bound the depth of what clients send; this is the backstop.
+        raise errors.InvalidRequest(f"the request cannot be sent upstream: {exc}") from None
+
+
 def _headers(credential: Credential) -> dict[str, str]:
     return {"x-goog-api-key": credential.secret["api_key"], "content-type": "application/json"}
 
@@ -204,7 +222,7 @@ def classify(status: int, body: bytes, credential: Credential) -> Failure:
     google = wire.parse_google_error(status, body)
     message = scrub(google.message, credential)
     said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
-    if google.reason == "API_KEY_INVALID" or status in (401, 403):
+    if google.reason == "API_KEY_INVALID" or (status in (401, 403) and google.structured):
         return Failure(
             "invalidate",
             errors.Unavailable(f"the Gemini API rejected a gemgate credential: {message}"),

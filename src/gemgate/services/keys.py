@@ -3,12 +3,12 @@ SHA-256 hash; keys are 256-bit random, so a fast hash is as safe as a slow one h
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import secrets
 import time
 from dataclasses import dataclass
 
+from gemgate import model_names
 from gemgate.errors import InvalidRequest, NotFound, PermissionDenied
 from gemgate.store import KeyRecord, Store
 
@@ -28,20 +28,22 @@ class ClientKey:
     tpm: int | None
     quota_tokens: int | None
 
-    def check(self, channel: str, model: str, endpoint: str) -> None:
-        """Raise 403 when this key may not use that channel, model or endpoint."""
+    def check(self, channel: str, asked: str, upstream: str, endpoint: str) -> None:
+        """Raise 403 when this key may not use that channel or endpoint, or the model: both
+        the one asked for and the one it becomes upstream (after aliases and suffixes)."""
         self.check_endpoint(endpoint)
         if self.channels is not None and channel not in self.channels:
             raise PermissionDenied(f"this key may not use the {channel} channel")
-        if not self.may_use_model(model):
-            raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+        for model in (asked, upstream):
+            if not self.may_use_model(model):
+                raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
     def check_endpoint(self, endpoint: str) -> None:
         if self.endpoints is not None and endpoint not in self.endpoints:
             raise PermissionDenied(f"this key may not use the {endpoint} endpoint")
 
     def may_use_model(self, model: str) -> bool:
-        return self.models is None or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+        return self.models is None or any(model_names.matches(model, p) for p in self.models)
 
 
 def hash_key(secret: str) -> str:

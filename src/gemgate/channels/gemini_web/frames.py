@@ -367,7 +367,7 @@ def clean(text: str, final: bool) -> str:
         text = _PLACEHOLDER.sub("", text)
         if final:
             text = text.rstrip("\n")
-    if "&" in text:
+    if "&" in text and ";" in text:  # an entity needs both; skip the scan otherwise
         text = html.unescape(text)
     return text
 
