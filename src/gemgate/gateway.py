@@ -47,7 +47,12 @@ class Gateway:
         )
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
-        self.web = GeminiWeb(settings, self.store, self._save_secret)
+        self.web = GeminiWeb(
+            settings,
+            self.store,
+            self._save_secret,
+            self.shared.exclusive if self.shared is not None else None,
+        )
         # The web channel first: unprefixed, it serves only names of its own (gemini-3-fast),
         # which the API channel's name rule would also claim.
         self.channels: dict[str, Channel] = {

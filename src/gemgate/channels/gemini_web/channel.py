@@ -21,6 +21,7 @@ from gemgate.channels.features import Features
 from gemgate.channels.gemini_web import conversations, frames, uploads
 from gemgate.channels.gemini_web.client import (
     SIGNED_OUT,
+    Exclusive,
     Reply,
     SecretWriter,
     WebClient,
@@ -64,16 +65,27 @@ class GeminiWeb:
         instead="/gemini or /gemini_cli",
     )
 
-    def __init__(self, settings: Settings, store: Store, write_secret: SecretWriter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        write_secret: SecretWriter,
+        exclusive: Exclusive | None = None,
+    ) -> None:
         self.settings = settings
         self.models = ModelTable.from_setting(settings.web_models)
-        self.client = WebClient(settings, self.models, write_secret)
+        self.store = store
+        self.client = WebClient(settings, self.models, write_secret, self._read_secret, exclusive)
         self.chats = conversations.ChatMap(store, settings.web_chat_ttl)
         self.pacing = Pacing(
             concurrency=settings.web_concurrency,
             spacing=settings.web_min_interval_ms / 1000,
             max_wait=settings.pacing_max_wait,
         )
+
+    async def _read_secret(self, cred_id: int) -> dict[str, Any] | None:
+        record = await self.store.get_credential(cred_id)
+        return record.secret if record is not None else None
 
     def serves(self, model: str) -> bool:
         # Unprefixed, only the names the web app alone has (the 2.5 names stay the API's);

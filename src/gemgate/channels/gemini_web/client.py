@@ -9,6 +9,7 @@ merged and written back to the store anyway. Reference §1-§3, §11.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -47,6 +48,9 @@ _BATCH_PATH = "/_/BardChatUi/data/batchexecute"
 PSID, PSIDTS = "__Secure-1PSID", "__Secure-1PSIDTS"
 
 SecretWriter = Callable[[Credential, dict[str, Any]], Awaitable[None]]
+SecretReader = Callable[[int], Awaitable[dict[str, Any] | None]]
+# One holder at a time across instances for a name (SharedState.exclusive), when shared.
+Exclusive = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
 
 
 @dataclass(slots=True)
@@ -278,10 +282,36 @@ class WebSession:
                 return False
             if not forced and not self.rotation_due():
                 return False
-            try:
-                return await self._rotate()
-            finally:
-                self.rotated_at = time.time()
+            shared = self.client.exclusive
+            if shared is None:
+                try:
+                    return await self._rotate()
+                finally:
+                    self.rotated_at = time.time()
+            async with shared(f"gemini_official:rotate:{self.credential.id}"):
+                # Another instance may have rotated while this one waited: take its value.
+                if await self._adopt_stored():
+                    return True
+                try:
+                    return await self._rotate()
+                finally:
+                    self.rotated_at = time.time()
+
+    async def _adopt_stored(self) -> bool:
+        secret = await self.client.read_secret(self.credential.id)
+        if (
+            not secret
+            or secret.get("psid") != self.cookies.get(PSID)
+            or not secret.get("psidts")
+            or secret.get("psidts") == self.cookies.get(PSIDTS)
+            or float(secret.get("rotated_at") or 0.0) <= self.rotated_at
+        ):
+            return False
+        self.cookies[PSIDTS] = secret["psidts"]
+        self.held_psidts.add(secret["psidts"])
+        self.rotated_at = float(secret["rotated_at"])
+        self.page = None  # a page fetched with the old value may carry a stale token
+        return True
 
     async def _rotate(self) -> bool:
         try:
@@ -329,8 +359,17 @@ class Reply:
 class WebClient:
     """The transport seam: every call to the web hosts goes through `send` or `stream`."""
 
-    def __init__(self, settings: Settings, models: ModelTable, write_secret: SecretWriter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelTable,
+        write_secret: SecretWriter,
+        read_secret: SecretReader,
+        exclusive: Exclusive | None = None,
+    ) -> None:
         self.settings = settings
+        self.read_secret = read_secret
+        self.exclusive = exclusive
         self.models = models
         self.web_base = settings.gemini_web_base.rstrip("/")
         self.accounts_base = settings.google_accounts_base.rstrip("/")
