@@ -188,6 +188,37 @@ def test_unprefixed_names_route_to_the_web_channel(gateway: Gemgate, web: FakeGe
     assert header_of(web)[4] == PRO
 
 
+def test_free_suffix_stale_token_and_model_errors(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = oai(gateway)
+    client.chat.completions.create(
+        model="gemini-3-pro-free", messages=[{"role": "user", "content": "Free?"}]
+    )
+    assert header_of(web)[11] == 1  # the free tier, on an account whose tier is 2
+    client.chat.completions.create(
+        model="gemini-3-pro", messages=[{"role": "user", "content": "x"}]
+    )
+    assert header_of(web)[11] == 2
+
+    web.stale_token("g.a000psid-main")
+    answer = client.chat.completions.create(
+        model="gemini-3-fast", messages=[{"role": "user", "content": "Still there?"}]
+    )
+    assert (answer.choices[0].message.content or "").startswith("You said: Still there?")
+    assert [r.path.rsplit("/", 1)[-1] for r in web.requests[-4:]] == [
+        "StreamGenerate", "app", "batchexecute", "StreamGenerate"
+    ]  # fmt: skip
+
+    web.script(WebReply.error_code(1052))
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Model?"}]
+        )
+    assert "refused the model gemini-3-fast (BardErrorInfo 1052)" in str(refused.value)
+
+    names = {m.id for m in client.models.list()}
+    assert {"gemini-3-fast", "gemini-3-thinking", "gemini-3-pro", "gemini-2.5-pro"} <= names
+
+
 # -- conversations ------------------------------------------------------------------------------
 
 
@@ -353,13 +384,24 @@ def test_usage_limit_and_ip_flag_fail_over_to_a_second_account(
         )
         assert (answer.choices[0].message.content or "").startswith("You said: Limit?")
         assert [r.psid for r in web.chats()] == [a, b]
+        # A 5xx or 1013 moves to the other account before the first byte (round robin: the
+        # next request starts with B, the one after with A).
+        for failing, error in ((b, WebReply(status=500)), (a, WebReply.error_code(1013))):
+            web.reset()
+            web.script(error, psid=failing)
+            answer = oai(server).chat.completions.create(
+                model="gemini-3-pro", messages=[{"role": "user", "content": "Retry?"}]
+            )
+            assert (answer.choices[0].message.content or "").startswith("You said: Retry?")
+            assert [r.psid for r in web.chats()] == [failing, a if failing == b else b]
+        web.reset()
         # A is rested for gemini-3-fast only: gemini-3-pro still uses it.
         web.script(WebReply.error_code(1060), psid=b)
         for _ in range(2):
             oai(server).chat.completions.create(
                 model="gemini-3-pro", messages=[{"role": "user", "content": "Pro?"}]
             )
-        assert b in [r.psid for r in web.chats()[2:]] and web.chats()[-1].psid == a
+        assert b in [r.psid for r in web.chats()] and web.chats()[-1].psid == a
         # B rests for every model now, A for gemini-3-fast: nobody is left for it.
         with pytest.raises(openai.RateLimitError):
             oai(server).chat.completions.create(

@@ -230,6 +230,10 @@ class FakeGeminiWeb:
         account = self.accounts[psid]
         account.psidts, account.previous = "sidts-gone-" + secrets.token_hex(6), None
 
+    def stale_token(self, psid: str) -> None:
+        """The page token gemgate holds goes stale (the web app answers 400 "xsrf")."""
+        self.accounts[psid].at = "AJvLN6-newer-" + secrets.token_hex(6)
+
     def revoke(self, psid: str) -> None:
         """Signed out for good (password change, revoked session): no rotation helps."""
         self.accounts[psid].revoked = True

@@ -110,10 +110,18 @@ class GeminiWeb:
         return found[0].credential_id if found else None
 
     async def list_models(self, credential: Credential) -> list[ModelInfo]:
-        return [
-            ModelInfo(id=name, display_name=f"Gemini web app: {name}")
-            for name in self.models.names()
-        ]
+        """The names this account can serve (its page and status are read once, so this also
+        tells `credentials test` whether the cookies still sign in)."""
+        _, account = await self.client.session_for(credential).ready()
+        names = []
+        for name in self.models.names():
+            model = self.models.lookup(name)
+            capacity = 1 if model is None or model.free else account.capacity
+            if model is not None and (
+                not account.model_ids or model.id_for(capacity) in account.model_ids
+            ):
+                names.append(name)
+        return [ModelInfo(id=name, display_name=f"Gemini web app: {name}") for name in names]
 
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         raise errors.InvalidRequest("token counting is not supported on gemini_official")
