@@ -67,3 +67,22 @@ def test_cookies_in_every_export_form(tmp_path: Path) -> None:
     guide = server.cli("credentials", "add", "--help").stdout
     assert "export from Firefox" in guide and "__Secure-1PSIDTS" in guide
     assert "Close the private window without chatting" in guide
+
+
+def test_credentials_test_says_whether_the_cookies_still_sign_in(tmp_path: Path) -> None:
+    from tests.fakes.gemini_web import FakeGeminiWeb
+
+    with FakeGeminiWeb() as fake:
+        account = fake.add_account("g.a000psid-credtest", tier=2)
+        server = Gemgate(tmp_path / "data", fake.env())
+        server.cli(
+            "credentials", "add", "gemini_official", "--psid", account.psid,
+            "--psidts", account.psidts,
+        )  # fmt: skip
+        assert "works: " in server.cli("credentials", "test", "1").stdout
+        fake.revoke(account.psid)
+        failed = server.cli("credentials", "test", "1", check=False)
+        assert failed.returncode != 0
+        assert "signed out: cookies expired or revoked — export them again" in failed.stderr
+        listing = server.cli("credentials", "list").stdout
+        assert "invalid: signed out" in listing and account.psid not in listing
