@@ -278,39 +278,46 @@ class Turn:
 
 
 def read_body(body: Any, with_model: bool = True) -> Turn:
-    """`with_model`: also find the model that answered (once known, later frames skip it)."""
+    """`with_model`: also find the model that answered (once known, later frames skip it).
+    Read by direct indexing with every miss tolerated: this runs for every frame."""
     turn = Turn()
     if not isinstance(body, list):
         return turn
-    meta = at(body, 1)
-    if isinstance(meta, list):
-        turn.cid = meta[0] if meta and isinstance(meta[0], str) else None
-        turn.rid = at(meta, 1) if isinstance(at(meta, 1), str) else None
-    for raw in at(body, 4) or ():
-        if not isinstance(raw, list):
-            continue
-        text = at(raw, 1, 0)
-        if (
-            isinstance(text, str)
-            and text.startswith(_PLACEHOLDER_STARTS)
-            and "card_content" in text
-        ):
-            alternate = at(raw, 22, 0)
-            text = alternate if isinstance(alternate, str) else ""
-        thoughts = at(raw, 37, 0, 0)
-        turn.candidates.append(
-            Candidate(
-                rcid=raw[0] if raw and isinstance(raw[0], str) else None,
-                text=text if isinstance(text, str) else "",
-                thoughts=thoughts if isinstance(thoughts, str) else "",
-                done=at(raw, 8, 0) == 2,
-            )
-        )
-    context = at(body, 25)
+    size = len(body)
+    meta = body[1] if size > 1 else None
+    if isinstance(meta, list) and meta:
+        turn.cid = meta[0] if isinstance(meta[0], str) else None
+        turn.rid = meta[1] if len(meta) > 1 and isinstance(meta[1], str) else None
+    raws = body[4] if size > 4 else None
+    if isinstance(raws, list):
+        for raw in raws:
+            if isinstance(raw, list) and raw:
+                turn.candidates.append(_candidate(raw))
+    context = body[25] if size > 25 else None
     turn.context = context if isinstance(context, str) else None
-    if with_model:
-        turn.answered_by, turn.answered_name = _answered_model(at(body, 42))
+    if with_model and size > 42:
+        turn.answered_by, turn.answered_name = _answered_model(body[42])
     return turn
+
+
+def _candidate(raw: list[Any]) -> Candidate:
+    size = len(raw)
+    text = _first(raw[1]) if size > 1 else None
+    if isinstance(text, str) and text.startswith(_PLACEHOLDER_STARTS) and "card_" in text:
+        alternate = at(raw, 22, 0)
+        text = alternate if isinstance(alternate, str) else ""
+    thoughts = _first(_first(raw[37])) if size > 37 else None
+    state = _first(raw[8]) if size > 8 else None
+    return Candidate(
+        rcid=raw[0] if isinstance(raw[0], str) else None,
+        text=text if isinstance(text, str) else "",
+        thoughts=thoughts if isinstance(thoughts, str) else "",
+        done=state == 2,
+    )
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else None
 
 
 def _answered_model(value: Any) -> tuple[str | None, str | None]:
@@ -343,6 +350,8 @@ class TextDiff:
         self.sent = ""
 
     def delta(self, cumulative: str, final: bool) -> str:
+        if not cumulative:
+            return ""
         text = clean(cumulative, final)
         if not final:
             text = _hold_back(text)
@@ -358,7 +367,7 @@ class TextDiff:
 
 
 def clean(text: str, final: bool) -> str:
-    if not final:
+    if not final and text.endswith(_FLICKER):
         for marker in _FLICKER:
             if text.endswith(marker):
                 text = text[: -len(marker)]
