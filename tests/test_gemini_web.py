@@ -446,6 +446,33 @@ def test_an_expired_account_is_taken_out_and_never_answers_as_a_guest(
         server.stop()
 
 
+def test_an_expired_timestamp_cookie_is_renewed_not_dropped(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    a, b = "g.a000psid-renew-a", "g.a000psid-renew-b"
+    server = start(tmp_path, web, [a, b])
+    try:
+        for _ in range(2):
+            oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Hi"}]
+            )
+        web.expire(a)  # A's 1PSIDTS dies; its session can still be renewed
+        for _ in range(3):
+            answer = oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Hi"}]
+            )
+            assert answer.choices[0].message.content == "You said: Hi. Emoji 🙂 & done."
+        assert web.rotations == 1
+        assert web.chats()[-1].cookies["__Secure-1PSIDTS"] in (
+            web.accounts[a].psidts,
+            web.accounts[b].psidts,
+        )
+        assert "invalid" not in server.cli("credentials", "list").stdout
+        assert web.chats()[-2:][0].psid != web.chats()[-1].psid  # both serve again
+    finally:
+        server.stop()
+
+
 def test_rotated_cookie_is_written_back_and_survives_a_restart(
     tmp_path: Path, web: FakeGeminiWeb
 ) -> None:

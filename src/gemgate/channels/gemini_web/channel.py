@@ -132,8 +132,22 @@ class GeminiWeb:
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
-        web_model = self._model(request, model)
         session = self.client.session_for(credential)
+        try:
+            async for event in self._generate(request, model, credential, session):
+                yield event
+        except UpstreamFailed as failed:
+            # Answered as a guest: an expired 1PSIDTS that a rotation renews is not a lost
+            # account. This request moves on; the account stays, with its new cookie.
+            if failed.failure.reason == SIGNED_OUT and await session.rotate(forced=True):
+                session.forget_page()
+                raise transient("the account's session had expired and was renewed") from None
+            raise
+
+    async def _generate(
+        self, request: ir.Request, model: str, credential: Credential, session: WebSession
+    ) -> AsyncIterator[ir.Event]:
+        web_model = self._model(request, model)
         if session.rotation_due():
             await session.rotate()
         _, account = await session.ready()

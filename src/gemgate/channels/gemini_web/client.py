@@ -104,7 +104,9 @@ class WebSession:
         self.cookies[PSID] = secret["psid"]
         if secret.get("psidts"):
             self.cookies[PSIDTS] = secret["psidts"]
-        self.rotated_at = float(secret.get("rotated_at") or 0.0)
+        # A cookie just imported needs no renewal: the first is due one interval from now.
+        self.rotated_at = float(secret.get("rotated_at") or time.time())
+        self._last_attempt = 0.0  # of this process, for the floor between two rotations
         # Every 1PSIDTS this session has held: a credential still carrying an older one was
         # loaded before our own write-back reached the pool, and is the same session.
         self.held_psidts = {self.cookies.get(PSIDTS)}
@@ -277,8 +279,7 @@ class WebSession:
         async with self._rotate_lock:
             # Requests that found a rotation due wait here for it, so none of them fetches a
             # page or chats with the value being replaced; after it, they find it done.
-            since = time.time() - self.rotated_at
-            if forced and since < ROTATE_FLOOR:
+            if forced and time.time() - self._last_attempt < ROTATE_FLOOR:
                 return False
             if not forced and not self.rotation_due():
                 return False
@@ -314,6 +315,7 @@ class WebSession:
         return True
 
     async def _rotate(self) -> bool:
+        self._last_attempt = time.time()
         try:
             response = await self.client.send(
                 self,
