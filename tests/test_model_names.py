@@ -277,9 +277,10 @@ def test_only_a_known_channel_may_prefix_a_name(server: Gemgate, gemini: FakeGem
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="evil/gemini-2.5-flash", messages=HI)  # type: ignore[arg-type]
     assert "'evil' is not a channel" in caught.value.message
-    with pytest.raises(openai.NotFoundError) as missing:
+    with pytest.raises(openai.InternalServerError) as missing:
         client.chat.completions.create(model="gemini_official/gemini-3-pro", messages=HI)  # type: ignore[arg-type]
-    assert "not available on this gateway" in missing.value.message
+    assert missing.value.status_code == 503
+    assert "no usable gemini_official credential" in missing.value.message
     assert gemini.requests == []
     answer = client.chat.completions.create(model="gemini/gemini-2.5-flash", messages=HI)  # type: ignore[arg-type]
     assert answer.choices[0].message.content
