@@ -407,7 +407,12 @@ def test_usage_limit_and_ip_flag_fail_over_to_a_second_account(
             oai(server).chat.completions.create(
                 model="gemini-3-fast", messages=[{"role": "user", "content": "Anyone?"}]
             )
-        assert "IP flagged by Google; use a proxy for this account" in server.log()
+        listing = server.cli("credentials", "list").stdout.split("gemini_official")
+        a_line = next(part for part in listing if "failover-a" in part or " a " in part[:40])
+        b_line = next(part for part in listing if part is not a_line and "cooling" in part)
+        assert "cooling down for gemini-3-fast" in a_line and "usage limit" in a_line
+        assert "cooling down for *" in b_line
+        assert "IP flagged by Google; use a proxy for this account" in b_line
     finally:
         server.stop()
 

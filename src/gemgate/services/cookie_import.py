@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from gemgate.errors import InvalidRequest
-from gemgate.services.credentials import mask
+from gemgate.services.credentials import checked_proxy, mask
 from gemgate.store import CredentialRecord, Store
 
 PSID, PSIDTS = "__Secure-1PSID", "__Secure-1PSIDTS"
@@ -100,18 +99,6 @@ def _from_header(text: str) -> dict[str, str]:
     return cookies
 
 
-def _checked_proxy(proxy: str | None) -> str | None:
-    """HTTP and SOCKS5 proxies (socks5h resolves names at the proxy)."""
-    if proxy is None:
-        return None
-    parts = urlsplit(proxy.strip())
-    if parts.scheme.lower() not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-        raise InvalidRequest(
-            "--proxy must be a URL like http://host:port or socks5://host:port"
-        )
-    return proxy.strip()
-
-
 def secret_of(cookies: dict[str, str]) -> dict[str, Any]:
     others = {k: v for k, v in cookies.items() if k not in (PSID, PSIDTS)}
     secret: dict[str, Any] = {"psid": cookies[PSID]}
@@ -131,7 +118,7 @@ async def add_gemini_official(
     label: str | None = None,
     proxy: str | None = None,
 ) -> CredentialRecord:
-    proxy = _checked_proxy(proxy)
+    proxy = checked_proxy(proxy, socks=True)
     if cookies_text is not None:
         cookies = parse(cookies_text)
     elif psid:

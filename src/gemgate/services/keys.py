@@ -55,20 +55,29 @@ def hint(secret: str) -> str:
     return f"{secret[:7]}…{secret[-4:]}"
 
 
+UNRESTRICTED = ("all", "*")
+
+
 def parse_list(
-    value: str | None, allowed: tuple[str, ...] | None = None, what: str = ""
+    value: str | None, allowed: tuple[str, ...] | None = None, what: str = "models"
 ) -> list[str] | None:
-    """A comma-separated scope; None or empty means no restriction."""
-    if not value:
+    """A comma-separated scope; None (not given), 'all' or '*' mean no restriction."""
+    if value is None:
         return None
     items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise InvalidRequest(f"--{what} is empty: name at least one, or 'all' for no restriction")
+    if any(item.lower() in UNRESTRICTED for item in items):
+        if len(items) > 1:
+            raise InvalidRequest(f"--{what}: 'all' means every one and stands alone")
+        return None
     if allowed is not None:
         unknown = [item for item in items if item not in allowed]
         if unknown:
             raise InvalidRequest(
-                f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})"
+                f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)}, or all)"
             )
-    return items or None
+    return items
 
 
 async def create(
@@ -82,12 +91,13 @@ async def create(
     tpm: int | None = None,
     quota_tokens: int | None = None,
 ) -> tuple[KeyRecord, str]:
-    if await store.get_key(name) is not None or name.isdigit():
-        raise InvalidRequest(
-            f"a key named {name!r} exists already"
-            if not name.isdigit()
-            else "a key name cannot be a number"
-        )
+    name = name.strip()
+    if not name:
+        raise InvalidRequest("a key needs a name: --name NAME")
+    if name.isdigit():
+        raise InvalidRequest("a key name cannot be a number")
+    if await store.get_key(name) is not None:
+        raise InvalidRequest(f"a key named {name!r} exists already")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = await store.create_key(
         name=name,
