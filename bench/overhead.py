@@ -278,6 +278,7 @@ class Stack:
         return done.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
+        self._cli("db", "migrate")  # the CLI creates no database of its own
         self.client_key = self._cli("keys", "create", "--name", "bench")
         self._cli("credentials", "add", "gemini", "--api-key", UPSTREAM_KEY)
         self._cli(
