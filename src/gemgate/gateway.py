@@ -12,6 +12,7 @@ from typing import Any
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.channels.gemini_web import GeminiWeb
 from gemgate.config import Settings
 from gemgate.drain import Drain
@@ -60,6 +61,7 @@ class Gateway:
         self.channels: dict[str, Channel] = {
             "gemini_official": self.web,
             "gemini": GeminiAPI(settings, self.http),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
         }
         for cid, channel in self.channels.items():
             pacing = getattr(channel, "pacing", None)

@@ -24,6 +24,9 @@ DEFAULT_COOLDOWN = 60.0
 # A daily quota or a model the key's tier does not have at all.
 LONG_COOLDOWN = 3600.0
 _SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
+# Names the Gemini API does not know: Code Assist's separate quota bucket and the gateway's
+# thinking switch, both the gemini_cli channel's.
+_OTHER_CHANNELS_SUFFIXES = ("_vertex", "-thinking")
 
 
 class GeminiAPI:
@@ -37,6 +40,8 @@ class GeminiAPI:
         self._models_ttl = settings.models_cache_ttl
 
     def serves(self, model: str) -> bool:
+        if model.endswith(_OTHER_CHANNELS_SUFFIXES):
+            return False
         return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
 
     async def generate(
