@@ -25,11 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -70,6 +71,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "added_p50_ms_c1": ("< 0.5 ms", lambda v: v < 0.5),
     "idle_rss_mb": ("< 80 MB", lambda v: v < 80),
     "startup_s": ("< 1.5 s", lambda v: v < 1.5),
+    "web_stream_cpu_vs_gemini": ("<= 2x", lambda v: 0 < v <= 2.0),
     # gemini_cli's CPU per request against the gemini channel's, same load and same answer.
     "cli_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "cli_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
@@ -77,6 +79,11 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
 }
+# gemini_official: one account for gemgate, another for the direct calls (a page fetch by one
+# side would otherwise make the other side's token stale).
+WEB_MODEL = "gemini-3-fast"
+WEB_PSID, WEB_DIRECT_PSID, WEB_PSIDTS = "bench-psid", "bench-direct-psid", "bench-sidts"
+WEB_STREAM = "/_/BardChatUi/data/assistant.lamda.BardFrontendService/StreamGenerate"
 
 
 @dataclass
@@ -89,6 +96,8 @@ class Target:
     body: bytes
     stream: bool
     check: Callable[[int, bytes], bool]
+    # A fresh URL per request, for upstreams that want a new request counter every time.
+    next_url: Callable[[], str] | None = None
 
 
 @dataclass
@@ -135,7 +144,8 @@ async def drive(target: Target, concurrency: int, warmup: float, duration: float
             first: float | None = None
             ok = False
             try:
-                async with session.post(target.url, data=target.body) as resp:
+                url = target.next_url() if target.next_url else target.url
+                async with session.post(url, data=target.body) as resp:
                     if target.stream:
                         body = bytearray()
                         async for chunk in resp.content.iter_any():
@@ -237,14 +247,22 @@ class Stack:
     def __init__(self, chunks: int) -> None:
         self.chunks = chunks
         self.tmp = Path(tempfile.mkdtemp(prefix="gemgate-bench-"))
-        self.fake_port, self.port = free_port(), free_port()
+        self.fake_port, self.port, self.web_port = free_port(), free_port(), free_port()
         self.fake_url = f"http://127.0.0.1:{self.fake_port}"
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.cli_fake_url = f"http://127.0.0.1:{free_port()}"
         self.cli_token = ""  # the fake Code Assist account's access token, for direct calls
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GEMGATE_")} | {
             "GEMGATE_DATA_DIR": str(self.tmp / "data"),
             "GEMGATE_GEMINI_API_BASE": self.fake_url,
+            "GEMGATE_GEMINI_WEB_BASE": self.web_url,
+            "GEMGATE_GOOGLE_ACCOUNTS_BASE": self.web_url,
+            "GEMGATE_WEB_UPLOAD_BASE": self.web_url,
+            # Pacing protects real accounts; here it would only measure the wait.
+            "GEMGATE_WEB_CONCURRENCY": "0",
+            "GEMGATE_WEB_MIN_INTERVAL_MS": "0",
+            "GEMGATE_WEB_ROTATE_INTERVAL": "86400",
             "GEMGATE_CODE_ASSIST_BASE": self.cli_fake_url,
             "GEMGATE_OAUTH_TOKEN_URL": f"{self.cli_fake_url}/token",
             "GEMGATE_LOG_LEVEL": "warning",
@@ -284,6 +302,17 @@ class Stack:
         self._cli("db", "migrate")  # the CLI configures only an existing database
         self.client_key = self._cli("keys", "create", "--name", "bench")
         self._cli("credentials", "add", "gemini", "--api-key", UPSTREAM_KEY)
+        self._cli(
+            "credentials", "add", "gemini_official", "--psid", WEB_PSID, "--psidts", WEB_PSIDTS
+        )
+        web = self._spawn(
+            CLIENT_CORE,
+            *("-m", "tests.fakes.gemini_web", "--port", str(self.web_port)),
+            *("--accounts", f"{WEB_PSID},{WEB_DIRECT_PSID}", "--chunks", str(self.chunks)),
+            log="fake-web.log",
+        )
+        wait_http(f"{self.web_url}/app", web)
+        self.web_direct = web_page(self.web_url)
         fake = self._spawn(
             CLIENT_CORE,
             *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
@@ -335,12 +364,35 @@ class Stack:
         direct = {"x-goog-api-key": UPSTREAM_KEY, "content-type": "application/json"}
         base = f"{self.fake_url}/v1beta/models/{MODEL}"
         n = self.chunks
+        web = self.web_direct
+        web_chat = {
+            "model": WEB_MODEL,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+        }
         cli_direct = {
             "authorization": f"Bearer {self.cli_token}",
             "content-type": "application/json",
         }
         wrapped = orjson.dumps({"model": MODEL, "project": "bench-project", "request": GEMINI_BODY})
         return {
+            "web-gemgate-stream": Target(
+                "gemgate",
+                f"{self.url}/gemini_official/v1/chat/completions",
+                auth,
+                orjson.dumps(web_chat),
+                True,
+                lambda status, body: status == 200 and body.endswith(b"data: [DONE]\n\n"),
+            ),
+            "web-direct-stream": Target(
+                "direct",
+                web.url(),
+                web.headers(),
+                web.body(),
+                True,
+                lambda status, body: status == 200 and b"af.httprm" in body,
+                next_url=web.url,
+            ),
             "gemgate": Target(
                 "gemgate",
                 f"{self.url}/v1/chat/completions",
@@ -444,6 +496,53 @@ class Stack:
         }
 
 
+class WebDirect:
+    """What a direct StreamGenerate call needs: the page values of its own account, and a
+    request counter that moves on by 100000 per request as the web app expects."""
+
+    def __init__(self, base: str, at: str, build: str, session_id: str) -> None:
+        self.base, self.at, self.build, self.session_id = base, at, build, session_id
+        self.reqid = 12345
+
+    def url(self) -> str:
+        self.reqid += 100000
+        query = urlencode({"hl": "en", "_reqid": self.reqid, "rt": "c", "bl": self.build,
+                           "f.sid": self.session_id})  # fmt: skip
+        return f"{self.base}{WEB_STREAM}?{query}"
+
+    def body(self) -> bytes:
+        inner: list[Any] = [None] * 98
+        inner[0] = [PROMPT, 0, None, None, None, None, 0]
+        inner[1], inner[2] = ["en"], ["", "", "", None, None, None, None, None, None, ""]
+        inner[7], inner[59], inner[79], inner[80] = 1, "BENCH-REQUEST", 1, 1
+        f_req = orjson.dumps([None, orjson.dumps(inner).decode()]).decode()
+        return urlencode({"at": self.at, "f.req": f_req}).encode()
+
+    def headers(self) -> dict[str, str]:
+        model = [1, None, None, None, "fbb127bbb056c959", None, None, 0, [4, 5, 6, 8], None,
+                 None, 1, None, None, 1, 1, "BENCH-SESSION"]  # fmt: skip
+        return {
+            "Content-Type": "application/x-www-form-urlencoded;charset=utf-8",
+            "Cookie": f"__Secure-1PSID={WEB_DIRECT_PSID}; __Secure-1PSIDTS={WEB_PSIDTS}",
+            "X-Same-Domain": "1",
+            "x-goog-ext-525001261-jspb": orjson.dumps(model).decode(),
+            "x-goog-ext-525005358-jspb": '["BENCH-REQUEST",1]',
+        }
+
+
+def web_page(base: str) -> WebDirect:
+    cookie = f"__Secure-1PSID={WEB_DIRECT_PSID}; __Secure-1PSIDTS={WEB_PSIDTS}"
+    request = urllib.request.Request(f"{base}/app", headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        html = response.read().decode()
+
+    def value(key: str) -> str:
+        found = re.search(rf'"{key}":"(.*?)"', html)
+        return found.group(1) if found else ""
+
+    return WebDirect(base, value("SNlM0e"), value("cfb2h"), value("FdrFJe"))
+
+
 @contextlib.contextmanager
 def running(chunks: int) -> Iterator[Stack]:
     stack = Stack(chunks)
@@ -513,6 +612,9 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
     return {
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
+        "throughput_ratio_web_stream": ratio("web-stream-c32"),
+        "web_stream_cpu_vs_gemini": (results["web-stream-c32/gemgate"].cpu_ms_per_request or 0)
+        / (results["stream-c32/gemgate"].cpu_ms_per_request or 1),
         "throughput_ratio_nonstream_c1": ratio("nonstream-c1"),
         "added_p50_ms_c1": results["nonstream-c1/gemgate"].p50_ms
         - results["nonstream-c1/direct"].p50_ms,
@@ -565,6 +667,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
         ("nonstream-c1", 1, "gemgate", "direct"),
         ("nonstream-c32", 32, "responses-store", "responses", "gemgate", "direct"),
         ("stream-c32", 32, "responses-stream", "gemgate-stream", "direct-stream"),
+        ("web-stream-c32", 32, "web-gemgate-stream", "web-direct-stream"),
         ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),
         ("cli-stream-c32", 32, "gemgate-cli-stream", "direct-cli-stream"),
     ]

@@ -285,10 +285,12 @@ def test_channel_prefix_pins_the_channel(gateway: Gemgate, gemini: FakeGeminiAPI
         model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
     )
     assert answer.choices[0].message.content
-    with pytest.raises(openai.NotFoundError):
+    # The web channel has no credential here: its prefix never falls back to another channel.
+    with pytest.raises(openai.InternalServerError) as caught:
         client(gateway, "/gemini_official").chat.completions.create(
             model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]
         )
+    assert "no usable gemini_official credential" in caught.value.message
 
 
 def test_model_list(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:

@@ -9,12 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from gemgate.config import Settings
 from gemgate.errors import GatewayError
+from gemgate.services import cookie_import
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import DatabaseMissing, KeyRecord, Store
@@ -400,10 +402,17 @@ def credentials() -> None:
     """Upstream credentials in each channel's pool."""
 
 
-@credentials.command("add")
+@credentials.command("add", epilog="\b\n" + cookie_import.GUIDE)
 @click.argument("channel", type=click.Choice(key_service.CHANNELS))
 @click.argument("more_files", nargs=-1, type=click.Path())
 @click.option("--api-key", help="gemini: a Gemini API key.")
+@click.option("--psid", help="gemini_official: the __Secure-1PSID cookie.")
+@click.option("--psidts", help="gemini_official: the __Secure-1PSIDTS cookie.")
+@click.option(
+    "--cookies",
+    help="gemini_official: a Cookie header, a Netscape cookies.txt or a cookie-extension JSON "
+    "export, as a file path or - for standard input.",
+)
 @click.option(
     "--oauth-file",
     "oauth_files",
@@ -414,7 +423,7 @@ def credentials() -> None:
 @click.option("--project", help="gemini_cli: the Google Cloud project with a Code Assist licence.")
 @click.option("--no-check", is_flag=True, help="gemini_cli: do not ask Google about the account.")
 @click.option("--label", help="A name to recognise the credential by.")
-@click.option("--proxy", help="Outbound proxy URL for this credential.")
+@click.option("--proxy", help="Outbound proxy URL for this credential (http:// or socks5://).")
 @_with_store
 async def credentials_add(
     store: Store,
@@ -424,11 +433,25 @@ async def credentials_add(
     oauth_files: tuple[str, ...],
     project: str | None,
     no_check: bool,
+    psid: str | None,
+    psidts: str | None,
+    cookies: str | None,
     label: str | None,
     proxy: str | None,
 ) -> None:
     """Add a credential to a channel's pool."""
-    proxy = credential_service.checked_proxy(proxy)
+    proxy = credential_service.checked_proxy(proxy, socks=channel == "gemini_official")
+    if channel == "gemini_official":
+        record = await cookie_import.add_gemini_official(
+            store,
+            psid=psid,
+            psidts=psidts,
+            cookies_text=_read_text(cookies) if cookies is not None else None,
+            label=label,
+            proxy=proxy,
+        )
+        click.echo(f"added credential {record.id} ({record.label}) to {record.channel}")
+        return
     if channel == "gemini_cli":
         from gemgate.services import oauth_import
 
@@ -453,6 +476,19 @@ async def credentials_add(
         raise click.UsageError("gemini needs --api-key KEY (and nothing else)")
     record = await credential_service.add_gemini(store, api_key, label=label, proxy=proxy)
     click.echo(f"added credential {record.id} ({record.label}) to {record.channel}")
+
+
+def _read_text(source: str) -> str:
+    """A value given as a file path, `-` (standard input) or the text itself."""
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    try:
+        if len(source) < 4096 and path.is_file():
+            return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
+    return source
 
 
 @credentials.command("list")

@@ -50,6 +50,24 @@ class Settings(BaseSettings):
     # Longest silence tolerated from an upstream, between bytes, not for the whole answer.
     read_timeout: float = 120.0
 
+    # gemini_official: answers at once per account and milliseconds between two requests on
+    # one account (Google blocks an IP after a burst of 80-180 requests; a steady 10 a minute
+    # ran unblocked), and how long a request may wait for an account's turn.
+    web_concurrency: int = 2
+    web_min_interval_ms: int = 3000
+    pacing_max_wait: float = 60.0
+    # gemini_official: the model table as JSON (README); empty = the built-in defaults.
+    web_models: str = ""
+    # gemini_official: curl_cffi browser impersonation target, and seconds between rotations
+    # of an account's __Secure-1PSIDTS.
+    web_impersonate: str = "chrome"
+    web_rotate_interval: float = 600.0
+    # gemini_official: seconds a web chat gemgate produced may be continued; the prompt bytes
+    # sent inline (the web app cuts past ~130,000) and at most as a history attachment.
+    web_chat_ttl: float = 1800.0
+    web_prompt_max_bytes: int = 120_000
+    web_attachment_max_bytes: int = 150_000
+
     # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
     onboard_poll_interval: float = 5.0
     # gemini_cli: model ids to serve besides the built-in Code Assist list, comma-separated.

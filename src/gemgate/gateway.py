@@ -14,6 +14,7 @@ from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
 from gemgate.channels.gemini_cli import GeminiCLI
+from gemgate.channels.gemini_web import GeminiWeb
 from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
@@ -62,10 +63,23 @@ class Gateway:
         self.recent_errors = RecentErrors()
         self.request_log = settings.request_lines
         self.usage_slots = SlotCache()
+        self.web = GeminiWeb(
+            settings,
+            self.store,
+            self._save_secret,
+            self.shared.exclusive if self.shared is not None else None,
+        )
+        # The web channel first: unprefixed, it serves only names of its own (gemini-3-fast),
+        # which the API channel's name rule would also claim.
         self.channels: dict[str, Channel] = {
+            "gemini_official": self.web,
             "gemini": GeminiAPI(settings, self.http),
             "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
         }
+        for cid, channel in self.channels.items():
+            pacing = getattr(channel, "pacing", None)
+            if pacing is not None:
+                self.pool.pace(cid, pacing)
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
         self.responses = StoredResponses(
@@ -97,11 +111,13 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.usage.flush()
+        await self.web.chats.flush()
         await self.cooldowns.flush()
         await self.responses.close()
         if self.shared is not None:
             await self.shared.stop()
         await self.http.close()
+        await self.web.close()
         await self.fetcher.close()
         await self.store.close()
 
@@ -128,6 +144,7 @@ class Gateway:
                 log.exception("could not reload keys and credentials from the store")
             try:
                 await self.usage.flush()
+                await self.web.chats.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
 
@@ -151,6 +168,9 @@ class Gateway:
             await credential_service.mark_invalid(self.store, credential.id, reason)
         except Exception:
             log.exception("could not record credential %s as invalid", credential.id)
+
+    async def _save_secret(self, credential: Credential, secret: dict[str, Any]) -> None:
+        await credential_service.save_secret(self.store, credential.id, secret)
 
     def _announce_cooldown(self, credential: Credential, model: str, seconds: float) -> None:
         # Recorded in the store for the CLI and instances without Redis (off the request path).

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import answers, image_output, ir
+from gemgate.channels import features
 from gemgate.errors import GatewayError, InternalError, Unavailable
 from gemgate.formats.base import Format, StreamEncoder
 from gemgate.gateway import Gateway
@@ -57,6 +58,8 @@ async def handle(
             ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, route.asked, route.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        features.check(ir_request, route.channel, features.of(upstream))
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
@@ -70,15 +73,17 @@ async def handle(
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request, len(body))
         await restore_signatures(ir_request, route.model, gateway.signatures)
-        upstream = gateway.channels[route.channel]
         served = exchange
+        # A channel that keeps chats upstream names the account that holds this one.
+        prefer = getattr(upstream, "preferred_credential", None)
+        preferred = await prefer(ir_request, route.model) if prefer else None
 
         def attempt(credential: Credential) -> AsyncIterator[ir.Event]:
             served.credential_id = credential.id
             return upstream.generate(ir_request, route.model, credential)
 
         def answer() -> AsyncGenerator[ir.Event, None]:
-            return gateway.pool.stream(route.channel, route.model, attempt)
+            return gateway.pool.stream(route.channel, route.model, attempt, prefer=preferred)
 
         events = exchange.watch(
             answer() if ir_request.answers <= 1 else answers.merged(answer, ir_request.answers)
@@ -490,10 +495,12 @@ async def count_tokens(
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, route.asked, route.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        features.check_count_tokens(route.channel, features.of(upstream))
+        features.check(ir_request, route.channel, features.of(upstream))
         await gateway.admission.admit(key, 0)
         await gateway.fetcher.resolve(ir_request, len(body))
         await restore_signatures(ir_request, route.model, gateway.signatures)
-        upstream = gateway.channels[route.channel]
         tokens = await gateway.pool.call(
             route.channel,
             route.model,

@@ -602,13 +602,16 @@ def _stop(
     return _STOP[finish], None
 
 
-def usage(u: ir.Usage) -> dict[str, int]:
-    return {
+def usage(u: ir.Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "input_tokens": max(0, u.prompt_tokens - u.cached_tokens) + u.tool_prompt_tokens,
         "output_tokens": u.output_tokens + u.thought_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": u.cached_tokens,
     }
+    if u.estimated:
+        out["estimated"] = True  # counted by gemgate; the upstream gave no counts
+    return out
 
 
 def _message_id(response_id: str | None) -> str:

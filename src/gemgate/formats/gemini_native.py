@@ -226,8 +226,8 @@ class NativeStream:
         return (b",\r\n" if self.frames > 1 else b"[") + body
 
 
-def usage_metadata(usage: ir.Usage) -> dict[str, int]:
-    out = {
+def usage_metadata(usage: ir.Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "promptTokenCount": usage.prompt_tokens,
         "candidatesTokenCount": usage.output_tokens,
         "totalTokenCount": usage.total_tokens
@@ -239,6 +239,8 @@ def usage_metadata(usage: ir.Usage) -> dict[str, int]:
         out["cachedContentTokenCount"] = usage.cached_tokens
     if usage.tool_prompt_tokens:
         out["toolUsePromptTokenCount"] = usage.tool_prompt_tokens
+    if usage.estimated:
+        out["estimated"] = True  # counted by gemgate; the upstream gave no counts
     return out
 
 

@@ -317,13 +317,16 @@ def _native_finish(detail: str | None) -> dict[str, str]:
 def usage(u: ir.Usage) -> dict[str, Any]:
     prompt = u.prompt_tokens + u.tool_prompt_tokens
     completion = u.output_tokens + u.thought_tokens
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": u.total_tokens or prompt + completion,
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": u.thought_tokens},
     }
+    if u.estimated:
+        out["estimated"] = True  # counted by gemgate; the upstream gave no counts
+    return out
 
 
 def _completion_id(response_id: str | None) -> str:

@@ -25,6 +25,8 @@ class Usage:
     total_tokens: int = 0
     # The part of prompt_tokens spent on images (what the images API reports apart).
     prompt_image_tokens: int = 0
+    # Counted by gemgate, not reported by the upstream (the web app gives no counts).
+    estimated: bool = False
 
 
 @dataclass(slots=True)

@@ -7,6 +7,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+# The cooldown key of a rest that covers every model of a credential (an IP block, say).
+ANY_MODEL = "*"
+
 
 @dataclass(frozen=True, slots=True)
 class Credential:
@@ -60,11 +63,16 @@ class CredentialState:
         return sum(b[1] for b in fresh), sum(b[2] for b in fresh)
 
     def cooling(self, model: str, now: float | None = None) -> float:
-        """Seconds left before this credential may serve `model` again (0 when free)."""
+        """Seconds left before this credential may serve `model` again (0 when free); a rest
+        of the whole credential is kept under `ANY_MODEL`."""
+        now = time.monotonic() if now is None else now
+        return max(self._left(model, now), self._left(ANY_MODEL, now))
+
+    def _left(self, model: str, now: float) -> float:
         until = self.cooldown_until.get(model)
         if until is None:
             return 0.0
-        left = until - (time.monotonic() if now is None else now)
+        left = until - now
         if left <= 0:
             del self.cooldown_until[model]
             return 0.0

@@ -21,6 +21,8 @@ class Failure:
     cooldown: float | None = None
     # For the operator: what exactly the upstream said about this credential.
     reason: str = ""
+    # A cooldown that rests the whole credential, not only the model asked for.
+    whole_credential: bool = False
 
 
 class UpstreamFailed(Exception):

@@ -10,8 +10,9 @@ from typing import TypeVar
 
 from gemgate.errors import GatewayError, RateLimited, Unavailable
 from gemgate.ir import Event
-from gemgate.pool.credential import Credential, CredentialState
+from gemgate.pool.credential import ANY_MODEL, Credential, CredentialState
 from gemgate.pool.outcome import Failure, UpstreamFailed
+from gemgate.pool.pacing import Pacer, Pacing
 from gemgate.pool.selector import RoundRobin
 
 log = logging.getLogger("gemgate.pool")
@@ -38,6 +39,11 @@ class Pool:
         self._on_invalid = on_invalid
         self._on_cooldown = on_cooldown
         self._on_failure = on_failure
+        self._pacers: dict[str, Pacer] = {}
+
+    def pace(self, channel: str, pacing: Pacing) -> None:
+        """Pace every credential of `channel` (a concurrency cap and a minimum spacing)."""
+        self._pacers[channel] = Pacer(pacing)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -104,37 +110,53 @@ class Pool:
         channel: str,
         model: str,
         attempt: Callable[[Credential], AsyncIterator[Event]],
+        prefer: int | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run `attempt` on one credential after another until one produces a first event;
-        from then on the answer belongs to that credential and its errors reach the client."""
+        from then on the answer belongs to that credential and its errors reach the client.
+        The `prefer`red credential, when usable, goes first."""
         order, _ = self.attempts(channel, model)
+        order.sort(key=lambda cred: cred.id != prefer)
         last: Failure | None = None
-        for cred in order:
-            if not self._ready(cred, model):
-                continue
-            events = attempt(cred)
+        pacer = self._pacers.get(channel)
+        while order := [c for c in order if self._ready(c, model)]:
+            cred = order[0] if pacer is None else await pacer.take(order)
+            if cred is None:
+                raise RateLimited(
+                    f"every {channel} credential is busy (pacing keeps the accounts safe); "
+                    "try again shortly",
+                    retry_after=pacer.pacing.spacing if pacer else None,
+                )
+            order.remove(cred)
             try:
-                first = await anext(events)
-            except StopAsyncIteration:
+                if not self._ready(cred, model):
+                    continue  # it cooled or broke while this request waited for its turn
+                events = attempt(cred)
+                try:
+                    first = await anext(events)
+                except StopAsyncIteration:
+                    self._succeeded(cred)
+                    return
+                except UpstreamFailed as failed:
+                    last = failed.failure
+                    await self._failed(cred, model, last)
+                    if last.action == "final":
+                        raise last.error from None
+                    continue
                 self._succeeded(cred)
+                yield first
+                try:
+                    async for event in events:
+                        yield event
+                except GatewayError as exc:
+                    state = self.state(cred.id)
+                    state.last_error = exc.message
+                    state.last_error_at = time.time()
+                    raise
                 return
-            except UpstreamFailed as failed:
-                last = failed.failure
-                await self._failed(cred, model, last)
-                if last.action == "final":
-                    raise last.error from None
-                continue
-            self._succeeded(cred)
-            yield first
-            try:
-                async for event in events:
-                    yield event
-            except GatewayError as exc:
-                state = self.state(cred.id)
-                state.last_error = exc.message
-                state.last_error_at = time.time()
-                raise
-            return
+            finally:
+                if pacer is not None:
+                    pacer.release(cred)
         raise self._exhausted(channel, model, last)
 
     async def call(
@@ -184,12 +206,18 @@ class Pool:
             self._on_failure(cred, model, failure)
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
-            self.rest(cred.id, model, seconds)
+            rested = ANY_MODEL if failure.whole_credential else model
+            self.rest(cred.id, rested, seconds)
             log.warning(
-                "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
+                "credential %s (%s) cooling down for %s: %.1fs: %s",
+                cred.id,
+                cred.label,
+                rested,
+                seconds,
+                state.last_error,
             )
             if self._on_cooldown is not None:
-                self._on_cooldown(cred, model, seconds)
+                self._on_cooldown(cred, rested, seconds)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(

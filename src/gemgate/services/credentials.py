@@ -24,19 +24,21 @@ def mask(secret: str) -> str:
 PROXY_SCHEMES = ("http", "https")
 
 
-def checked_proxy(proxy: str | None) -> str | None:
-    """A credential's proxy URL, refused when it is added rather than failing every request."""
+def checked_proxy(proxy: str | None, socks: bool = False) -> str | None:
+    """A credential's proxy URL, refused when it is added rather than failing every request.
+    `socks`: the channel's transport speaks SOCKS5 too (gemini_official's does)."""
     if proxy is None:
         return None
     proxy = proxy.strip()
     parts = urlsplit(proxy)
-    if parts.scheme.lower() in ("socks4", "socks5", "socks5h"):
+    schemes = (*PROXY_SCHEMES, "socks5", "socks5h") if socks else PROXY_SCHEMES
+    if parts.scheme.lower() in ("socks4", "socks5", "socks5h") and parts.scheme not in schemes:
         raise InvalidRequest(
             "--proxy: SOCKS proxies are not supported yet; give an http:// or https:// proxy"
         )
     try:
         valid = (
-            parts.scheme.lower() in PROXY_SCHEMES
+            parts.scheme.lower() in schemes
             and bool(parts.hostname)
             and parts.port != 0  # reading .port refuses a port that is not a number
             and parts.path in ("", "/")
@@ -48,7 +50,7 @@ def checked_proxy(proxy: str | None) -> str | None:
     if not valid:
         raise InvalidRequest(
             f"--proxy must be a URL like http://host:port, its scheme one of "
-            f"{', '.join(PROXY_SCHEMES)}, not {_mask_proxy(proxy)!r}"
+            f"{', '.join(schemes)}, not {_mask_proxy(proxy)!r}"
         )
     return proxy
 

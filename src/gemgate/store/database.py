@@ -278,6 +278,28 @@ class Store:
 
     # -- usage ----------------------------------------------------------------------------
 
+    async def save_web_chats(self, rows: list[dict[str, Any]]) -> None:
+        """Remember web chats under their history hashes (replacing any stored before), and
+        drop the expired ones on the way."""
+        table = schema.web_chats
+        keys = [row["key_hash"] for row in rows]
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.delete(table).where(
+                    (table.c.expires_at < time.time()) | table.c.key_hash.in_(keys)
+                )
+            )
+            await conn.execute(sa.insert(table), list({r["key_hash"]: r for r in rows}.values()))
+
+    async def find_web_chat(self, key_hash: str) -> dict[str, Any] | None:
+        table = schema.web_chats
+        query = sa.select(table).where(
+            table.c.key_hash == key_hash, table.c.expires_at >= time.time()
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row else None
+
     async def add_usage(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             async with self.engine.begin() as conn:

@@ -72,6 +72,10 @@ def _m006_stored_responses(conn: Connection, box: SecretBox) -> None:
     schema.stored_responses.create(conn, checkfirst=True)
 
 
+def _m007_web_chats(conn: Connection, box: SecretBox) -> None:
+    schema.web_chats.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Step]] = [
     (1, _m001_initial),
     (2, _m002_usage_records),
@@ -79,6 +83,7 @@ MIGRATIONS: list[tuple[int, Step]] = [
     (4, _m004_sealed_secrets),
     (5, _m005_cooldowns),
     (6, _m006_stored_responses),
+    (7, _m007_web_chats),
 ]
 
 

@@ -111,3 +111,19 @@ stored_responses = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
+
+# Web chats gemgate produced (gemini_official): a conversation's history, hashed, to the web
+# chat that can continue it on the same account, until `expires_at`.
+web_chats = sa.Table(
+    "web_chats",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("credential_id", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("cid", sa.String(200), nullable=False),
+    sa.Column("rid", sa.String(200), nullable=False),
+    sa.Column("rcid", sa.String(200), nullable=False),
+    sa.Column("context", sa.Text, nullable=True),
+    sa.Column("turn", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)

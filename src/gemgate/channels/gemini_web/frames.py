@@ -1,0 +1,390 @@
+"""The tolerant reader of the web app's length-prefixed frames, and what a StreamGenerate frame
+body says (reference §4.2, §6).
+
+The web protocol changes without notice, so nothing here trusts one reading: a frame's declared
+length (UTF-16 units counted from the newline after the digits) is a hint that must land on the
+next `<digits>\\n`, and when it does not, the frame ends where its JSON array balances. Unknown
+entry kinds and missing fields are skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+_PREFIX = ")]}'"
+# Links the web app puts in text in place of images, cards and canvases (§6.3).
+_PLACEHOLDER = re.compile(r"\n*https?://googleusercontent\.com/(?:[\w-]+/)+\d+\n*")
+_PLACEHOLDER_STARTS = ("http://googleusercontent.com/", "https://googleusercontent.com/")
+# Markers that a non-final frame may carry for a moment and drop in the next (§6.1).
+_FLICKER = ("\n```", "\\*", "\\_", "\\`", "\\~")
+
+
+class FrameReader:
+    """Bytes in as they arrive; complete JSON payloads out."""
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._text = ""
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        # Decode only whole UTF-8 sequences; a chunk may end inside one.
+        data = self._bytes + chunk
+        cut = len(data)
+        while cut > 0 and cut > len(data) - 4 and (data[cut - 1] & 0xC0) == 0x80:
+            cut -= 1
+        if cut > 0 and data[cut - 1] >= 0xC0:
+            cut -= 1
+        self._bytes = data[cut:]
+        self._text += data[:cut].decode("utf-8", "replace")
+        return self._frames(final=False)
+
+    def end(self) -> list[Any]:
+        if self._bytes:
+            self._text += self._bytes.decode("utf-8", "replace")
+            self._bytes = b""
+        return self._frames(final=True)
+
+    def _frames(self, final: bool) -> list[Any]:
+        text = self._text
+        if not self._started:
+            stripped = text.lstrip()
+            if len(stripped) < len(_PREFIX) and _PREFIX.startswith(stripped) and not final:
+                return []
+            if stripped.startswith(_PREFIX):
+                text = stripped[len(_PREFIX) :]
+            self._started = True
+        out: list[Any] = []
+        pos = 0
+        while True:
+            start = _skip_space(text, pos)
+            if start >= len(text):
+                pos = start
+                break
+            if not text[start].isdigit():
+                # No length prefix: a bare JSON payload (or garbage) up to its balanced end.
+                end = _balanced_end(text, start)
+                if end is None:
+                    if final:
+                        pos = len(text)
+                    break
+                out.extend(_parse(text[start:end]))
+                pos = end
+                continue
+            newline = text.find("\n", start)
+            if newline < 0:
+                if final:
+                    pos = len(text)
+                break
+            digits = text[start:newline].strip()
+            if not digits.isdigit():
+                pos = newline + 1
+                continue
+            payload_start = newline + 1
+            end = _by_length(text, newline, int(digits))
+            if end is not None and _boundary_ok(text, end, final):
+                payload = text[payload_start:end]
+                parsed = _parse(payload)
+                if parsed or not payload.strip():
+                    out.extend(parsed)
+                    pos = end
+                    continue
+            # The declared length failed: find the frame's end by its balanced brackets.
+            payload_start = _skip_space(text, payload_start)
+            balanced = _balanced_end(text, payload_start)
+            if balanced is None:
+                if final:
+                    pos = len(text)
+                break
+            out.extend(_parse(text[payload_start:balanced]))
+            pos = balanced
+        self._text = text[pos:]
+        return out
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _by_length(text: str, newline: int, units: int) -> int | None:
+    """The end of a frame whose length counts UTF-16 units from the newline after the digits,
+    or None while the text is shorter than that (or the count ends inside a character)."""
+    end = newline + units
+    # Characters outside the BMP count twice, so the end is at most `units` characters away;
+    # each step below moves it by the surplus it measures, at C speed.
+    for _ in range(8):
+        if end > len(text):
+            if _units(text[newline:]) < units:
+                return None
+            end = len(text)
+        counted = _units(text[newline:end])
+        if counted == units:
+            return end
+        if counted > units:
+            end -= max(1, (counted - units) // 2)
+        else:
+            end += units - counted
+    return None
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _boundary_ok(text: str, end: int, final: bool) -> bool:
+    nxt = _skip_space(text, end)
+    if nxt >= len(text):
+        return True
+    i = nxt
+    while i < len(text) and text[i].isdigit():
+        i += 1
+    if i == nxt:
+        return False
+    if i >= len(text):
+        return not final
+    return text[i] == "\n"
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """The index after the top-level JSON array or object starting at `start` (string-aware)."""
+    if start >= len(text) or text[start] not in "[{":
+        return None
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def _parse(payload: str) -> list[Any]:
+    payload = payload.strip()
+    if not payload:
+        return []
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return []
+    return [value]
+
+
+# -- what the entries say -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Entry:
+    """One `wrb.fr` envelope: its parsed body, or the in-band error it carries."""
+
+    rpcid: str | None
+    body: Any = None
+    error_code: int | None = None
+    status: Any = None
+
+
+def entries(payload: Any) -> list[Entry]:
+    """The `wrb.fr` envelopes of a payload; `di`, `af.httprm`, `e` and unknown kinds skipped."""
+    if not isinstance(payload, list):
+        return []
+    items = payload if payload and isinstance(payload[0], list) else [payload]
+    out = []
+    for item in items:
+        if not isinstance(item, list) or not item or item[0] != "wrb.fr":
+            continue
+        rpcid = item[1] if len(item) > 1 and isinstance(item[1], str) else None
+        raw = item[2] if len(item) > 2 else None
+        body = None
+        if isinstance(raw, str):
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+        status = item[5] if len(item) > 5 else None
+        out.append(Entry(rpcid, body, error_code(status), status))
+    return out
+
+
+def error_code(status: Any) -> int | None:
+    """The BardErrorInfo code of an envelope status, at [2][0][1][0] or anywhere it says so."""
+    if not isinstance(status, list):
+        return None
+    details = at(status, 2)
+    if isinstance(details, list):
+        for detail in details:
+            if (
+                isinstance(detail, list)
+                and len(detail) > 1
+                and isinstance(detail[0], str)
+                and "BardErrorInfo" in detail[0]
+            ):
+                code = at(detail, 1, 0)
+                if isinstance(code, int):
+                    return code
+    text = orjson.dumps(status).decode()
+    marker = text.find("BardErrorInfo")
+    if marker >= 0:
+        digits = re.search(r"\d{4}", text[marker:])
+        if digits:
+            return int(digits.group())
+    return None
+
+
+def at(value: Any, *path: int) -> Any:
+    """value[p0][p1]… or None where the path does not exist."""
+    for index in path:
+        if not isinstance(value, list) or not -len(value) <= index < len(value):
+            return None
+        value = value[index]
+    return value
+
+
+@dataclass(slots=True)
+class Candidate:
+    rcid: str | None
+    text: str
+    thoughts: str
+    done: bool
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one StreamGenerate body says about the answer so far."""
+
+    cid: str | None = None
+    rid: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    context: str | None = None
+    answered_by: str | None = None  # the model id that actually answered (body[42])
+    answered_name: str | None = None
+
+
+def read_body(body: Any, with_model: bool = True) -> Turn:
+    """`with_model`: also find the model that answered (once known, later frames skip it).
+    Read by direct indexing with every miss tolerated: this runs for every frame."""
+    turn = Turn()
+    if not isinstance(body, list):
+        return turn
+    size = len(body)
+    meta = body[1] if size > 1 else None
+    if isinstance(meta, list) and meta:
+        turn.cid = meta[0] if isinstance(meta[0], str) else None
+        turn.rid = meta[1] if len(meta) > 1 and isinstance(meta[1], str) else None
+    raws = body[4] if size > 4 else None
+    if isinstance(raws, list):
+        for raw in raws:
+            if isinstance(raw, list) and raw:
+                turn.candidates.append(_candidate(raw))
+    context = body[25] if size > 25 else None
+    turn.context = context if isinstance(context, str) else None
+    if with_model and size > 42:
+        turn.answered_by, turn.answered_name = _answered_model(body[42])
+    return turn
+
+
+def _candidate(raw: list[Any]) -> Candidate:
+    size = len(raw)
+    text = _first(raw[1]) if size > 1 else None
+    if isinstance(text, str) and text.startswith(_PLACEHOLDER_STARTS) and "card_" in text:
+        alternate = at(raw, 22, 0)
+        text = alternate if isinstance(alternate, str) else ""
+    thoughts = _first(_first(raw[37])) if size > 37 else None
+    state = _first(raw[8]) if size > 8 else None
+    return Candidate(
+        rcid=raw[0] if isinstance(raw[0], str) else None,
+        text=text if isinstance(text, str) else "",
+        thoughts=thoughts if isinstance(thoughts, str) else "",
+        done=state == 2,
+    )
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else None
+
+
+def _answered_model(value: Any) -> tuple[str | None, str | None]:
+    """The first 16-hex id in body[42] and the display name that follows it."""
+    if isinstance(value, str):
+        return (value, None) if _is_model_id(value) else (None, None)
+    if not isinstance(value, list):
+        return None, None
+    for i, item in enumerate(value):
+        if isinstance(item, str) and _is_model_id(item):
+            name = next((v for v in value[i + 1 : i + 4] if isinstance(v, str)), None)
+            return item, name
+        if isinstance(item, list):
+            found = _answered_model(item)
+            if found[0]:
+                return found
+    return None, None
+
+
+def _is_model_id(text: str) -> bool:
+    return len(text) == 16 and all(c in "0123456789abcdef" for c in text)
+
+
+class TextDiff:
+    """Cumulative text of one candidate in, new text out: the web app resends the whole text
+    with every frame, may show a marker for a frame and drop it in the next, and puts image
+    placeholders in the text."""
+
+    def __init__(self) -> None:
+        self.sent = ""
+
+    def delta(self, cumulative: str, final: bool) -> str:
+        if not cumulative:
+            return ""
+        text = clean(cumulative, final)
+        if not final:
+            text = _hold_back(text)
+        if text.startswith(self.sent):
+            new = text[len(self.sent) :]
+        elif len(text) > len(self.sent):
+            # The text changed behind what was sent: send only what lies past it.
+            new = text[len(self.sent) :]
+        else:
+            new = ""
+        self.sent += new
+        return new
+
+
+def clean(text: str, final: bool) -> str:
+    if not final and text.endswith(_FLICKER):
+        for marker in _FLICKER:
+            if text.endswith(marker):
+                text = text[: -len(marker)]
+                break
+    if "googleusercontent.com/" in text:
+        text = _PLACEHOLDER.sub("", text)
+        if final:
+            text = text.rstrip("\n")
+    if "&" in text and ";" in text:  # an entity needs both; skip the scan otherwise
+        text = html.unescape(text)
+    return text
+
+
+def _hold_back(text: str) -> str:
+    """Keep back a trailing fragment that may yet become a placeholder link."""
+    cut = max(text.rfind(" "), text.rfind("\n")) + 1
+    tail = text[cut:]
+    if tail and any(p.startswith(tail) or tail.startswith(p) for p in _PLACEHOLDER_STARTS):
+        return text[:cut].rstrip("\n")
+    return text

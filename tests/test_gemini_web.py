@@ -1,0 +1,542 @@
+"""The gemini_official channel through the official SDKs against a running gemgate and the fake
+web app (tests/fakes/gemini_web.py)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+from google import genai
+from google.genai import types
+
+from tests.fakes.gemini_web import FAST, GUEST_MODEL, PRO, FakeGeminiWeb, WebReply
+from tests.harness import Gemgate
+
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNoaPj/HwAGggL/s75RMwAAAABJRU5ErkJggg=="
+)
+PREFIX = "/gemini_official"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeGeminiWeb]:
+    with FakeGeminiWeb() as server:
+        yield server
+
+
+@pytest.fixture
+def web(fake: FakeGeminiWeb) -> Iterator[FakeGeminiWeb]:
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
+def start(
+    tmp: Path, fake: FakeGeminiWeb, psids: list[str], env: dict[str, str] | None = None
+) -> Gemgate:
+    server = Gemgate(
+        tmp,
+        {
+            **fake.env(),
+            "GEMGATE_WEB_MIN_INTERVAL_MS": "0",
+            "GEMGATE_WEB_ROTATE_INTERVAL": "86400",
+            **(env or {}),
+        },
+    )
+    server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+    for psid in psids:
+        account = fake.accounts.get(psid) or fake.add_account(psid, tier=2)
+        server.cli(
+            "credentials", "add", "gemini_official", "--psid", psid,
+            "--psidts", account.psidts, "--label", psid.rsplit("-", 1)[-1],
+        )  # fmt: skip
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeGeminiWeb) -> Iterator[Gemgate]:
+    server = start(tmp_path_factory.mktemp("web"), fake, ["g.a000psid-main"])
+    yield server
+    server.stop()
+
+
+def oai(gateway: Gemgate, prefix: str = PREFIX) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{gateway.url}{prefix}/v1",
+        api_key=gateway.client_key,  # type: ignore[attr-defined]
+        max_retries=0,
+        timeout=30,
+    )
+
+
+def claude(gateway: Gemgate) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=f"{gateway.url}{PREFIX}",
+        api_key=gateway.client_key,  # type: ignore[attr-defined]
+        max_retries=0,
+        timeout=30,
+    )
+
+
+def google(gateway: Gemgate) -> genai.Client:
+    return genai.Client(
+        api_key=gateway.client_key,  # type: ignore[attr-defined]
+        http_options=types.HttpOptions(base_url=f"{gateway.url}{PREFIX}", timeout=30_000),
+    )
+
+
+def header_of(web: FakeGeminiWeb) -> list[object]:
+    import json
+
+    return json.loads(web.chats()[-1].headers["x-goog-ext-525001261-jspb"])  # type: ignore[no-any-return]
+
+
+# -- chat on every front and model ------------------------------------------------------------
+
+MODELS = [
+    # name, model id in the header, thinking flag
+    ("gemini-3-fast", FAST, 1),
+    ("gemini-3-thinking", FAST, 2),
+    ("gemini-3-pro", PRO, 1),
+    ("gemini-2.5-flash", FAST, 1),
+    ("gemini-2.5-pro", PRO, 1),
+]
+
+
+@pytest.mark.parametrize(("model", "model_id", "thinking"), MODELS)
+def test_chat_and_stream_on_every_front(
+    gateway: Gemgate, web: FakeGeminiWeb, model: str, model_id: str, thinking: int
+) -> None:
+    expected = "You said: Say hi. Emoji 🙂 & done."
+    answer = oai(gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hi"}]
+    )
+    assert answer.choices[0].message.content == expected
+    assert answer.model == model
+    header = header_of(web)
+    assert (header[4], header[14 + 1]) == (model_id, thinking)
+    assert web.chats()[-1].inner[80] == thinking  # type: ignore[index]
+    reasoning = (answer.choices[0].message.model_extra or {}).get("reasoning_content")
+    assert bool(reasoning) == (thinking == 2)
+
+    stream = oai(gateway).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Say hi"}], stream=True
+    )
+    deltas = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(deltas) == expected and len(deltas) > 1
+
+    message = claude(gateway).messages.create(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "Say hi"}]
+    )
+    texts = [b.text for b in message.content if b.type == "text"]
+    assert texts == [expected]
+    assert any(b.type == "thinking" for b in message.content) == (thinking == 2)
+    with claude(gateway).messages.stream(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "Say hi"}]
+    ) as events:
+        assert events.get_final_text() == expected
+
+    gclient = google(gateway)
+    reply = gclient.models.generate_content(model=model, contents="Say hi")
+    assert reply.text == expected
+    chunks = list(gclient.models.generate_content_stream(model=model, contents="Say hi"))
+    assert "".join(c.text or "" for c in chunks) == expected
+
+
+def test_first_words_reach_the_client_before_the_answer_is_complete(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    gate = threading.Event()
+    web.script(WebReply(text="one two three four five six", chunks=3, gate=gate))
+    stream = oai(gateway).chat.completions.create(
+        model="gemini-3-fast", messages=[{"role": "user", "content": "Count"}], stream=True
+    )
+    first = ""
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            first = chunk.choices[0].delta.content
+            break
+    # The fake holds the rest of the answer until now: gemgate did not wait for it.
+    gate.set()
+    rest = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert first and (first + rest) == "one two three four five six"
+
+
+def test_placeholders_stripped_and_usage_estimated(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    web.script(WebReply(text="Here is your picture.", placeholder=True))
+    answer = oai(gateway).chat.completions.create(
+        model="gemini-3-fast", messages=[{"role": "user", "content": "Draw"}]
+    )
+    assert answer.choices[0].message.content == "Here is your picture."
+    assert answer.usage is not None and answer.usage.completion_tokens > 0
+    assert (answer.usage.model_extra or {}).get("estimated") is True
+
+
+def test_unprefixed_names_route_to_the_web_channel(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    answer = oai(gateway, prefix="").chat.completions.create(
+        model="gemini-3-pro", messages=[{"role": "user", "content": "Route me"}]
+    )
+    assert answer.choices[0].message.content.startswith("You said: Route me")
+    assert header_of(web)[4] == PRO
+
+
+def test_free_suffix_stale_token_and_model_errors(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = oai(gateway)
+    client.chat.completions.create(
+        model="gemini-3-pro-free", messages=[{"role": "user", "content": "Free?"}]
+    )
+    assert header_of(web)[11] == 1  # the free tier, on an account whose tier is 2
+    client.chat.completions.create(
+        model="gemini-3-pro", messages=[{"role": "user", "content": "x"}]
+    )
+    assert header_of(web)[11] == 2
+
+    web.stale_token("g.a000psid-main")
+    answer = client.chat.completions.create(
+        model="gemini-3-fast", messages=[{"role": "user", "content": "Still there?"}]
+    )
+    assert (answer.choices[0].message.content or "").startswith("You said: Still there?")
+    assert [r.path.rsplit("/", 1)[-1] for r in web.requests[-4:]] == [
+        "StreamGenerate", "app", "batchexecute", "StreamGenerate"
+    ]  # fmt: skip
+
+    web.script(WebReply.error_code(1052))
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Model?"}]
+        )
+    assert "refused the model gemini-3-fast (BardErrorInfo 1052)" in str(refused.value)
+
+    names = {m.id for m in client.models.list()}
+    assert {"gemini-3-fast", "gemini-3-thinking", "gemini-3-pro", "gemini-2.5-pro"} <= names
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+def test_three_turns_continue_one_web_chat(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = oai(gateway)
+    messages: list[dict[str, str]] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "First question"},
+    ]
+    prompts, metadata = [], []
+    for question in ("Second question", "Third question", None):
+        answer = client.chat.completions.create(model="gemini-3-fast", messages=messages)  # type: ignore[arg-type]
+        sent = web.chats()[-1]
+        prompts.append(sent.prompt)
+        metadata.append(sent.inner[2])  # type: ignore[index]
+        messages.append({"role": "assistant", "content": answer.choices[0].message.content or ""})
+        if question:
+            messages.append({"role": "user", "content": question})
+    # The first turn carries the labelled history; the next ones only the new question, in
+    # the chat the first one opened.
+    assert "System:\nBe brief." in prompts[0] and "User:\nFirst question" in prompts[0]
+    assert prompts[1:] == ["Second question", "Third question"]
+    assert metadata[0][0] == ""
+    assert metadata[1][0] == metadata[2][0] != ""
+    assert metadata[2][1] != metadata[1][1]  # each turn replies to the latest answer
+    assert len(web.conversations[metadata[1][0]].turns) == 3
+
+
+def test_edited_history_starts_a_new_chat(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = oai(gateway)
+    first = client.chat.completions.create(
+        model="gemini-3-fast", messages=[{"role": "user", "content": "Hello A"}]
+    )
+    client.chat.completions.create(
+        model="gemini-3-fast",
+        messages=[
+            {"role": "user", "content": "Hello A"},
+            {"role": "assistant", "content": (first.choices[0].message.content or "") + " edited"},
+            {"role": "user", "content": "Next"},
+        ],
+    )
+    sent = web.chats()[-1]
+    assert sent.inner[2][0] == ""  # type: ignore[index]
+    assert "User:\nHello A" in sent.prompt and sent.prompt.endswith("User:\nNext")
+
+
+def test_long_history_goes_as_a_text_file_and_too_long_is_refused(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    long = "word " * 26_000  # 130,000 bytes: past the web app's silent cut
+    answer = oai(gateway).chat.completions.create(
+        model="gemini-3-fast",
+        messages=[
+            {"role": "user", "content": long},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "What was my last question about?"},
+        ],
+    )
+    assert "Files: conversation.txt (text/plain" in (answer.choices[0].message.content or "")
+    upload = next(u for u in web.uploads.values() if u.name == "conversation.txt")
+    assert upload.data.decode().endswith("User:\nWhat was my last question about?")
+    assert len(web.chats()[-1].prompt.encode()) < 1000
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "word " * 40_000}]
+        )
+    message = refused.value.body["message"]  # type: ignore[index]
+    assert "200,0" in message and "150,000" in message
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def test_files_are_uploaded_and_attached(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    pdf = b"%PDF-1.4 fake pdf for the test"
+    gclient = google(gateway)
+    reply = gclient.models.generate_content(
+        model="gemini-3-fast",
+        contents=[
+            types.Part.from_bytes(data=TINY_PNG, mime_type="image/png"),
+            types.Part.from_bytes(data=pdf, mime_type="application/pdf"),
+            "What are these?",
+        ],
+    )
+    assert "file1.png (image/png, 70 bytes)" in (reply.text or "")
+    assert "file2.pdf (application/pdf" in (reply.text or "")
+    stored = {u.mime: u.data for u in web.uploads.values()}
+    assert stored["image/png"] == TINY_PNG and stored["application/pdf"] == pdf
+    files = web.chats()[-1].files
+    assert [f[0][1] for f in files] == [1, 3]  # kind: image, file
+
+    data_url = "data:image/png;base64," + base64.b64encode(TINY_PNG).decode()
+    answer = oai(gateway).chat.completions.create(
+        model="gemini-3-fast",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe"},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            }
+        ],
+    )
+    assert "(image/png, 70 bytes)" in (answer.choices[0].message.content or "")
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+
+def test_function_tools_are_refused_and_google_search_is_accepted(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai(gateway).chat.completions.create(
+            model="gemini-3-fast",
+            messages=[{"role": "user", "content": "Time?"}],
+            tools=[tool],  # type: ignore[list-item]
+        )
+    assert refused.value.body["message"] == (  # type: ignore[index]
+        "function calling is not supported on gemini_official; use /gemini or /gemini_cli"
+    )
+    with pytest.raises(anthropic.BadRequestError) as refused_claude:
+        claude(gateway).messages.create(
+            model="gemini-3-fast",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "Time?"}],
+            tools=[{"name": "get_time", "input_schema": {"type": "object"}}],
+        )
+    assert refused_claude.value.body["error"]["message"].startswith(  # type: ignore[index]
+        "function calling is not supported on gemini_official"
+    )
+    assert web.chats() == []  # refused before any upstream call
+
+    gclient = google(gateway)
+    reply = gclient.models.generate_content(
+        model="gemini-3-fast",
+        contents="News?",
+        config=types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())]),
+    )
+    assert (reply.text or "").startswith("You said: News?")
+
+    with pytest.raises(anthropic.BadRequestError) as counting:
+        claude_count = claude(gateway).messages.count_tokens
+        claude_count(model="gemini-3-fast", messages=[{"role": "user", "content": "Hi"}])
+    assert "token counting is not supported on gemini_official" in str(counting.value)
+
+
+# -- accounts: errors, guests, rotation, pacing ----------------------------------------------------
+
+
+def test_usage_limit_and_ip_flag_fail_over_to_a_second_account(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    a, b = "g.a000psid-failover-a", "g.a000psid-failover-b"
+    server = start(tmp_path, web, [a, b])
+    try:
+        web.script(WebReply.error_code(1037), psid=a)
+        answer = oai(server).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Limit?"}]
+        )
+        assert (answer.choices[0].message.content or "").startswith("You said: Limit?")
+        assert [r.psid for r in web.chats()] == [a, b]
+        # A 5xx or 1013 moves to the other account before the first byte (round robin: the
+        # next request starts with B, the one after with A).
+        for failing, error in ((b, WebReply(status=500)), (a, WebReply.error_code(1013))):
+            web.reset()
+            web.script(error, psid=failing)
+            answer = oai(server).chat.completions.create(
+                model="gemini-3-pro", messages=[{"role": "user", "content": "Retry?"}]
+            )
+            assert (answer.choices[0].message.content or "").startswith("You said: Retry?")
+            assert [r.psid for r in web.chats()] == [failing, a if failing == b else b]
+        web.reset()
+        # A is rested for gemini-3-fast only: gemini-3-pro still uses it.
+        web.script(WebReply.error_code(1060), psid=b)
+        for _ in range(2):
+            oai(server).chat.completions.create(
+                model="gemini-3-pro", messages=[{"role": "user", "content": "Pro?"}]
+            )
+        assert b in [r.psid for r in web.chats()] and web.chats()[-1].psid == a
+        # B rests for every model now, A for gemini-3-fast: nobody is left for it.
+        with pytest.raises(openai.RateLimitError):
+            oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Anyone?"}]
+            )
+        listing = server.cli("credentials", "list").stdout.split("gemini_official")
+        a_line = next(part for part in listing if "failover-a" in part or " a " in part[:40])
+        b_line = next(part for part in listing if part is not a_line and "cooling" in part)
+        assert "cooling down for gemini-3-fast" in a_line and "usage limit" in a_line
+        assert "cooling down for *" in b_line
+        assert "IP flagged by Google; use a proxy for this account" in b_line
+    finally:
+        server.stop()
+
+
+def test_an_expired_account_is_taken_out_and_never_answers_as_a_guest(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    a, b = "g.a000psid-expired-a", "g.a000psid-expired-b"
+    server = start(tmp_path, web, [a, b])
+    try:
+        answers = []
+        for _ in range(2):  # both accounts have served once: their page values are cached
+            answers.append(
+                oai(server).chat.completions.create(
+                    model="gemini-3-pro", messages=[{"role": "user", "content": "Who?"}]
+                )
+            )
+        web.revoke(a)
+        for _ in range(3):
+            answers.append(
+                oai(server).chat.completions.create(
+                    model="gemini-3-pro", messages=[{"role": "user", "content": "Who?"}]
+                )
+            )
+        for answer in answers:
+            assert answer.choices[0].message.content == "You said: Who?. Emoji 🙂 & done."
+        guest_frames = [r for r in web.chats() if r.psid == a and r is not web.chats()[0]]
+        assert guest_frames  # A was asked once more, was served as a guest, and was dropped
+        listing = server.cli("credentials", "list").stdout
+        line_a = next(line for line in listing.splitlines() if "expired-a" in line or " a " in line)
+        assert "signed out: cookies expired or revoked — export them again" in line_a
+        assert web.accounts[a].psidts not in listing
+        # The answer after A's last attempt came from B, never from the guest model.
+        assert all(r.psid == b for r in web.chats()[-3:] if r.psid != a) and GUEST_MODEL
+    finally:
+        server.stop()
+
+
+def test_an_expired_timestamp_cookie_is_renewed_not_dropped(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    a, b = "g.a000psid-renew-a", "g.a000psid-renew-b"
+    server = start(tmp_path, web, [a, b])
+    try:
+        for _ in range(2):
+            oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Hi"}]
+            )
+        web.expire(a)  # A's 1PSIDTS dies; its session can still be renewed
+        for _ in range(3):
+            answer = oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Hi"}]
+            )
+            assert answer.choices[0].message.content == "You said: Hi. Emoji 🙂 & done."
+        assert web.rotations == 1
+        assert web.chats()[-1].cookies["__Secure-1PSIDTS"] in (
+            web.accounts[a].psidts,
+            web.accounts[b].psidts,
+        )
+        assert "invalid" not in server.cli("credentials", "list").stdout
+        assert web.chats()[-2:][0].psid != web.chats()[-1].psid  # both serve again
+    finally:
+        server.stop()
+
+
+def test_rotated_cookie_is_written_back_and_survives_a_restart(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    psid = "g.a000psid-rotation"
+    account = web.add_account(psid, tier=2)
+    first_psidts = account.psidts
+    server = start(tmp_path, web, [psid], {"GEMGATE_WEB_ROTATE_INTERVAL": "0"})
+    try:
+        oai(server).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Rotate"}]
+        )
+        assert web.rotations >= 1 and account.psidts != first_psidts
+        listing = server.cli("credentials", "list").stdout
+        assert account.psidts not in listing and first_psidts not in listing
+    finally:
+        server.stop()
+    # Only the newest value works now; the one gemgate was given at first is dead.
+    account.issued, account.previous = [account.psidts], None
+    web.reset()
+    server.env["GEMGATE_WEB_ROTATE_INTERVAL"] = "86400"
+    server.start()
+    try:
+        answer = oai(server).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Again"}]
+        )
+        assert (answer.choices[0].message.content or "").startswith("You said: Again")
+        assert web.rotations == 0
+        assert web.chats()[-1].cookies["__Secure-1PSIDTS"] == account.psidts
+    finally:
+        server.stop()
+
+
+def test_pacing_sends_concurrent_requests_to_different_accounts(
+    tmp_path: Path, web: FakeGeminiWeb
+) -> None:
+    a, b = "g.a000psid-pacing-a", "g.a000psid-pacing-b"
+    server = start(tmp_path, web, [a, b], {"GEMGATE_WEB_CONCURRENCY": "1"})
+    try:
+        gate = threading.Event()
+        web.script(WebReply(text="held answer", gate=gate))
+        client = oai(server)
+
+        def held() -> str:
+            stream = client.chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Hold"}], stream=True
+            )
+            return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(held)
+            while not web.chats():
+                threading.Event().wait(0.02)
+            # The first account is busy with its one allowed answer: the second takes this.
+            second = client.chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Meanwhile"}]
+            )
+            gate.set()
+            assert first.result(30) == "held answer"
+        assert (second.choices[0].message.content or "").startswith("You said: Meanwhile")
+        assert {r.psid for r in web.chats()} == {a, b}
+    finally:
+        server.stop()
