@@ -540,3 +540,21 @@ def test_pacing_sends_concurrent_requests_to_different_accounts(
         assert {r.psid for r in web.chats()} == {a, b}
     finally:
         server.stop()
+
+
+def test_structured_output_is_refused_rather_than_ignored(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    """The web app cannot hold an answer to a JSON schema: say so, never answer in prose."""
+    sent_before = len(web.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai(gateway).chat.completions.create(
+            model="gemini-3-fast",
+            messages=[{"role": "user", "content": "A JSON list of three colours"}],
+            response_format={"type": "json_object"},
+        )
+    assert refused.value.body["message"] == (  # type: ignore[index]
+        "structured output (a JSON response format) is not supported on gemini_official; "
+        "use /gemini or /gemini_cli"
+    )
+    assert len(web.requests) == sent_before

@@ -24,6 +24,8 @@ class Features:
     images_out: bool = True
     count_tokens: bool = True
     native_passthrough: bool = True
+    # JSON output held to a schema or to JSON at all (response_format, responseSchema).
+    structured_output: bool = True
     # Where to send a client for what this channel lacks.
     instead: str = ""
 
@@ -77,7 +79,17 @@ def check(request: ir.Request, channel_id: str, features: Features) -> None:
         isinstance(part, ir.Media) for message in request.messages for part in message.parts
     ):
         raise InvalidRequest(f"images and files are not supported on {channel_id}{instead}")
-    modalities = request.generation.response_modalities or []
+    generation = request.generation
+    if not features.structured_output and (
+        generation.response_schema is not None
+        or generation.response_mime_type not in (None, "text/plain")
+    ):
+        raise InvalidRequest(
+            f"structured output (a JSON response format) is not supported on {channel_id}"
+            f"{instead}",
+            param="response_format",
+        )
+    modalities = generation.response_modalities or []
     if not features.images_out and any(m.upper() == "IMAGE" for m in modalities):
         raise InvalidRequest(
             f"image output is not supported on {channel_id}{instead}", param="modalities"

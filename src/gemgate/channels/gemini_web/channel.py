@@ -62,6 +62,7 @@ class GeminiWeb:
         images_out=False,
         count_tokens=False,
         native_passthrough=False,
+        structured_output=False,
         instead="/gemini or /gemini_cli",
     )
 
