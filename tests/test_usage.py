@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
+from cryptography.fernet import Fernet
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
 from tests.harness import Gemgate
 
@@ -143,3 +146,31 @@ def test_concurrent_native_requests_cannot_overshoot_a_quota(
     gateway.wait_reload()
     used = sum(int(row["total_tokens"]) for row in usage_rows(gateway, "burst-native"))  # type: ignore[call-overload]
     assert used <= 20 + 20
+
+
+def test_a_quota_counts_what_every_instance_used(tmp_path: Path, gemini: FakeGeminiAPI) -> None:
+    """Two instances on one store: each adds the other's new usage records to its totals."""
+    env = {
+        "GEMGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+        "GEMGATE_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+    a = start_gemgate(tmp_path / "a", gemini, env)
+    b = start_gemgate(tmp_path / "b", gemini, env)
+    key = a.create_key("shared-quota", "--quota-tokens", "50")
+    a.add_api_key("AIzaFakeKeyAlpha0001")
+    a.start()
+    b.start()
+    try:
+        gemini.always(Reply.text("ok", usage=TWENTY))
+        ask(a, key)
+        ask(b, key)
+        a.wait_reload()
+        ask(a, key)  # 40 used of 50: still allowed
+        b.wait_reload()
+        for server in (a, b):  # 60 used, as both know
+            with pytest.raises(openai.RateLimitError) as caught:
+                ask(server, key)
+            assert caught.value.code == "insufficient_quota"
+    finally:
+        a.stop()
+        b.stop()

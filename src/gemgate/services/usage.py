@@ -19,6 +19,8 @@ from gemgate.store import Store
 
 log = logging.getLogger("gemgate.usage")
 WINDOW = 60.0
+# Seconds between full re-reads of every key's total.
+RESUM_INTERVAL = 300.0
 # Output reserved for a request that sets no output cap: a typical answer, not the model's
 # maximum, so that a limited key still runs a few requests at once. Settled at the end.
 DEFAULT_OUTPUT_RESERVATION = 1024
@@ -41,6 +43,11 @@ class UsageMeter:
         self._total: dict[int, int] = {}
         # Tokens reserved by each key's requests still under way.
         self._reserved: dict[int, int] = {}
+        # The store's totals as last read, up to record `_seen_id`: each flush adds only the
+        # records after it (every instance's), so the cost does not grow with the table.
+        self._stored: dict[int, int] = {}
+        self._seen_id = 0
+        self._summed_at = -RESUM_INTERVAL
 
     def check(self, key: ClientKey) -> GatewayError | None:
         """Why this key may not make a request now, or None."""
@@ -155,7 +162,17 @@ class UsageMeter:
         except Exception:
             self._pending = pending + self._pending
             raise
-        totals = await self._store.tokens_by_key()
+        now = time.monotonic()
+        if now - self._summed_at > RESUM_INTERVAL:
+            # Now and then from scratch: records committed out of id order (PostgreSQL
+            # sequences) would otherwise be missed for good.
+            self._stored, self._seen_id = await self._store.tokens_by_key_after(0)
+            self._summed_at = now
+        else:
+            added, self._seen_id = await self._store.tokens_by_key_after(self._seen_id)
+            for key_id, tokens in added.items():
+                self._stored[key_id] = self._stored.get(key_id, 0) + tokens
+        totals = dict(self._stored)
         for row in self._pending:  # recorded while the write was under way
             totals[row["key_id"]] = totals.get(row["key_id"], 0) + row["total_tokens"]
         self._total = totals

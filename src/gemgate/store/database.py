@@ -316,6 +316,22 @@ class Store:
         async with self.engine.connect() as conn:
             return {key_id: int(total or 0) for key_id, total in await conn.execute(query)}
 
+    async def tokens_by_key_after(self, after_id: int) -> tuple[dict[int, int], int]:
+        """Tokens each key used in the records after `after_id`, and the last record's id: what
+        an instance adds to the totals it already has, instead of summing the whole table."""
+        table = schema.usage_records
+        query = (
+            sa.select(table.c.key_id, sa.func.sum(table.c.total_tokens), sa.func.max(table.c.id))
+            .where(table.c.id > after_id)
+            .group_by(table.c.key_id)
+        )
+        totals, last = {}, after_id
+        async with self.engine.connect() as conn:
+            for key_id, total, high in await conn.execute(query):
+                totals[key_id] = int(total or 0)
+                last = max(last, int(high))
+        return totals, last
+
     async def usage_report(
         self, key_id: int | None = None, since: float | None = None
     ) -> list[dict[str, Any]]:
