@@ -113,7 +113,10 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--channels", help="Comma-separated channels: gemini,gemini_cli,gemini_official."
         ),
         click.option("--models", help="Comma-separated model patterns, e.g. 'gemini-2.5-*'."),
-        click.option("--endpoints", help="Comma-separated endpoints: chat,messages,native,images."),
+        click.option(
+            "--endpoints",
+            help="Comma-separated endpoints: chat,messages,native,images,embeddings,speech.",
+        ),
         click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute."),
         click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute."),
         click.option("--quota-tokens", type=click.IntRange(min=1), help="Total tokens allowed."),

@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import ir
-from gemgate.errors import GatewayError, InternalError, Unavailable
-from gemgate.formats.base import Format, StreamEncoder
+from gemgate.channels.base import Embedder
+from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavailable
+from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
-from gemgate.services.usage import estimate
+from gemgate.services.usage import BYTES_PER_TOKEN, estimate
 from gemgate.signatures import SignatureCache
 
 log = logging.getLogger("gemgate.proxy")
@@ -408,3 +409,40 @@ async def count_tokens(
         return Response(render(tokens), media_type="application/json")
     except GatewayError as error:
         return error_response(fmt, error)
+
+
+async def embed(
+    gateway: Gateway, fmt: EmbeddingFormat, request: Request, *, channel: str | None
+) -> Response:
+    """Texts to vectors: decode, route, check the key, one pooled call, encode; usage recorded."""
+    key: ClientKey = request.scope["state"]["client_key"]
+    exchange: Exchange | None = None
+    try:
+        body = await request.body()
+        ir_request = fmt.decode(body)
+        route = gateway.router.resolve(ir_request.model, channel)
+        key.check(route.channel, ir_request.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        if not isinstance(upstream, Embedder):
+            raise InvalidRequest(
+                f"the {route.channel} channel does not serve embeddings", param="model"
+            )
+        exchange = Exchange(gateway, key, route, fmt.endpoint)
+        exchange.reserved = gateway.usage.reserve(key, len(body) // BYTES_PER_TOKEN + 1)
+        result = await gateway.pool.call(
+            route.channel,
+            route.model,
+            lambda credential: upstream.embed(ir_request, route.model, credential),
+        )
+        exchange.usage = result.usage
+        exchange.finish(200)
+        return Response(fmt.encode(result, ir_request), media_type="application/json")
+    except GatewayError as error:
+        if exchange is not None:
+            exchange.finish(error.status)
+        return Response(
+            fmt.error_body(error),
+            status_code=error.status,
+            media_type="application/json",
+            headers=error.headers(),
+        )

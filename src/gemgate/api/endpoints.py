@@ -16,13 +16,15 @@ from gemgate.api.fronts import (
     ANTHROPIC,
     ANTHROPIC_COUNT,
     CHANNEL_PREFIXES,
+    EMBEDDINGS,
     NATIVE,
     NATIVE_ARRAY,
+    NATIVE_EMBED,
     NATIVE_SSE,
     OPENAI_CHAT,
 )
 from gemgate.channels.base import ModelInfo
-from gemgate.errors import GatewayError, NotFound
+from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
@@ -31,6 +33,11 @@ from gemgate.services.keys import ClientKey
 async def chat_completions(request: Request, channel: str | None = None) -> Response:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, OPENAI_CHAT, request, channel=channel)
+
+
+async def embeddings(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.embed(gateway, EMBEDDINGS, request, channel=channel)
 
 
 async def openai_models(request: Request, channel: str | None = None) -> Response:
@@ -110,10 +117,18 @@ async def native_action(request: Request, channel: str | None = None) -> Respons
         fmt = NATIVE_SSE if request.query_params.get("alt") == "sse" else NATIVE_ARRAY
     elif action in ("generateContent", "countTokens"):
         fmt = NATIVE
+    elif action in ("embedContent", "batchEmbedContents"):
+        fmt = NATIVE_EMBED
     else:
         return proxy.error_response(NATIVE, NotFound(f"no method {action!r} for models"))
 
     async def through_ir() -> Response:
+        if fmt is NATIVE_EMBED:
+            # Embeddings have no neutral form to translate a native body through.
+            routed = gateway.router.resolve(model, channel).channel
+            return proxy.error_response(
+                fmt, InvalidRequest(f"the {routed} channel does not serve embeddings")
+            )
         if action == "countTokens":
             return await proxy.count_tokens(
                 gateway, fmt, request, channel=channel, render=fmt.encode_count, path_model=model
@@ -200,6 +215,7 @@ def routes() -> list[BaseRoute]:
                 methods=["POST"],
             ),
             Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
+            Route(f"{prefix}/v1/embeddings", partial(embeddings, **bound), methods=["POST"]),
             Route(f"{prefix}/v1/messages", partial(messages, **bound), methods=["POST"]),
             Route(
                 f"{prefix}/v1/messages/count_tokens",

@@ -23,6 +23,8 @@ DEFAULT_COOLDOWN = 60.0
 # A daily quota or a model the key's tier does not have at all.
 LONG_COOLDOWN = 3600.0
 _SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
+# Inputs per batchEmbedContents call: Google refuses larger batches.
+EMBED_BATCH = 100
 
 
 class GeminiAPI:
@@ -86,6 +88,8 @@ class GeminiAPI:
         url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
+        elif action == "batchEmbedContents":
+            body = _embed_batch_for(body, model)
         started = False
         try:
             async with self._post(url, body, credential) as response:
@@ -113,6 +117,43 @@ class GeminiAPI:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
 
+    async def embed(
+        self, request: ir.EmbedRequest, model: str, credential: Credential
+    ) -> ir.Embeddings:
+        """Vectors through `batchEmbedContents`, at most `EMBED_BATCH` inputs per call (Google's
+        limit), the calls of one request on one credential."""
+        url = f"{self.base}/models/{model}:batchEmbedContents"
+        batches = [
+            request.inputs[i : i + EMBED_BATCH] for i in range(0, len(request.inputs), EMBED_BATCH)
+        ]
+        answers = await asyncio.gather(
+            *(
+                self._call_json(url, orjson.dumps(_embed_body(request, model, texts)), credential)
+                for texts in batches
+            )
+        )
+        vectors: list[list[float]] = []
+        usage = ir.Usage()
+        for texts, answer in zip(batches, answers, strict=True):
+            found = [e.get("values") or [] for e in answer.get("embeddings") or ()]
+            if len(found) != len(texts):
+                raise UpstreamFailed(
+                    Failure(
+                        "retry",
+                        errors.UpstreamError(
+                            f"the Gemini API answered {len(found)} embeddings for {len(texts)} "
+                            "inputs"
+                        ),
+                    )
+                )
+            vectors.extend(found)
+            # Newer embedding models report usage; for the others it is estimated.
+            counted = (answer.get("usageMetadata") or {}).get("promptTokenCount")
+            tokens = counted if isinstance(counted, int) else sum(_estimate(t) for t in texts)
+            usage.prompt_tokens += tokens
+            usage.total_tokens += tokens
+        return ir.Embeddings(vectors, usage)
+
     def usage_of(self, tail: bytes) -> ir.Usage | None:
         """The usage Google reported at the end of a relayed answer."""
         return wire.usage_in_tail(tail)
@@ -126,9 +167,8 @@ class GeminiAPI:
             url = f"{self.base}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
-                if "generateContent" not in raw.get(
-                    "supportedGenerationMethods", ["generateContent"]
-                ):
+                methods = raw.get("supportedGenerationMethods", ["generateContent"])
+                if "generateContent" not in methods and "embedContent" not in methods:
                     continue
                 models.append(
                     ModelInfo(
@@ -185,6 +225,38 @@ def _count_body_for(body: bytes, model: str) -> bytes:
         if isinstance(inner, dict) and "model" in inner:
             inner["model"] = f"models/{model}"
     return orjson.dumps(data)
+
+
+def _embed_batch_for(body: bytes, model: str) -> bytes:
+    """A batchEmbedContents body whose requests name the routed model: Google wants each one to
+    match the model in the URL."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    requests = data.get("requests") if isinstance(data, dict) else None
+    for item in requests if isinstance(requests, list) else ():
+        if isinstance(item, dict) and "model" in item:
+            item["model"] = f"models/{model}"
+    return orjson.dumps(data)
+
+
+def _embed_body(request: ir.EmbedRequest, model: str, texts: list[str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if request.dimensions is not None:
+        extra["outputDimensionality"] = request.dimensions
+    if request.task_type is not None:
+        extra["taskType"] = request.task_type
+    return {
+        "requests": [
+            {"model": f"models/{model}", "content": {"parts": [{"text": text}]}, **extra}
+            for text in texts
+        ]
+    }
+
+
+def _estimate(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
 
 
 def _headers(credential: Credential) -> dict[str, str]:

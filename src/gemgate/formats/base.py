@@ -86,3 +86,15 @@ def integer_field(data: dict[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{key} must be an integer", param=key)
     return value
+
+
+class EmbeddingFormat(Protocol):
+    """A client API for embeddings: texts in, vectors out, no stream."""
+
+    endpoint: str
+
+    def decode(self, body: bytes) -> ir.EmbedRequest: ...
+
+    def encode(self, result: ir.Embeddings, request: ir.EmbedRequest) -> bytes: ...
+
+    def error_body(self, error: GatewayError) -> bytes: ...

@@ -1,5 +1,6 @@
 """The neutral model between client formats and upstream channels: pure data, no I/O."""
 
+from gemgate.ir.embeddings import Embeddings, EmbedRequest
 from gemgate.ir.events import (
     Candidate,
     Event,
@@ -38,6 +39,8 @@ __all__ = [
     "Candidate",
     "CodeCall",
     "CodeResult",
+    "EmbedRequest",
+    "Embeddings",
     "Event",
     "Finish",
     "FinishReason",
