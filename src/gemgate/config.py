@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
 
+    # Models that only speak (comma-separated patterns): their answers are audio, they read the
+    # last user message aloud, and chat clients get the audio in `message.audio`.
+    speech_models: str = "*-tts,*-tts-*"
+    # The ffmpeg binary that encodes speech as mp3, flac, opus or aac (default: ffmpeg on PATH).
+    ffmpeg: str | None = None
+
     # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
     # then end with their format's error event, their usage recorded.
     drain_seconds: float = 30.0

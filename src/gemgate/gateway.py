@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from gemgate.audio import Encoder
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
@@ -40,6 +41,7 @@ class Gateway:
         self.signatures = SignatureCache()
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl)
+        self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None

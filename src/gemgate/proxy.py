@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import ir
+from gemgate.audio import FORMATS, is_pcm
 from gemgate.channels.base import Embedder
 from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavailable
 from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
@@ -23,6 +24,7 @@ from gemgate.routing import Route
 from gemgate.services.keys import ClientKey
 from gemgate.services.usage import BYTES_PER_TOKEN, estimate
 from gemgate.signatures import SignatureCache
+from gemgate.speech_out import SpeechOut
 
 log = logging.getLogger("gemgate.proxy")
 
@@ -50,6 +52,8 @@ async def handle(
         exchange.reserved = gateway.usage.reserve(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
+        if "audio_format" in ir_request.client_options:
+            exchange.speech = speech_out(gateway, ir_request)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
@@ -77,8 +81,14 @@ async def handle(
             )
         async with aclosing(events):
             response = ir.collect([event async for event in events])
+        body = fmt.encode(response, ir_request)
         exchange.finish(200)
-        return Response(fmt.encode(response, ir_request), media_type="application/json")
+        media_type = (
+            fmt.answer_media_type(ir_request)
+            if isinstance(fmt, TypedAnswer)
+            else "application/json"
+        )
+        return Response(body, media_type=media_type)
     except GatewayError as error:
         if exchange is not None:
             exchange.finish(error.status)
@@ -98,6 +108,8 @@ class Exchange:
     reserved: int = 0
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
+    # Speech the answer's PCM is re-encoded into (made on the first PCM part if still None).
+    speech: SpeechOut | None = None
 
     async def watch(self, events: AsyncGenerator[ir.Event, None]) -> AsyncGenerator[ir.Event, None]:
         cache = self.gateway.signatures
@@ -107,6 +119,13 @@ class Exchange:
                     part = event.part
                     if isinstance(part, ir.ToolCall) and part.signature:
                         cache.remember(part.id, part.signature, self.route.model)
+                    elif isinstance(part, ir.Media) and is_pcm(part.mime_type):
+                        if self.speech is None:
+                            self.speech = SpeechOut(self.gateway.audio, FORMATS["wav"], 1.0, False)
+                        taken = self.speech.take(event, part)
+                        if taken is None:
+                            continue
+                        event = taken
                     elif (
                         isinstance(part, ir.Media)
                         and part.data
@@ -117,7 +136,13 @@ class Exchange:
                         event = ir.PartEvent(linked, event.index)
                 elif isinstance(event, ir.UsageEvent):
                     self.usage = event.usage
+                elif isinstance(event, ir.Finish) and self.speech is not None:
+                    for audio in await self.speech.finish(event.index):
+                        yield audio
                 yield event
+            if self.speech is not None:
+                for audio in await self.speech.finish():
+                    yield audio
 
     def finish(self, status: int) -> None:
         self.gateway.usage.record(
@@ -130,6 +155,21 @@ class Exchange:
             self.reserved,
         )
         self.reserved = 0
+
+
+def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
+    """The re-encoding of speech a client asked for; a 400 now if the gateway cannot do it."""
+    fmt = FORMATS[request.client_options["audio_format"]]
+    speed = float(request.client_options.get("audio_speed") or 1.0)
+    gateway.audio.check(fmt, speed)
+    return SpeechOut(gateway.audio, fmt, speed, request.stream)
+
+
+@runtime_checkable
+class TypedAnswer(Protocol):
+    """A format whose answer is not JSON (audio, say): it names the answer's content type."""
+
+    def answer_media_type(self, request: ir.Request) -> str: ...
 
 
 class _BaseUrl:

@@ -22,6 +22,7 @@ from gemgate.api.fronts import (
     NATIVE_EMBED,
     NATIVE_SSE,
     OPENAI_CHAT,
+    SPEECH,
 )
 from gemgate.channels.base import ModelInfo
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
@@ -38,6 +39,11 @@ async def chat_completions(request: Request, channel: str | None = None) -> Resp
 async def embeddings(request: Request, channel: str | None = None) -> Response:
     gateway: Gateway = request.app.state.gateway
     return await proxy.embed(gateway, EMBEDDINGS, request, channel=channel)
+
+
+async def speech(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.handle(gateway, SPEECH, request, channel=channel)
 
 
 async def openai_models(request: Request, channel: str | None = None) -> Response:
@@ -216,6 +222,7 @@ def routes() -> list[BaseRoute]:
             ),
             Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
             Route(f"{prefix}/v1/embeddings", partial(embeddings, **bound), methods=["POST"]),
+            Route(f"{prefix}/v1/audio/speech", partial(speech, **bound), methods=["POST"]),
             Route(f"{prefix}/v1/messages", partial(messages, **bound), methods=["POST"]),
             Route(
                 f"{prefix}/v1/messages/count_tokens",

@@ -7,6 +7,7 @@ from gemgate.formats.base import Format
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
 from gemgate.formats.openai_embeddings import OpenAIEmbeddings
+from gemgate.formats.openai_speech import OpenAISpeech
 
 CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
 # /media/ links are their own permission (signed, expiring) and are opened by image viewers.
@@ -21,6 +22,7 @@ NATIVE_ARRAY = GeminiNative("array")
 # Native embedding methods belong to the embeddings scope, like OpenAI's /v1/embeddings.
 NATIVE_EMBED = GeminiNative("unary", endpoint="embeddings")
 EMBEDDINGS = OpenAIEmbeddings()
+SPEECH = OpenAISpeech()
 _NATIVE_ACTIONS = (
     ":generateContent",
     ":streamGenerateContent",

@@ -4,6 +4,7 @@ with a pool of API keys. The key travels in `x-goog-api-key`, never in the URL."
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,14 +37,24 @@ class GeminiAPI:
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
         self._models_ttl = settings.models_cache_ttl
+        self._speech_models = tuple(
+            p.strip() for p in settings.speech_models.split(",") if p.strip()
+        )
 
     def serves(self, model: str) -> bool:
         return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
 
+    def speech_only(self, model: str) -> bool:
+        """Whether `model` only speaks (a TTS model), by the operator's `speech_models`."""
+        return any(fnmatch.fnmatchcase(model, p) for p in self._speech_models)
+
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
-        body = orjson.dumps(wire.request_body(request, model))
+        if self.speech_only(model):
+            body = orjson.dumps(wire.speech_request_body(request, model))
+        else:
+            body = orjson.dumps(wire.request_body(request, model))
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base}/models/{model}:{method}"
         reader = wire.ChunkReader()

@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 import orjson
 
 from gemgate import ir, signatures
+from gemgate.audio import audio_format
 from gemgate.errors import InvalidRequest
 from gemgate.formats.base import integer_field, json_or_text, load_json_object, number_field
 from gemgate.media import GENERIC_TYPES, guess_mime
+from gemgate.voices import gemini_voice
 
 # Function names that ask for one of Gemini's own tools instead of a declared function.
 BUILTIN_TOOLS: dict[str, ir.BuiltinTool] = {
@@ -50,13 +52,17 @@ def decode(body: bytes) -> ir.Request:
     system, converted = _messages(messages)
     tools, choice = _tools(data)
     google = _google_extras(data)
+    generation = _generation(data)
+    audio = _audio_out(data)
+    if audio is not None:
+        generation.speech = audio[0]
     return ir.Request(
         model=model.removesuffix(THINKING_SUFFIX) if thinking_suffix else model,
         messages=converted,
         system=system,
         tools=tools,
         tool_choice=choice,
-        generation=_generation(data),
+        generation=generation,
         thinking=_thinking(data, google, thinking_suffix),
         safety=_safety(google),
         stream=bool(data.get("stream")),
@@ -65,8 +71,26 @@ def decode(body: bytes) -> ir.Request:
             # The response names the model the way the client did, suffix and all.
             "model": model,
             "link_media": True,
+            # Speech in the answer is encoded in this format (see gemgate.speech_out).
+            **({"audio_format": audio[1]} if audio is not None else {}),
         },
     )
+
+
+def _audio_out(data: dict[str, Any]) -> tuple[ir.Speech | None, str] | None:
+    """`audio: {voice, format}` (or `modalities` with "audio"): the voice, and the format the
+    answer's audio is encoded in (WAV by default)."""
+    audio = data.get("audio")
+    modalities = data.get("modalities")
+    wants = isinstance(modalities, list) and "audio" in modalities
+    if audio is None:
+        return (None, "wav") if wants else None
+    if not isinstance(audio, dict):
+        raise InvalidRequest("audio must be an object with voice and format", param="audio")
+    fmt = audio_format(audio.get("format") or "wav", "audio.format")
+    voice = audio.get("voice")
+    speech = ir.Speech(gemini_voice(voice, "audio.voice")) if voice is not None else None
+    return speech, fmt.name
 
 
 # -- messages ---------------------------------------------------------------------------------

@@ -26,12 +26,14 @@ from gemgate.ir.request import (
     Message,
     Part,
     Request,
+    Speech,
     Text,
     Thinking,
     Tool,
     ToolCall,
     ToolChoice,
     ToolResult,
+    spoken_text,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "Request",
     "Response",
     "Source",
+    "Speech",
     "Start",
     "Text",
     "Thinking",
@@ -65,4 +68,5 @@ __all__ = [
     "UsageEvent",
     "add_sources",
     "collect",
+    "spoken_text",
 ]
