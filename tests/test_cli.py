@@ -168,3 +168,16 @@ def test_sigterm_lets_a_running_stream_finish(tmp_path: Path, gemini: FakeGemini
     assert server.process.wait(timeout=10) in (0, -signal.SIGTERM)
     assert time.monotonic() - started < 10
     assert "Finished server process" in server.log()
+
+
+def test_db_check_says_what_needs_doing(offline: Gemgate) -> None:
+    offline.data_dir.mkdir(parents=True)
+    behind = offline.cli("db", "check", check=False)
+    assert behind.returncode == 1 and "run gemgate db migrate" in behind.stderr
+    offline.cli("db", "migrate")
+    current = offline.cli("db", "check")
+    assert "schema up to date" in current.stdout
+    offline.env["GEMGATE_REDIS_URL"] = "redis://:secretpass@127.0.0.1:1/0"
+    no_redis = offline.cli("db", "check", check=False)
+    assert no_redis.returncode == 1 and "does not answer" in no_redis.stderr
+    assert "secretpass" not in no_redis.stderr + no_redis.stdout

@@ -17,6 +17,7 @@ from gemgate.errors import GatewayError
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import KeyRecord, Store
+from gemgate.store.redis_state import announce_once, redis_answers
 
 T = TypeVar("T")
 
@@ -53,10 +54,18 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     @click.pass_context
     def wrapper(ctx: click.Context, **kwargs: Any) -> T:
         async def run() -> T:
-            store = Store(_settings(ctx).resolved_database_url)
+            settings = _settings(ctx)
+            store = Store(settings.resolved_database_url)
             try:
                 await store.open()
-                return await func(store, **kwargs)
+                before = await store.revision()
+                result = await func(store, **kwargs)
+                if settings.redis_url and await store.revision() != before:
+                    # Running instances apply the change now, not at their next reload.
+                    await announce_once(
+                        settings.redis_url, settings.redis_namespace, {"type": "reload"}
+                    )
+                return result
             finally:
                 await store.close()
 
@@ -408,6 +417,44 @@ def db() -> None:
 async def db_migrate(store: Store) -> None:
     """Bring the database schema up to date (serve does this too)."""
     click.echo(f"{_safe_url(store.url)} is up to date")
+
+
+@db.command("check")
+@click.pass_context
+def db_check(ctx: click.Context) -> None:
+    """Check that the database (and Redis, when set) answer and the schema is current; exit 1
+    when something needs doing."""
+    settings = _settings(ctx)
+
+    async def run() -> list[str]:
+        problems = []
+        store = Store(settings.resolved_database_url)
+        try:
+            missing = await store.pending_migrations()
+        except Exception as exc:
+            problems.append(f"database {_safe_url(store.url)} does not answer: {exc}")
+        else:
+            if missing:
+                problems.append(
+                    f"database {_safe_url(store.url)} lacks migrations "
+                    f"{', '.join(map(str, missing))}: run gemgate db migrate"
+                )
+            else:
+                click.echo(f"database {_safe_url(store.url)}: schema up to date")
+        finally:
+            await store.close()
+        if settings.redis_url:
+            if await redis_answers(settings.redis_url):
+                click.echo(f"redis {_safe_url(settings.redis_url)}: answers")
+            else:
+                problems.append(f"redis {_safe_url(settings.redis_url)} does not answer")
+        return problems
+
+    problems = asyncio.run(run())
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("gemgate-data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Prefix of every Redis key and channel: deployments that share one Redis stay apart.
+    redis_namespace: str = "gemgate"
     admin_token: str | None = None
 
     gemini_api_base: str = "https://generativelanguage.googleapis.com"

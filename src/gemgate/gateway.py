@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from typing import Any
 
 from gemgate.audio import Encoder
 from gemgate.channels._http import Http
@@ -14,15 +16,18 @@ from gemgate.channels.gemini_api import GeminiAPI
 from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
+from gemgate.ids import new_id
 from gemgate.media import MediaStore
 from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
+from gemgate.services.admission import Admission
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
 from gemgate.services.usage import UsageMeter
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
+from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate")
 
@@ -33,12 +38,18 @@ class Gateway:
         self.store = Store(settings.resolved_database_url)
         self.http = Http(settings)
         self.keys = KeyRing()
-        self.request_rate = RequestRate()
         self.usage = UsageMeter(self.store)
-        self.pool = Pool(on_invalid=self._store_invalid)
+        # Runtime state shared with other instances, when there are any (GEMGATE_REDIS_URL).
+        self.shared = (
+            SharedState(settings.redis_url, settings.redis_namespace, new_id())
+            if settings.redis_url
+            else None
+        )
+        self.admission = Admission(RequestRate(), self.usage, self.shared)
+        self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
-        self.signatures = SignatureCache()
+        self.signatures = SignatureCache(shared=self.shared)
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl)
         self.audio = Encoder(settings.ffmpeg)
@@ -50,6 +61,8 @@ class Gateway:
         await self.store.open()
         await self.reload()
         await self.usage.flush()
+        if self.shared is not None:
+            await self.shared.start(self._on_event)
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
 
     async def stop(self) -> None:
@@ -58,6 +71,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.usage.flush()
+        if self.shared is not None:
+            await self.shared.stop()
         await self.http.close()
         await self.fetcher.close()
         await self.store.close()
@@ -88,7 +103,29 @@ class Gateway:
                 log.exception("could not write usage records; they are kept for the next try")
 
     async def _store_invalid(self, credential: Credential, reason: str) -> None:
+        if self.shared is not None:
+            self.shared.announce({"type": "invalid", "credential": credential.id, "reason": reason})
         try:
             await credential_service.mark_invalid(self.store, credential.id, reason)
         except Exception:
             log.exception("could not record credential %s as invalid", credential.id)
+
+    def _announce_cooldown(self, credential: Credential, model: str, seconds: float) -> None:
+        if self.shared is not None:
+            # Wall-clock end: monotonic clocks of two machines have nothing in common.
+            until = time.time() + seconds
+            self.shared.announce(
+                {"type": "cooldown", "credential": credential.id, "model": model, "until": until}
+            )
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        """What another instance (or the CLI) announced, applied to this one's own state."""
+        kind = event.get("type")
+        if kind == "cooldown":
+            seconds = float(event["until"]) - time.time()
+            if seconds > 0:
+                self.pool.rest(int(event["credential"]), str(event["model"]), seconds)
+        elif kind == "invalid":
+            self.pool.state(int(event["credential"])).invalid_reason = str(event["reason"])
+        elif kind == "reload":
+            await self.reload()

@@ -21,6 +21,7 @@ from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavaila
 from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.routing import Route
+from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
 from gemgate.services.usage import BYTES_PER_TOKEN, estimate
 from gemgate.signatures import SignatureCache
@@ -48,10 +49,10 @@ async def handle(
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
-        exchange = Exchange(gateway, key, route, fmt.endpoint)
-        exchange.reserved = gateway.usage.reserve(
+        ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
+        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
         if "audio_format" in ir_request.client_options:
             exchange.speech = speech_out(gateway, ir_request)
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
@@ -60,7 +61,7 @@ async def handle(
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request, len(body))
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         events = exchange.watch(
             gateway.pool.stream(
@@ -104,8 +105,8 @@ class Exchange:
     route: Route
     endpoint: str
     usage: ir.Usage = field(default_factory=ir.Usage)
-    # Tokens held against the key's limits until `finish` settles them with the real usage.
-    reserved: int = 0
+    # What the key's limits hold for this request until `finish` settles it.
+    ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
     # Speech the answer's PCM is re-encoded into (made on the first PCM part if still None).
@@ -145,16 +146,11 @@ class Exchange:
                     yield audio
 
     def finish(self, status: int) -> None:
-        self.gateway.usage.record(
-            self.key,
-            self.route.channel,
-            self.route.model,
-            self.endpoint,
-            status,
-            self.usage,
-            self.reserved,
+        used = self.gateway.usage.record(
+            self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
         )
-        self.reserved = 0
+        self.gateway.admission.settle(self.key, self.ticket, used)
+        self.ticket = FREE
 
 
 def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
@@ -182,14 +178,22 @@ class _BaseUrl:
         return str(self._request.base_url)
 
 
-def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
-    """Give back to each replayed tool call the signature the client could not keep."""
+async def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
+    """Give back to each replayed tool call the signature the client could not keep: from this
+    instance's cache, else (several instances) from the shared state."""
+    missing: list[ir.ToolCall] = []
     for message in request.messages:
         if message.role != "model":
             continue
         for part in message.parts:
             if isinstance(part, ir.ToolCall) and not part.signature:
                 part.signature = cache.recall(part.id, model)
+                if part.signature is None:
+                    missing.append(part)
+    if missing and cache.shared is not None:
+        found = await cache.recall_shared([call.id for call in missing], model)
+        for call in missing:
+            call.signature = found.get(call.id)
 
 
 def error_response(fmt: Format, error: GatewayError) -> Response:
@@ -335,13 +339,13 @@ async def passthrough(
             return await fallback()
         key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
         body = await request.body()
+        tokens = 0
+        if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
+            # Only a limited key pays for reading the output cap out of the body.
+            tokens = estimate(len(body), _output_cap(body))
+        ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
-            exchange = Exchange(gateway, key, route, fmt.endpoint)
-            if key.quota_tokens is not None or key.tpm is not None:
-                # Only a limited key pays for reading the output cap out of the body.
-                exchange.reserved = gateway.usage.reserve(
-                    key, estimate(len(body), _output_cap(body))
-                )
+            exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
         attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
             route.model, action, body, credential
@@ -438,8 +442,9 @@ async def count_tokens(
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
+        await gateway.admission.admit(key, 0)
         await gateway.fetcher.resolve(ir_request, len(body))
-        restore_signatures(ir_request, route.model, gateway.signatures)
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
         tokens = await gateway.pool.call(
             route.channel,
@@ -467,8 +472,8 @@ async def embed(
             raise InvalidRequest(
                 f"the {route.channel} channel does not serve embeddings", param="model"
             )
-        exchange = Exchange(gateway, key, route, fmt.endpoint)
-        exchange.reserved = gateway.usage.reserve(key, len(body) // BYTES_PER_TOKEN + 1)
+        ticket = await gateway.admission.admit(key, len(body) // BYTES_PER_TOKEN + 1)
+        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
         result = await gateway.pool.call(
             route.channel,
             route.model,

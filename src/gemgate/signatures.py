@@ -12,6 +12,10 @@ from __future__ import annotations
 import base64
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 # Between the gateway's own id and the signature; neither base64url nor hex contains it.
 _SEPARATOR = "__sig_"
@@ -40,11 +44,16 @@ def split(client_id: str) -> tuple[str, str | None]:
 
 class SignatureCache:
     """Recently issued signatures by call id, bound to the model that issued them: a signature
-    replayed to another model is invalid, so `recall` for another model finds nothing."""
+    replayed to another model is invalid, so `recall` for another model finds nothing. With
+    several instances, each signature is also written to the shared state, so a tool round
+    begun on one instance completes on another."""
 
-    def __init__(self, ttl: float = 3 * 3600, max_entries: int = 50_000) -> None:
+    def __init__(
+        self, ttl: float = 3 * 3600, max_entries: int = 50_000, shared: SharedState | None = None
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
+        self.shared = shared
         self._entries: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
 
     def remember(self, call_id: str, signature: str, model: str) -> None:
@@ -52,6 +61,15 @@ class SignatureCache:
         self._entries.move_to_end(call_id)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        if self.shared is not None:
+            self.shared.remember_signature(call_id, signature, model, self.ttl)
+
+    async def recall_shared(self, call_ids: list[str], model: str) -> dict[str, str]:
+        """Signatures for `model` that other instances issued, by call id (one round trip)."""
+        if self.shared is None:
+            return {}
+        found = await self.shared.recall_signatures(call_ids)
+        return {c: sig for c, (issued_for, sig) in found.items() if issued_for == model}
 
     def recall(self, call_id: str, model: str) -> str | None:
         entry = self._entries.get(call_id)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gemgate.api.fronts import error_format, is_public
-from gemgate.errors import AuthenticationFailed, RateLimited
+from gemgate.errors import AuthenticationFailed
 from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
 
@@ -52,13 +52,9 @@ class ClientKeyAuth:
             response = error_response(error_format(scope["path"]), AuthenticationFailed(message))
             await response(scope, receive, send)
             return
+        # A key known to be over its token limits is refused before its body is read; its
+        # request rate is counted where its request is admitted (gemgate.services.admission).
         refused = self.gateway.usage.check(key)
-        wait = self.gateway.request_rate.admit(key) if refused is None else None
-        if wait is not None:
-            refused = RateLimited(
-                f"this key may make {key.rpm} requests per minute; try again in {wait:.0f}s",
-                retry_after=wait,
-            )
         if refused is not None:
             await error_response(error_format(scope["path"]), refused)(scope, receive, send)
             return

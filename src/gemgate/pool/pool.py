@@ -19,14 +19,19 @@ log = logging.getLogger("gemgate.pool")
 T = TypeVar("T")
 # Called when a credential is found broken, so the reason can be stored for the operator.
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
+# Called when a credential starts resting for a model: (credential, model, seconds).
+CooldownHook = Callable[[Credential, str, float], None]
 
 
 class Pool:
-    def __init__(self, on_invalid: InvalidHook | None = None) -> None:
+    def __init__(
+        self, on_invalid: InvalidHook | None = None, on_cooldown: CooldownHook | None = None
+    ) -> None:
         self._by_channel: dict[str, list[Credential]] = {}
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
+        self._on_cooldown = on_cooldown
 
     # -- configuration --------------------------------------------------------------------
 
@@ -51,6 +56,12 @@ class Pool:
         if state is None:
             state = self._states[cred_id] = CredentialState()
         return state
+
+    def rest(self, cred_id: int, model: str, seconds: float) -> None:
+        """Keep a credential off `model` for `seconds` (learnt here, or from another instance)."""
+        until = time.monotonic() + seconds
+        cooling = self.state(cred_id).cooldown_until
+        cooling[model] = max(until, cooling.get(model, 0.0))
 
     def has_usable(self, channel: str) -> bool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
@@ -158,10 +169,12 @@ class Pool:
         state.last_error = failure.reason or failure.error.message
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
-            state.cooldown_until[model] = time.monotonic() + seconds
+            self.rest(cred.id, model, seconds)
             log.warning(
                 "credential %s (%s) cooling down for %s: %.1fs", cred.id, cred.label, model, seconds
             )
+            if self._on_cooldown is not None:
+                self._on_cooldown(cred, model, seconds)
         elif failure.action == "invalidate":
             state.invalid_reason = failure.reason or failure.error.message
             log.warning(

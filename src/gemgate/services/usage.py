@@ -63,7 +63,7 @@ class UsageMeter:
 
     def reserve(self, key: ClientKey, tokens: int) -> int:
         """Hold `tokens` against the key's limits for a request about to go upstream; return
-        what was reserved (0 for a key without token limits), to hand back to `record`.
+        what was reserved (0 for a key without token limits), to hand back to `release`.
 
         A request is admitted when it fits beside what is used and reserved, or when nothing
         else is under way and the limit is not yet reached: so a lone request always runs
@@ -96,23 +96,23 @@ class UsageMeter:
         self._reserved[key.id] = reserved + tokens
         return tokens
 
-    def record(
-        self,
-        key: ClientKey,
-        channel: str,
-        model: str,
-        endpoint: str,
-        status: int,
-        usage: ir.Usage,
-        reserved: int = 0,
-    ) -> None:
-        """Record a finished request's real usage, releasing what it had reserved."""
-        if reserved:
-            left = self._reserved.get(key.id, 0) - reserved
+    def release(self, key: ClientKey, tokens: int) -> None:
+        """A request's reservation ends (its real usage is recorded apart)."""
+        if tokens:
+            left = self._reserved.get(key.id, 0) - tokens
             if left > 0:
                 self._reserved[key.id] = left
             else:
                 self._reserved.pop(key.id, None)
+
+    def used(self, key: ClientKey) -> int:
+        """Tokens the key has used over its life, as far as this instance knows."""
+        return self._total.get(key.id, 0)
+
+    def record(
+        self, key: ClientKey, channel: str, model: str, endpoint: str, status: int, usage: ir.Usage
+    ) -> int:
+        """Record a finished request's real usage; return its total tokens."""
         total = usage.total_tokens or (
             usage.prompt_tokens + usage.output_tokens + usage.thought_tokens
         )
@@ -133,6 +133,7 @@ class UsageMeter:
         if total:
             self._recent(key.id, time.monotonic()).append((time.monotonic(), total))
             self._total[key.id] = self._total.get(key.id, 0) + total
+        return total
 
     def _recent(self, key_id: int, now: float) -> deque[tuple[float, int]]:
         recent = self._minute.setdefault(key_id, deque())

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gemgate.store import schema
-from gemgate.store.migrations import migrate
+from gemgate.store.migrations import migrate, pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,11 @@ class Store:
                 # Several instances may start at once; one migrates, the others wait.
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
             await conn.run_sync(migrate)
+
+    async def pending_migrations(self) -> list[int]:
+        """Migrations this database still lacks, without applying any."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(pending)
 
     async def close(self) -> None:
         await self.engine.dispose()

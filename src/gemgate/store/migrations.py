@@ -42,3 +42,11 @@ def migrate(conn: Connection) -> list[int]:
         )
         applied.append(version)
     return applied
+
+
+def pending(conn: Connection) -> list[int]:
+    """The versions not yet applied to this database."""
+    if not sa.inspect(conn).has_table(schema.schema_migrations.name):
+        return [version for version, _ in MIGRATIONS]
+    done = set(conn.execute(sa.select(schema.schema_migrations.c.version)).scalars())
+    return [version for version, _ in MIGRATIONS if version not in done]
