@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     fetch_allow_hosts: str = ""
     # Largest file fetched for a client-given URL, in bytes.
     fetch_max_bytes: int = 20 * 1024 * 1024
+    # Inline media (counted as base64) a Gemini API request may carry; past it the largest go
+    # through the Files API. Google's limit for a whole request is about 20 MB.
+    inline_max_bytes: int = 18 * 1024 * 1024
+    # Seconds to wait for the Files API to finish processing an upload (videos take a while).
+    files_wait: float = 300.0
     # Seconds a client-given URL may take to download, redirects included.
     fetch_timeout: float = 30.0
     # Seconds a link to a generated image stays valid.

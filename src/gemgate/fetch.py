@@ -24,6 +24,7 @@ from gemgate.errors import InvalidRequest, RequestTooLarge
 from gemgate.media import guess_mime
 
 MAX_REDIRECTS = 5
+_ENCODE_IN_THREAD = 1024 * 1024
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be"})
 _FILES_API_PREFIX = "https://generativelanguage.googleapis.com/"
 
@@ -122,13 +123,17 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def resolve(self, request: ir.Request, body_size: int = 0) -> None:
+    async def resolve(self, request: ir.Request, body_size: int = 0, uploads: bool = False) -> None:
         """Inline every fetchable URL in the request's messages, all at once. What is fetched
-        counts against the request size limit, as the base64 it becomes upstream."""
+        counts against the request size limit, as the base64 it becomes upstream, unless the
+        channel `uploads` media too large to go inline (then each file is bounded by
+        `fetch_max_bytes` alone, and the channel keeps its own request small)."""
         pending = [media for media in _media_of(request) if _needs_fetch(media)]
         if not pending:
             return
         await asyncio.gather(*(self._inline(media) for media in pending))
+        if uploads:
+            return
         size = body_size + sum(len(media.data or "") for media in pending)
         if size > self.max_request:
             raise RequestTooLarge(
@@ -144,7 +149,11 @@ class Fetcher:
         except FetchRefused as why:
             raise InvalidRequest(f"could not fetch {url}: {why}", param="messages") from None
         media.mime_type = guess_mime(declared or media.mime_type, data[:16], urlsplit(url).path)
-        media.data = base64.b64encode(data).decode()
+        if len(data) > _ENCODE_IN_THREAD:
+            # Tens of megabytes of base64 would hold up every other request on the loop.
+            media.data = (await asyncio.to_thread(base64.b64encode, data)).decode()
+        else:
+            media.data = base64.b64encode(data).decode()
         media.uri = None
 
     async def fetch(self, url: str) -> tuple[bytes, str | None]:

@@ -58,11 +58,11 @@ async def handle(
         if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
+        upstream = gateway.channels[route.channel]
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
-        await gateway.fetcher.resolve(ir_request, len(body))
+        await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
         await restore_signatures(ir_request, route.model, gateway.signatures)
-        upstream = gateway.channels[route.channel]
         events = exchange.watch(
             gateway.pool.stream(
                 route.channel,
@@ -159,6 +159,11 @@ def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
     speed = float(request.client_options.get("audio_speed") or 1.0)
     gateway.audio.check(fmt, speed)
     return SpeechOut(gateway.audio, fmt, speed, request.stream)
+
+
+def _uploads(channel: object) -> bool:
+    """Whether a channel sends media too large to go inline through an upload of its own."""
+    return bool(getattr(channel, "uploads_large_media", False))
 
 
 @runtime_checkable
@@ -443,9 +448,9 @@ async def count_tokens(
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, ir_request.model, fmt.endpoint)
         await gateway.admission.admit(key, 0)
-        await gateway.fetcher.resolve(ir_request, len(body))
-        await restore_signatures(ir_request, route.model, gateway.signatures)
         upstream = gateway.channels[route.channel]
+        await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
+        await restore_signatures(ir_request, route.model, gateway.signatures)
         tokens = await gateway.pool.call(
             route.channel,
             route.model,

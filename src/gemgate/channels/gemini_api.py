@@ -16,6 +16,7 @@ from gemgate import errors, ir
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
+from gemgate.channels.gemini_files import FilesAPI
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
 
@@ -30,6 +31,9 @@ EMBED_BATCH = 100
 
 class GeminiAPI:
     id = "gemini"
+    # Media too large to go inline go up through the Files API (see gemini_files), so media
+    # fetched for a request do not count against the request size limit.
+    uploads_large_media = True
 
     def __init__(self, settings: Settings, http: Http) -> None:
         self.base = settings.gemini_api_base.rstrip("/") + "/v1beta"
@@ -37,6 +41,7 @@ class GeminiAPI:
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
         self._models_ttl = settings.models_cache_ttl
+        self.files = FilesAPI(settings, http, classify)
         self._speech_models = tuple(
             p.strip() for p in settings.speech_models.split(",") if p.strip()
         )
@@ -52,19 +57,15 @@ class GeminiAPI:
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
         if self.speech_only(model):
-            body = orjson.dumps(wire.speech_request_body(request, model))
+            payload = wire.speech_request_body(request, model)
         else:
-            body = orjson.dumps(wire.request_body(request, model))
+            payload = wire.request_body(request, model)
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = f"{self.base}/models/{model}:{method}"
         reader = wire.ChunkReader()
         started = False
         try:
-            async with self._post(url, body, credential) as response:
-                if response.status != 200:
-                    raise UpstreamFailed(
-                        classify(response.status, await response.read(), credential)
-                    )
+            async with await self._post_placed(url, payload, credential) as response:
                 if request.stream:
                     async for data in sse_data(response):
                         for event in reader.events(orjson.loads(data)):
@@ -80,9 +81,33 @@ class GeminiAPI:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
 
+    async def _post_placed(
+        self, url: str, payload: dict[str, Any], credential: Credential
+    ) -> aiohttp.ClientResponse:
+        """POST a generate body, its large media through the Files API; a 200 response, or
+        `UpstreamFailed`. When Google no longer knows a file remembered as uploaded (deleted or
+        expired early), it is uploaded again, once, rather than blamed on the credential."""
+        for last in (False, True):
+            moved = await self.files.place(payload, credential)
+            response = await self._post(url, orjson.dumps(payload), credential)
+            if response.status == 200:
+                return response
+            raw = await response.read()
+            response.release()
+            if moved and not last and self.files.forgotten(raw):
+                self.files.unplace(moved, credential)
+                continue
+            raise UpstreamFailed(classify(response.status, raw, credential))
+        raise AssertionError("unreachable")
+
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
         body.pop("safetySettings", None)
+        try:
+            await self.files.place(body, credential)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = _transport_error(exc)
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
         payload = orjson.dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
         data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
         return int(data.get("totalTokens", 0))
