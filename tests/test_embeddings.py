@@ -3,6 +3,8 @@ to the fake Gemini API's batchEmbedContents."""
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 from google.genai import types
@@ -131,3 +133,27 @@ def test_google_genai_embed_content(gateway: Gemgate, gemini: FakeGeminiAPI) -> 
 def test_embedding_models_are_listed(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     ids = [m.id for m in client(gateway).models.list()]
     assert "gemini-embedding-001" in ids and "gemini-2.5-flash" in ids
+
+
+def test_embedding_usage_is_recorded(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    key = gateway.create_key("embed-metered")
+    gateway.wait_reload()
+    client(gateway, key=key).embeddings.create(model="gemini-embedding-2", input=["abcd", "efgh"])
+    sdk = genai_client(gateway, key=key)
+    sdk.models.embed_content(model="gemini-embedding-2", contents=["abcdefgh"])
+    gateway.wait_reload()
+    rows = json.loads(gateway.cli("usage", "--key", "embed-metered", "--json").stdout)
+    assert rows == [
+        {
+            "key": "embed-metered",
+            "channel": "gemini",
+            "model": "gemini-embedding-2",
+            "requests": 2,
+            "errors": 0,
+            # Google's counts: one token per input on /v1/embeddings, two natively.
+            "prompt_tokens": 4,
+            "output_tokens": 0,
+            "thought_tokens": 0,
+            "total_tokens": 4,
+        }
+    ]

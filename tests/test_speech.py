@@ -13,10 +13,12 @@ from typing import Any
 
 import openai
 import pytest
+from google.genai import types
 
 from tests.fakes.gemini_api import TTS_RATE, FakeGeminiAPI, speech_pcm
 from tests.harness import Gemgate
 from tests.openai_sdk import client
+from tests.test_gemini_native import client as genai_client
 
 TTS = "gemini-2.5-flash-preview-tts"
 TEXT = "Welcome to the gateway, where every voice is heard."
@@ -222,3 +224,22 @@ def test_the_speech_scope(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     with pytest.raises(openai.PermissionDeniedError) as caught:
         sdk.audio.speech.create(model=TTS, input=TEXT, voice="alloy")
     assert "speech endpoint" in caught.value.body["message"]  # type: ignore[index]
+
+
+def test_native_speech_passes_through(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    answer = genai_client(gateway).models.generate_content(
+        model=TTS,
+        contents=TEXT,
+        config=types.GenerateContentConfig(
+            response_modalities=["AUDIO"],
+            speech_config=types.SpeechConfig(
+                voice_config=types.VoiceConfig(
+                    prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name="Leda")
+                )
+            ),
+        ),
+    )
+    blob = answer.candidates[0].content.parts[0].inline_data  # type: ignore[index,union-attr]
+    # Gemini's own PCM, untouched.
+    assert blob is not None and blob.mime_type.startswith("audio/L16")
+    assert blob.data == speech_pcm(TEXT)

@@ -889,6 +889,16 @@ _EMBED_REQUEST = _Msg(
     outputDimensionality="int",
 )
 _BATCH_EMBED_REQUEST = _Msg(requests=[_EMBED_REQUEST])
+# CreateFileRequest: a File, of which only a few fields mean anything to a new upload.
+_CREATE_FILE = _Msg(
+    file=_Msg(
+        name="string",
+        displayName="string",
+        mimeType="string",
+        sizeBytes="int",
+        source=_enum("SOURCE_UNSPECIFIED", "UPLOADED", "GENERATED", "REGISTERED"),
+    )
+)
 EMBED_BATCH_LIMIT = 100
 EMBED_DIMENSIONS = 3072
 # Files live 48 hours on the Gemini API.
@@ -1034,7 +1044,7 @@ class MediaAPIs:
         if name is not None and name not in PREBUILT_VOICES:
             raise _bad(f"Voice {name} is not supported.")
 
-    def _speech_reply(self, req: dict[str, Any], stream: bool) -> Reply:
+    def _speech_reply(self, req: dict[str, Any], stream: bool, model: str) -> Reply:
         """The PCM of the prompt's text: one part unary, three pieces when streamed."""
         pcm = speech_pcm(_prompt_text(req))
         audio_tokens = len(pcm) // 2 * 25 // TTS_RATE + 1
@@ -1049,6 +1059,7 @@ class MediaAPIs:
         if not stream:
             part = {"inlineData": {"mimeType": TTS_MIME, "data": base64.b64encode(pcm).decode()}}
             return Reply.parts([part], usage=usage)
+        response_id = secrets.token_urlsafe(16)
         third = len(pcm) // 6 * 2  # whole samples per piece
         pieces = [pcm[:third], pcm[third : 2 * third], pcm[2 * third :]]
         chunks = []
@@ -1060,7 +1071,14 @@ class MediaAPIs:
             }
             if i == len(pieces) - 1:
                 candidate["finishReason"] = "STOP"
-            chunks.append({"candidates": [candidate], "usageMetadata": usage})
+            chunks.append(
+                {
+                    "candidates": [candidate],
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                    "responseId": response_id,
+                }
+            )
         return Reply.chunks(chunks)
 
     # ---- embeddings ---------------------------------------------------------------------
@@ -1148,11 +1166,7 @@ class MediaAPIs:
         mime = headers.get("x-goog-upload-header-content-type", "")
         if not size.isdigit() or not mime:
             raise _bad("X-Goog-Upload-Header-Content-Length and -Content-Type are required.")
-        meta = _check(
-            _Msg(file=_Msg(displayName="string", name="string", mimeType="string")),
-            body or {},
-            "",
-        )
+        meta = _check(_CREATE_FILE, body or {}, "")
         upload_id = secrets.token_urlsafe(24)
         self._sessions[upload_id] = _UploadSession(
             api_key or "", int(size), mime, (meta.get("file") or {}).get("displayName")
@@ -1600,7 +1614,7 @@ class FakeGeminiAPI(MediaAPIs):
         )
         reply = self._take_reply(api_key, model)
         if reply is None and self.is_speech_model(model):
-            reply = self._speech_reply(req, stream)
+            reply = self._speech_reply(req, stream, model)
         if reply is None:
             reply = self.respond(model, req) if self.respond else self._default_reply(call)
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from multidict import CIMultiDict
 
 from gemgate import errors
 from gemgate.channels._http import Http
@@ -161,8 +162,7 @@ class FilesAPI:
             "POST", self._same_host(session), raw, finish, credential
         )
         self._check(status, answer, credential)
-        file = _json(answer).get("file") or {}
-        file = await self._until_active(file, credential)
+        file = await self._until_active(_file(_json(answer)), credential)
         return Uploaded(
             uri=str(file["uri"]),
             mime_type=str(file.get("mimeType") or mime_type),
@@ -186,8 +186,8 @@ class FilesAPI:
                 "GET", f"{self.base}/v1beta/{file['name']}", None, headers, credential
             )
             self._check(status, answer, credential)
-            file = {**file, **_json(answer)}
-        if file.get("state", "ACTIVE") != "ACTIVE":
+            file = {**file, **_file(_json(answer))}
+        if file.get("state") == "FAILED":
             reason = (file.get("error") or {}).get("message") or file.get("state")
             raise errors.InvalidRequest(f"Gemini could not process the media: {reason}")
         return file
@@ -199,11 +199,11 @@ class FilesAPI:
         body: bytes | None,
         headers: dict[str, str],
         credential: Credential,
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, CIMultiDict[str], bytes]:
         async with self.http.session.request(
             method, url, data=body, headers=headers, proxy=self.http.proxy_for(credential.proxy)
         ) as response:
-            return response.status, dict(response.headers), await response.read()
+            return response.status, response.headers.copy(), await response.read()
 
     def _check(self, status: int, answer: bytes, credential: Credential) -> None:
         if status != 200:
@@ -235,6 +235,12 @@ def _json(answer: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise _broken("the Files API sent a reply that is not JSON") from None
     return found if isinstance(found, dict) else {}
+
+
+def _file(answer: dict[str, Any]) -> dict[str, Any]:
+    """The File resource: wrapped in `file` after an upload, bare when fetched."""
+    inner = answer.get("file")
+    return inner if isinstance(inner, dict) else answer
 
 
 def _lifetime(file: dict[str, Any]) -> float:
