@@ -26,9 +26,10 @@ def gemini(fake_gemini: FakeGeminiAPI) -> Iterator[FakeGeminiAPI]:
 
 
 def start_gemgate(
-    data_dir: Path, fake: FakeGeminiAPI, env: dict[str, str] | None = None
+    data_dir: Path, fake: FakeGeminiAPI, env: dict[str, str] | None = None, init_store: bool = True
 ) -> Gemgate:
-    return Gemgate(data_dir, {"GEMGATE_GEMINI_API_BASE": fake.base_url, **(env or {})})
+    env = {"GEMGATE_GEMINI_API_BASE": fake.base_url, **(env or {})}
+    return Gemgate(data_dir, env, init_store=init_store)
 
 
 @pytest.fixture(scope="module")

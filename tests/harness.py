@@ -19,8 +19,13 @@ def free_port() -> int:
 
 
 class Gemgate:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, init_store: bool = True
+    ) -> None:
         self.data_dir = data_dir
+        # Only serve and `db migrate` create a database; tests that configure gemgate through
+        # the CLI before serving start with `db migrate`, as an operator would.
+        self._needs_store = init_store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -33,6 +38,9 @@ class Gemgate:
         self.log_path = data_dir / "server.log"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self._needs_store and args[:1] not in (("db",), ("serve",)):
+            self._needs_store = False
+            self.cli("db", "migrate")
         result = subprocess.run(
             [sys.executable, "-m", "gemgate", *args],
             env=self.env,
@@ -54,6 +62,7 @@ class Gemgate:
         return int(out.split("credential ")[1].split()[0])
 
     def start(self) -> Gemgate:
+        self._needs_store = False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(

@@ -72,7 +72,7 @@ async def test_fetcher_refuses_before_connecting(url: str, words: str) -> None:
 async def test_allow_list_lets_a_named_private_host_through() -> None:
     # Port 9 (discard) on loopback is closed: getting as far as connecting proves the address
     # check let the allow-listed host through.
-    fetcher = Fetcher(Settings(fetch_allow_hosts="localhost"))
+    fetcher = Fetcher(Settings(fetch_allow_hosts="localhost:9"))
     try:
         with pytest.raises(FetchRefused) as refused:
             await fetcher.fetch("http://localhost:9/x.png")

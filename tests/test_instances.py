@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
@@ -36,6 +37,8 @@ def _pair(
         "GEMGATE_REDIS_NAMESPACE": "gg-test-" + secrets.token_hex(4),
         # Long enough that only Redis can explain a change seen within a second.
         "GEMGATE_RELOAD_INTERVAL": "30",
+        # Every instance opens the secrets the others sealed: one key for all (README).
+        "GEMGATE_SECRET_KEY": Fernet.generate_key().decode(),
     }
     a = start_gemgate(tmp_path / "a", gemini, env)
     b = start_gemgate(tmp_path / "b", gemini, env)

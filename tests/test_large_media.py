@@ -60,15 +60,15 @@ def videos() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def uploader(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI, videos: str
 ) -> Iterator[Gemgate]:
-    """A gemgate with two API keys that may fetch from 127.0.0.1 files up to 64 MB; the
+    """A gemgate with two API keys that may fetch from the video server files up to 64 MB; the
     request size limit stays at its default (20 MB)."""
     server = start_gemgate(
         Path(tmp_path_factory.mktemp("uploader")),
         fake_gemini,
         {
-            "GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1",
+            "GEMGATE_FETCH_ALLOW_HOSTS": videos.removeprefix("http://"),
             "GEMGATE_FETCH_MAX_BYTES": str(64 * 1024 * 1024),
         },
     )

@@ -21,6 +21,7 @@ from tests.openai_sdk import client
 PNG = base64.b64decode(TINY_PNG)
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 28
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" + b"\x00" * 28
 
 
 class _Files(BaseHTTPRequestHandler):
@@ -63,13 +64,17 @@ def files() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def trusting(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI, files: str
 ) -> Iterator[Gemgate]:
-    """A gemgate whose operator allows fetching from 127.0.0.1, with a small size cap."""
+    """A gemgate whose operator allows fetching from the file server's 127.0.0.1 port, with a
+    small size cap."""
     server = start_gemgate(
         Path(tmp_path_factory.mktemp("trusting")),
         fake_gemini,
-        {"GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1", "GEMGATE_FETCH_MAX_BYTES": "100000"},
+        {
+            "GEMGATE_FETCH_ALLOW_HOSTS": files.removeprefix("http://"),
+            "GEMGATE_FETCH_MAX_BYTES": "100000",
+        },
     )
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
     server.add_api_key("AIzaFakeKeyAlpha0001")
@@ -90,12 +95,13 @@ def _sent_parts(gemini: FakeGeminiAPI) -> list[dict[str, Any]]:
 
 def test_data_urls_audio_and_files_are_inlined(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     wav = base64.b64encode(WAV).decode()
+    mp3 = base64.b64encode(MP3).decode()
     _ask(
         gateway,
         [
             {"type": "text", "text": "What are these?"},
             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{TINY_PNG}"}},
-            {"type": "input_audio", "input_audio": {"data": wav, "format": "mp3"}},
+            {"type": "input_audio", "input_audio": {"data": mp3, "format": "mp3"}},
             {
                 "type": "file",
                 "file": {
@@ -113,7 +119,7 @@ def test_data_urls_audio_and_files_are_inlined(gateway: Gemgate, gemini: FakeGem
     assert _sent_parts(gemini) == [
         {"text": "What are these?"},
         {"inlineData": {"mimeType": "image/png", "data": TINY_PNG}},
-        {"inlineData": {"mimeType": "audio/mp3", "data": wav}},
+        {"inlineData": {"mimeType": "audio/mp3", "data": mp3}},
         {"inlineData": {"mimeType": "application/pdf", "data": base64.b64encode(PDF).decode()}},
         {"inlineData": {"mimeType": "audio/wav", "data": wav}},
     ]

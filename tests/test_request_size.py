@@ -55,7 +55,7 @@ def pictures() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def small(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI, pictures: str
 ) -> Iterator[Gemgate]:
     server = start_gemgate(
         Path(tmp_path_factory.mktemp("small")),
@@ -63,7 +63,7 @@ def small(
         {
             "GEMGATE_MAX_BODY_BYTES": str(LIMIT),
             "GEMGATE_INLINE_MAX_BYTES": str(LIMIT),
-            "GEMGATE_FETCH_ALLOW_HOSTS": "127.0.0.1",
+            "GEMGATE_FETCH_ALLOW_HOSTS": pictures.removeprefix("http://"),
         },
     )
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
@@ -177,7 +177,8 @@ def test_fetched_media_past_the_inline_limit_go_through_the_files_api(
 async def test_fetched_media_count_against_the_limit_of_a_channel_that_cannot_upload(
     pictures: str,
 ) -> None:
-    fetcher = Fetcher(Settings(max_body_bytes=LIMIT, fetch_allow_hosts="127.0.0.1"))
+    allow = pictures.removeprefix("http://")
+    fetcher = Fetcher(Settings(max_body_bytes=LIMIT, fetch_allow_hosts=allow))
     try:
         for uploads in (True, False):
             request = ir.Request(

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from gemgate.store import Store
+from gemgate.store.encryption import SecretKeySource
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.services import postgres_database
@@ -23,9 +24,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-async def test_keys_and_credentials_round_trip(database_url: str) -> None:
-    store = Store(database_url)
-    await store.open()
+async def test_keys_and_credentials_round_trip(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url, SecretKeySource(None, tmp_path / "secret.key"))
+    await store.open(create=True)
     await store.open()  # migrations run once, a second start changes nothing
     try:
         start = await store.revision()

@@ -16,6 +16,7 @@ from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
 from gemgate.api.fronts import error_format
 from gemgate.api.request_id import RequestId
+from gemgate.api.uncaught import Uncaught, starlette_handler
 from gemgate.config import Settings
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.gateway import Gateway
@@ -44,9 +45,12 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
         return error_response(error_format(request.url.path), error)
 
     app = Starlette(
-        routes=routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error}
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: starlette_handler},
     )
     app.state.gateway = gateway
     # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
-    # id. Lifespan messages pass through all of them to Starlette.
-    return RequestId(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes))
+    # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
+    # through them all to Starlette.
+    return RequestId(Uncaught(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes)))

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -16,7 +17,7 @@ from gemgate.config import Settings
 from gemgate.errors import GatewayError
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
-from gemgate.store import KeyRecord, Store
+from gemgate.store import DatabaseMissing, KeyRecord, Store
 from gemgate.store.redis_state import announce_once, redis_answers
 
 T = TypeVar("T")
@@ -26,8 +27,13 @@ class _DefaultServe(click.Group):
     """`gemgate` alone, or with only options, means `gemgate serve`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
-            args = ["serve", *args]
+        # The group's own --config comes first and is not the start of serve's options.
+        rest = args
+        while rest and (rest[0] == "--config" or rest[0].startswith("--config=")):
+            rest = rest[2:] if rest[0] == "--config" else rest[1:]
+        if not rest or (rest[0].startswith("-") and rest[0] not in ("--help", "-h", "--version")):
+            at = len(args) - len(rest)
+            args = [*args[:at], "serve", *rest]
         return super().parse_args(ctx, args)
 
 
@@ -47,6 +53,52 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().obj = value
+
+
+def _config_on_every_command(group: click.Group) -> None:
+    """`--config FILE` is accepted after any command too, not only before it."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _config_on_every_command(command)
+        else:
+            command.params.append(
+                click.Option(
+                    ["--config"],
+                    is_eager=True,
+                    expose_value=False,
+                    callback=_remember_config,
+                    help="TOML settings file (env: GEMGATE_CONFIG).",
+                )
+            )
+
+
+async def _open_store(settings: Settings, store: Store | None = None) -> Store:
+    """Open the configured store. Only serve and db migrate create a database; every other
+    command opens the one there is, and says which (on stderr: stdout stays for results)."""
+    store = store or Store.from_settings(settings)
+    try:
+        await store.open()
+    except DatabaseMissing as missing:
+        await store.close()
+        raise click.ClickException(_no_database(settings, missing)) from None
+    except BaseException:
+        await store.close()
+        raise
+    click.echo(f"database: {store.describe()}", err=True)
+    return store
+
+
+def _no_database(settings: Settings, missing: DatabaseMissing) -> str:
+    return (
+        f"no gemgate database at {missing.path} (the data folder is GEMGATE_DATA_DIR="
+        f"{settings.data_dir}; GEMGATE_DATABASE_URL points to another database); "
+        f"run gemgate db migrate (or gemgate serve) to create it"
+    )
+
+
 def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     """Run an async command body with an open store; gateway errors become clean CLI errors."""
 
@@ -55,9 +107,8 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     def wrapper(ctx: click.Context, **kwargs: Any) -> T:
         async def run() -> T:
             settings = _settings(ctx)
-            store = Store(settings.resolved_database_url)
+            store = await _open_store(settings)
             try:
-                await store.open()
                 before = await store.revision()
                 result = await func(store, **kwargs)
                 if settings.redis_url and await store.revision() != before:
@@ -81,16 +132,35 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 
 
 @main.command()
-@click.option("--host", envvar="GEMGATE_HOST", help="Address to listen on [127.0.0.1].")
-@click.option("--port", envvar="GEMGATE_PORT", type=int, help="Port to listen on [8000].")
+# GEMGATE_HOST and GEMGATE_PORT are read with every other setting, so a bad value is reported
+# the same way (naming the variable) whether it comes from the environment or the file.
+@click.option("--host", help="Address to listen on [GEMGATE_HOST, 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port to listen on [GEMGATE_PORT, 8000]."
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
     from gemgate import server
 
     settings = _settings(ctx, host=host, port=port)
+
+    async def check_store() -> str:
+        # Opened once before the server starts, so a bad database URL or a missing or wrong
+        # secret key is a one-line error here rather than a failed startup's traceback.
+        store = Store.from_settings(settings)
+        try:
+            await store.open(create=True)
+        finally:
+            await store.close()
+        return store.describe()
+
+    try:
+        where = asyncio.run(check_store())
+    except GatewayError as error:
+        raise click.ClickException(error.message) from None
     click.echo(f"gemgate {_version()} on http://{settings.host}:{settings.port}")
-    click.echo(f"store: {_safe_url(settings.resolved_database_url)}")
+    click.echo(f"store: {where}")
     click.echo("add a client key with: gemgate keys create --name NAME")
     server.run(settings)
 
@@ -116,19 +186,46 @@ def keys() -> None:
     """Client keys: who may use this gateway, for what."""
 
 
+LIMITS = ("rpm", "tpm", "quota_tokens")
+
+
+class _Limit(click.ParamType):
+    """A whole number of 1 or more; 0 is not "no limit", and the error says what is."""
+
+    name = "N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a whole number", param, ctx)
+        if number < 1:
+            flag = param.opts[0] if param else "--LIMIT"
+            self.fail(f"a limit is 1 or more; `keys update --no-{flag[2:]}` removes it", param, ctx)
+        return number
+
+
+_LIMIT = _Limit()
+
+
 def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
-            "--channels", help="Comma-separated channels: gemini,gemini_cli,gemini_official."
+            "--channels",
+            help="Comma-separated channels: gemini,gemini_cli,gemini_official; 'all' for any.",
         ),
-        click.option("--models", help="Comma-separated model patterns, e.g. 'gemini-2.5-*'."),
+        click.option(
+            "--models",
+            help="Comma-separated model patterns, e.g. 'gemini-2.5-*'; 'all' or '*' for any.",
+        ),
         click.option(
             "--endpoints",
-            help="Comma-separated endpoints: chat,messages,native,images,embeddings,speech.",
+            help="Comma-separated endpoints: chat,messages,native,images,embeddings,speech;"
+            " 'all' for every one.",
         ),
-        click.option("--rpm", type=click.IntRange(min=1), help="Requests per minute."),
-        click.option("--tpm", type=click.IntRange(min=1), help="Tokens per minute."),
-        click.option("--quota-tokens", type=click.IntRange(min=1), help="Total tokens allowed."),
+        click.option("--rpm", type=_LIMIT, help="Requests per minute."),
+        click.option("--tpm", type=_LIMIT, help="Tokens per minute."),
+        click.option("--quota-tokens", type=_LIMIT, help="Total tokens allowed."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -136,10 +233,16 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _scopes(channels: str | None, models: str | None, endpoints: str | None) -> dict[str, Any]:
+    """The scopes given (an option left out is not in the result; 'all' gives None)."""
+    given = {
+        "channels": (channels, key_service.CHANNELS),
+        "models": (models, None),
+        "endpoints": (endpoints, key_service.ENDPOINTS),
+    }
     return {
-        "channels": key_service.parse_list(channels, key_service.CHANNELS, "channel"),
-        "models": key_service.parse_list(models),
-        "endpoints": key_service.parse_list(endpoints, key_service.ENDPOINTS, "endpoint"),
+        name: key_service.parse_list(value, allowed, name)
+        for name, (value, allowed) in given.items()
+        if value is not None
     }
 
 
@@ -160,13 +263,19 @@ def _key_view(record: KeyRecord) -> dict[str, Any]:
 
 
 def _print_rows(
-    rows: list[dict[str, Any]], as_json: bool, empty: str, line: Callable[[dict[str, Any]], str]
+    rows: list[dict[str, Any]],
+    as_json: bool,
+    empty: str,
+    line: Callable[[dict[str, Any]], str],
+    header: str | None = None,
 ) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
         click.echo(empty)
     else:
+        if header:
+            click.echo(header)
         for row in rows:
             click.echo(line(row))
 
@@ -193,7 +302,7 @@ async def keys_create(
     record, secret = await key_service.create(
         store,
         name,
-        **_scopes(channels, models, endpoints),
+        **_scopes(channels, models, endpoints),  # type: ignore[arg-type]
         rpm=rpm,
         tpm=tpm,
         quota_tokens=quota_tokens,
@@ -226,6 +335,9 @@ async def keys_show(store: Store, key: str) -> None:
 @keys.command("update")
 @click.argument("key")
 @_scope_options
+@click.option("--no-rpm", is_flag=True, help="Remove the requests-per-minute limit.")
+@click.option("--no-tpm", is_flag=True, help="Remove the tokens-per-minute limit.")
+@click.option("--no-quota-tokens", is_flag=True, help="Remove the total-token quota.")
 @_with_store
 async def keys_update(
     store: Store,
@@ -236,13 +348,22 @@ async def keys_update(
     rpm: int | None,
     tpm: int | None,
     quota_tokens: int | None,
+    no_rpm: bool,
+    no_tpm: bool,
+    no_quota_tokens: bool,
 ) -> None:
-    """Change a key's scopes and limits (only the options given)."""
+    """Change a key's scopes and limits (only the options given). 'all' as a scope, or a
+    --no-LIMIT flag, takes the restriction away."""
     record = await key_service.find(store, key)
-    changes = {k: v for k, v in _scopes(channels, models, endpoints).items() if v is not None}
-    changes.update(
-        {k: v for k, v in (("rpm", rpm), ("tpm", tpm), ("quota_tokens", quota_tokens)) if v}
-    )
+    changes = _scopes(channels, models, endpoints)
+    for name, value, remove in zip(
+        LIMITS, (rpm, tpm, quota_tokens), (no_rpm, no_tpm, no_quota_tokens), strict=True
+    ):
+        flag = "--" + name.replace("_", "-")
+        if value is not None and remove:
+            raise click.UsageError(f"{flag} and --no-{flag[2:]} contradict each other")
+        if value is not None or remove:
+            changes[name] = value
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     updated = await store.update_key(record.id, **changes)
@@ -277,6 +398,7 @@ async def credentials_add(
     store: Store, channel: str, api_key: str | None, label: str | None, proxy: str | None
 ) -> None:
     """Add a credential to a channel's pool."""
+    proxy = credential_service.checked_proxy(proxy)
     if channel != "gemini":
         raise click.ClickException(f"the {channel} channel is not available in this version yet")
     if not api_key:
@@ -296,54 +418,95 @@ async def credentials_list(store: Store, channel: str | None, as_json: bool) -> 
         if v["status"] != "ok":
             state += f", {v['status']}: {v['status_reason']}"
         secret = ", ".join(f"{k}={s}" for k, s in v["secret"].items())
-        return f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]"
+        text = f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]"
+        return "\n".join([text, *_cooldown_lines(v)])
 
-    views = [credential_service.describe(r) for r in await store.list_credentials(channel)]
+    cooldowns = await store.cooldowns()
+    views = [
+        credential_service.describe(r, cooldowns) for r in await store.list_credentials(channel)
+    ]
     empty = "no credentials yet: gemgate credentials add gemini --api-key KEY"
-    _print_rows(views, as_json, empty, line)
+    _print_rows([_json_times(v) for v in views] if as_json else views, as_json, empty, line)
+
+
+def _cooldown_lines(view: dict[str, Any]) -> list[str]:
+    now = time.time()
+    return [
+        f"        cooling down for {c['model']} until {_when(c['until'])} "
+        f"({c['until'] - now:.0f}s left){': ' + c['reason'] if c['reason'] else ''}"
+        for c in view["cooldowns"]
+    ]
+
+
+def _json_times(view: dict[str, Any]) -> dict[str, Any]:
+    view["cooldowns"] = [
+        {**c, "since": _iso(c["since"]), "until": _iso(c["until"])} for c in view["cooldowns"]
+    ]
+    return view
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+@credentials.command("show")
+@click.argument("credential")
+@_with_store
+async def credentials_show(store: Store, credential: str) -> None:
+    """Show one credential by id or label, secrets masked, with its cooldowns."""
+    record = await credential_service.find(store, credential)
+    view = credential_service.describe(record, await store.cooldowns())
+    click.echo(json.dumps(_json_times(view), indent=2))
 
 
 @credentials.command("enable")
-@click.argument("credential_id", type=int)
+@click.argument("credential")
 @_with_store
-async def credentials_enable(store: Store, credential_id: int) -> None:
-    """Enable a credential (and clear its invalid mark)."""
-    record = await credential_service.set_enabled(store, credential_id, True)
+async def credentials_enable(store: Store, credential: str) -> None:
+    """Enable a credential, by id or label (and clear its invalid mark)."""
+    record = await credential_service.find(store, credential)
+    record = await credential_service.set_enabled(store, record.id, True)
     click.echo(f"enabled credential {record.id} ({record.label})")
 
 
 @credentials.command("disable")
-@click.argument("credential_id", type=int)
+@click.argument("credential")
 @_with_store
-async def credentials_disable(store: Store, credential_id: int) -> None:
-    """Disable a credential; it stays stored but is never used."""
-    record = await credential_service.set_enabled(store, credential_id, False)
+async def credentials_disable(store: Store, credential: str) -> None:
+    """Disable a credential, by id or label; it stays stored but is never used."""
+    record = await credential_service.find(store, credential)
+    record = await credential_service.set_enabled(store, record.id, False)
     click.echo(f"disabled credential {record.id} ({record.label})")
 
 
 @credentials.command("remove")
-@click.argument("credential_id", type=int)
+@click.argument("credential")
 @_with_store
-async def credentials_remove(store: Store, credential_id: int) -> None:
-    """Remove a credential for good."""
-    record = await credential_service.find(store, credential_id)
-    await store.remove_credential(credential_id)
+async def credentials_remove(store: Store, credential: str) -> None:
+    """Remove a credential, by id or label, for good (its id is never given again)."""
+    record = await credential_service.find(store, credential)
+    await store.remove_credential(record.id)
     click.echo(f"removed credential {record.id} ({record.label})")
 
 
 @credentials.command("test")
-@click.argument("credential_id", type=int)
+@click.argument("credential")
 @click.pass_context
-def credentials_test(ctx: click.Context, credential_id: int) -> None:
-    """Ask the upstream whether a credential works, and say why not."""
+def credentials_test(ctx: click.Context, credential: str) -> None:
+    """Ask the upstream whether a credential (id or label) works, and say why not."""
     from gemgate.gateway import Gateway
     from gemgate.pool import UpstreamFailed
 
     async def run() -> str:
-        gateway = Gateway(_settings(ctx))
-        await gateway.store.open()
+        settings = _settings(ctx)
+        gateway = Gateway(settings)
         try:
-            record = await credential_service.find(gateway.store, credential_id)
+            await _open_store(settings, gateway.store)
+        except BaseException:
+            await gateway.http.close()
+            raise
+        try:
+            record = await credential_service.find(gateway.store, credential)
             channel = gateway.channels.get(record.channel)
             if channel is None:
                 raise click.ClickException(
@@ -390,11 +553,16 @@ async def usage(store: Store, key_ident: str | None, since: str | None, as_json:
         row["key"] = names.get(row.pop("key_id"), "(deleted)")
     def line(r: dict[str, Any]) -> str:
         return (
-            f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>7} req "
-            f"{r['errors']:>5} err {r['total_tokens']:>10} tokens"
+            f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>8} "
+            f"{r['errors']:>6} {r['prompt_tokens']:>10} {r['output_tokens']:>10} "
+            f"{r['thought_tokens']:>10} {r['total_tokens']:>10}"
         )
 
-    _print_rows(rows, as_json, "no usage recorded yet", line)
+    header = (
+        f"{'KEY':<20} {'CHANNEL':<16} {'MODEL':<28} {'REQUESTS':>8} {'ERRORS':>6} "
+        f"{'PROMPT':>10} {'OUTPUT':>10} {'THINKING':>10} {'TOTAL':>10}"
+    )
+    _print_rows(rows, as_json, "no usage recorded yet", line, header)
 
 
 def _period(text: str) -> float:
@@ -413,10 +581,24 @@ def db() -> None:
 
 
 @db.command("migrate")
-@_with_store
-async def db_migrate(store: Store) -> None:
-    """Bring the database schema up to date (serve does this too)."""
-    click.echo(f"{_safe_url(store.url)} is up to date")
+@click.pass_context
+def db_migrate(ctx: click.Context) -> None:
+    """Create the database, or bring its schema up to date (serve does this too)."""
+    settings = _settings(ctx)
+
+    async def run() -> str:
+        store = Store.from_settings(settings)
+        existed = store.path is None or store.path.exists()
+        try:
+            await store.open(create=True)
+        finally:
+            await store.close()
+        return f"{store.describe()} is up to date" if existed else f"created {store.describe()}"
+
+    try:
+        click.echo(asyncio.run(run()))
+    except GatewayError as error:
+        raise click.ClickException(error.message) from None
 
 
 @db.command("check")
@@ -428,19 +610,22 @@ def db_check(ctx: click.Context) -> None:
 
     async def run() -> list[str]:
         problems = []
-        store = Store(settings.resolved_database_url)
+        store = Store.from_settings(settings)
         try:
-            missing = await store.pending_migrations()
-        except Exception as exc:
-            problems.append(f"database {_safe_url(store.url)} does not answer: {exc}")
-        else:
-            if missing:
-                problems.append(
-                    f"database {_safe_url(store.url)} lacks migrations "
-                    f"{', '.join(map(str, missing))}: run gemgate db migrate"
-                )
+            if store.path is not None and not store.path.exists():
+                # Looking must not create it (SQLite would, on connecting).
+                problems.append(_no_database(settings, DatabaseMissing(store.path)))
             else:
-                click.echo(f"database {_safe_url(store.url)}: schema up to date")
+                missing = await store.pending_migrations()
+                if missing:
+                    problems.append(
+                        f"database {store.describe()} lacks migrations "
+                        f"{', '.join(map(str, missing))}: run gemgate db migrate"
+                    )
+                else:
+                    click.echo(f"database {store.describe()}: schema up to date")
+        except Exception as exc:
+            problems.append(f"database {store.describe()} does not answer: {exc}")
         finally:
             await store.close()
         if settings.redis_url:
@@ -456,6 +641,8 @@ def db_check(ctx: click.Context) -> None:
     if problems:
         sys.exit(1)
 
+
+_config_on_every_command(main)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("gemgate-data")
     database_url: str | None = None
+    # The key that seals upstream secrets in the database (Fernet, url-safe base64); when unset,
+    # the key file is read, and `serve` creates it on first start.
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
     redis_url: str | None = None
     # Prefix of every Redis key and channel: deployments that share one Redis stay apart.
     redis_namespace: str = "gemgate"
@@ -91,13 +95,13 @@ class Settings(BaseSettings):
         config_file = config_file or os.environ.get("GEMGATE_CONFIG")
         clean = {k: v for k, v in overrides.items() if v is not None}
         if not config_file:
-            return cls(**clean)
+            return _validated(cls, clean, None)
         path = Path(config_file)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         config = SettingsConfigDict(**{**cls.model_config, "toml_file": path})
         toml_cls = type(cls.__name__, (cls,), {"model_config": config})
-        return toml_cls(**clean)
+        return _validated(toml_cls, clean, path)
 
     @classmethod
     def settings_customise_sources(
@@ -117,3 +121,32 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'gemgate.db').resolve()}"
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        return (self.secret_key_file or self.data_dir / "secret.key").resolve()
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names it as the operator wrote it."""
+
+
+def _validated(cls: type[Settings], overrides: dict[str, Any], path: Path | None) -> Settings:
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(
+            "; ".join(_describe(error, path) for error in exc.errors())
+        ) from None
+
+
+def _describe(error: Any, path: Path | None) -> str:
+    # One line per bad value, named as the operator can set it, instead of pydantic's dump.
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    where = f"GEMGATE_{name.upper()}" + (f" (or `{name}` in {path})" if path else "")
+    reason = str(error["msg"]).split(",")[0].lower()
+    value = error.get("input")
+    shown = ""
+    if isinstance(value, str | int | float) and not any(w in name for w in ("secret", "token")):
+        shown = f" (got {value!r})"
+    return f"setting {where}: {reason}{shown}"

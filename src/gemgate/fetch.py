@@ -18,13 +18,13 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gemgate import ir
+from gemgate import input_media, ir
 from gemgate.config import Settings
 from gemgate.errors import InvalidRequest, RequestTooLarge
-from gemgate.media import guess_mime
 
 MAX_REDIRECTS = 5
 _ENCODE_IN_THREAD = 1024 * 1024
+_STANDARD_PORTS = (80, 443)
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be"})
 _FILES_API_PREFIX = "https://generativelanguage.googleapis.com/"
 
@@ -57,11 +57,43 @@ def stays_upstream(uri: str) -> bool:
     return host in _YOUTUBE_HOSTS or uri.startswith(_FILES_API_PREFIX)
 
 
+class AllowList:
+    """The operator's `GEMGATE_FETCH_ALLOW_HOSTS`: `host:port` entries allow that port only,
+    a bare host its standard ports (80 and 443) only, so allow-listing a web server does not
+    open every other service on the same machine. IPv6 addresses go in brackets with a port."""
+
+    def __init__(self, setting: str) -> None:
+        self.entries: set[tuple[str, int | None]] = set()
+        for raw in setting.split(","):
+            entry = raw.strip().lower()
+            if entry:
+                self.entries.add(_host_and_port(entry))
+
+    def allows(self, host: str, port: int) -> bool:
+        host = host.lower().strip("[]")
+        if (host, port) in self.entries:
+            return True
+        return port in _STANDARD_PORTS and (host, None) in self.entries
+
+
+def _host_and_port(entry: str) -> tuple[str, int | None]:
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""  # a name, an IPv4 address or a bare IPv6 address
+    if port and not port.isdigit():
+        raise ValueError(f"GEMGATE_FETCH_ALLOW_HOSTS: {entry!r} has a port that is not a number")
+    return host, int(port) if port else None
+
+
 class _CheckedResolver(AbstractResolver):
-    """Resolves a host and refuses it unless every address is public (or the host is
+    """Resolves a host and refuses it unless every address is public (or the host and port are
     allow-listed). aiohttp connects to the addresses returned here and nothing else."""
 
-    def __init__(self, allow: frozenset[str]) -> None:
+    def __init__(self, allow: AllowList) -> None:
         self.allow = allow
 
     async def resolve(
@@ -75,7 +107,7 @@ class _CheckedResolver(AbstractResolver):
         results: list[ResolveResult] = []
         for fam, _, proto, _, sockaddr in infos:
             address = str(sockaddr[0])
-            if host.lower() not in self.allow and not is_public(address):
+            if not self.allow.allows(host, port) and not is_public(address):
                 raise FetchRefused(f"{host} resolves to {address}, which is not a public address")
             results.append(
                 ResolveResult(
@@ -97,8 +129,7 @@ class Fetcher:
     """Turns every http(s) `ir.Media` of a request into inline bytes before it goes upstream."""
 
     def __init__(self, settings: Settings) -> None:
-        hosts = settings.fetch_allow_hosts.split(",")
-        self.allow = frozenset(h.strip().lower() for h in hosts if h.strip())
+        self.allow = AllowList(settings.fetch_allow_hosts)
         self.max_bytes = settings.fetch_max_bytes
         self.max_request = settings.max_body_bytes
         self.timeout = aiohttp.ClientTimeout(total=settings.fetch_timeout)
@@ -148,7 +179,9 @@ class Fetcher:
             data, declared = await self.fetch(url)
         except FetchRefused as why:
             raise InvalidRequest(f"could not fetch {url}: {why}", param="messages") from None
-        media.mime_type = guess_mime(declared or media.mime_type, data[:16], urlsplit(url).path)
+        media.mime_type = input_media.checked_type(
+            declared or media.mime_type, data[:24], urlsplit(url).path, f"the file at {url}"
+        )
         if len(data) > _ENCODE_IN_THREAD:
             # Tens of megabytes of base64 would hold up every other request on the loop.
             media.data = (await asyncio.to_thread(base64.b64encode, data)).decode()
@@ -188,7 +221,11 @@ class Fetcher:
         raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise FetchRefused("the URL is malformed") from None
         if parts.scheme not in ("http", "https"):
             raise FetchRefused("only http and https URLs can be fetched")
         host = (parts.hostname or "").lower()
@@ -199,7 +236,7 @@ class Fetcher:
             ipaddress.ip_address(host)
         except ValueError:
             return
-        if host not in self.allow and not is_public(host):
+        if not self.allow.allows(host, port) and not is_public(host):
             raise FetchRefused(f"{host} is not a public address")
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:

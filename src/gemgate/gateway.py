@@ -22,6 +22,7 @@ from gemgate.pool import Credential, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.admission import Admission
+from gemgate.services.cooldowns import CooldownLog
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
 from gemgate.services.usage import UsageMeter
@@ -35,7 +36,7 @@ log = logging.getLogger("gemgate")
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.resolved_database_url)
+        self.store = Store.from_settings(settings)
         self.http = Http(settings)
         self.keys = KeyRing()
         self.usage = UsageMeter(self.store)
@@ -46,6 +47,7 @@ class Gateway:
             else None
         )
         self.admission = Admission(RequestRate(), self.usage, self.shared)
+        self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
         self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
@@ -58,8 +60,9 @@ class Gateway:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.store.open(create=True)
         await self.reload()
+        await self.cooldowns.load_into(self.pool)
         await self.usage.flush()
         if self.shared is not None:
             await self.shared.start(self._on_event)
@@ -71,6 +74,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.usage.flush()
+        await self.cooldowns.flush()
         if self.shared is not None:
             await self.shared.stop()
         await self.http.close()
@@ -95,6 +99,7 @@ class Gateway:
             await asyncio.sleep(self.settings.reload_interval)
             try:
                 await self.reload()
+                await self.cooldowns.load_into(self.pool)
             except Exception:
                 log.exception("could not reload keys and credentials from the store")
             try:
@@ -111,6 +116,9 @@ class Gateway:
             log.exception("could not record credential %s as invalid", credential.id)
 
     def _announce_cooldown(self, credential: Credential, model: str, seconds: float) -> None:
+        # Recorded in the store for the CLI and instances without Redis (off the request path).
+        reason = self.pool.state(credential.id).last_error or ""
+        self.cooldowns.note(credential, model, seconds, reason)
         if self.shared is not None:
             # Wall-clock end: monotonic clocks of two machines have nothing in common.
             until = time.time() + seconds

@@ -48,7 +48,7 @@ async def handle(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
@@ -342,7 +342,7 @@ async def passthrough(
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Passthrough):
             return await fallback()
-        key.check(route.channel, model.removeprefix("models/"), fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         body = await request.body()
         tokens = 0
         if action != "countTokens" and (key.quota_tokens is not None or key.tpm is not None):
@@ -446,7 +446,7 @@ async def count_tokens(
         body = await request.body()
         ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         await gateway.admission.admit(key, 0)
         upstream = gateway.channels[route.channel]
         await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
@@ -471,7 +471,7 @@ async def embed(
         body = await request.body()
         ir_request = fmt.decode(body)
         route = gateway.router.resolve(ir_request.model, channel)
-        key.check(route.channel, ir_request.model, fmt.endpoint)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
         upstream = gateway.channels[route.channel]
         if not isinstance(upstream, Embedder):
             raise InvalidRequest(

@@ -1,8 +1,8 @@
 """Which channel serves a request, and under which upstream model name.
 
-Order of resolution: an operator alias; a `channel/model` form that pins the channel; the
-route prefix (`/gemini/...`) that pins it; else the first channel that serves the model name,
-preferring one that has a usable credential.
+Order of resolution: an operator alias (an exact name, else the most specific glob pattern);
+a `channel/model` form that pins the channel; the route prefix (`/gemini/...`) that pins it;
+else the first channel that serves the model name, preferring one that has a usable credential.
 """
 
 from __future__ import annotations
@@ -10,14 +10,50 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from gemgate import model_names
 from gemgate.channels.base import Channel
 from gemgate.errors import InvalidRequest, NotFound
+from gemgate.services.keys import CHANNELS
+
+_WILDCARDS = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     channel: str
+    # The model sent upstream, after aliases and suffixes.
     model: str
+    # The model the client asked for, without a `models/` or `channel/` prefix.
+    asked: str
+
+
+class Aliases:
+    """Client-facing names → `channel/model` or a plain upstream model. A name given exactly
+    wins; else the matching pattern with the most literal characters (`claude-haiku-*` before
+    `claude-*`), earlier in the settings on a tie."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self.exact: dict[str, str] = {}
+        patterns: list[tuple[str, str]] = []
+        for name, target in table.items():
+            try:
+                model_names.check(target, "alias target")
+            except InvalidRequest as error:
+                raise ValueError(f"alias {name!r}: {error.message}") from None
+            if _WILDCARDS.isdisjoint(name):
+                self.exact[name] = target
+            else:
+                patterns.append((name, target))
+        self.patterns = sorted(patterns, key=lambda p: -sum(c not in _WILDCARDS for c in p[0]))
+
+    def target(self, name: str) -> str | None:
+        found = self.exact.get(name)
+        if found is not None or not self.patterns:
+            return found
+        for pattern, target in self.patterns:
+            if model_names.matches(name, pattern):
+                return target
+        return None
 
 
 class Router:
@@ -28,31 +64,39 @@ class Router:
         has_usable: Callable[[str], bool],
     ) -> None:
         self.channels = channels
-        self.aliases = aliases
+        self.aliases = Aliases(aliases)
         self.has_usable = has_usable
 
     def resolve(self, model: str, pinned: str | None = None) -> Route:
-        name = model.removeprefix("models/")
-        name = self.aliases.get(name, name)
-        if "/" in name:
-            channel, _, upstream = name.partition("/")
-            if channel in self.channels:
-                if pinned and pinned != channel:
-                    raise InvalidRequest(
-                        f"model {model!r} belongs to channel {channel!r}, not {pinned!r}",
-                        param="model",
-                    )
-                return Route(channel, upstream)
+        asked = model_names.check(model)
+        target = self.aliases.target(asked) or asked
+        channel, name = model_names.split(target)
+        asked_name = model_names.split(asked)[1]
+        if channel is not None:
+            if channel not in self.channels:
+                if channel in CHANNELS:
+                    raise NotFound(f"channel {channel!r} is not available on this gateway")
+                raise InvalidRequest(
+                    f"model {model!r}: {channel!r} is not a channel; a model name may start"
+                    f" with one of {', '.join(self.channels)} and a '/'",
+                    param="model",
+                )
+            if pinned and pinned != channel:
+                raise InvalidRequest(
+                    f"model {model!r} belongs to channel {channel!r}, not {pinned!r}",
+                    param="model",
+                )
+            return Route(channel, name, asked_name)
         if pinned:
             if pinned not in self.channels:
                 raise NotFound(f"channel {pinned!r} is not available on this gateway")
-            return Route(pinned, name)
+            return Route(pinned, name, asked_name)
         serving = [cid for cid, channel in self.channels.items() if channel.serves(name)]
         for cid in serving:
             if self.has_usable(cid):
-                return Route(cid, name)
+                return Route(cid, name, asked_name)
         if serving:
-            return Route(serving[0], name)
+            return Route(serving[0], name, asked_name)
         raise NotFound(
             f"model {model!r} is not served by this gateway", param="model", code="model_not_found"
         )

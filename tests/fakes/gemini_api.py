@@ -211,6 +211,7 @@ class Reply:
     retry_delay: str | None = None
     seconds: float = 0.0
     thoughts_tokens: int = 0
+    content_type: str = "application/json"
 
     @classmethod
     def text(
@@ -274,6 +275,12 @@ class Reply:
             details=details,
             retry_delay=retry_delay,
         )
+
+    @classmethod
+    def raw(cls, status: int, body: str, content_type: str = "text/html; charset=utf-8") -> Reply:
+        """Not Google's answer at all: what a proxy in front of it (an HTML error page) or a
+        crashed server (plain text) sends, byte for byte."""
+        return cls(kind="raw", status=status, content=body, content_type=content_type)
 
     @classmethod
     def stall(cls, seconds: float) -> Reply:
@@ -1620,6 +1627,12 @@ class FakeGeminiAPI(MediaAPIs):
 
         if reply.kind == "error":
             raise self._scripted_error(reply, model)
+        if reply.kind == "raw":
+            return web.Response(
+                status=reply.status,
+                body=reply.content.encode(),
+                headers={"content-type": reply.content_type},
+            )
         if reply.kind in ("stall", "disconnect", "cut"):
             if reply.kind == "stall" or not stream:
                 await asyncio.sleep(reply.seconds)

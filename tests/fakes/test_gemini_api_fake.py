@@ -613,6 +613,16 @@ def test_default_error_messages(fake: FakeGeminiAPI) -> None:
     assert (status, err["error"]["message"], err["error"]["status"]) == (500, "boom", "INTERNAL")
 
 
+def test_raw_reply_is_sent_byte_for_byte(fake: FakeGeminiAPI) -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    fake.script(Reply.raw(502, page))
+    status, headers, raw = call(
+        fake, "/v1beta/models/gemini-2.5-flash:generateContent", {"contents": [USER_HI]}
+    )
+    assert (status, raw.decode()) == (502, page)
+    assert {k.lower(): v for k, v in headers.items()}["content-type"].startswith("text/html")
+
+
 async def test_stall_and_disconnect(fake: FakeGeminiAPI) -> None:
     fake.script(Reply.stall(5))
     url = fake.base_url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"

@@ -23,7 +23,10 @@ def find_secret(scope: Scope) -> str | None:
     if authorization:
         value = authorization.decode("latin-1").strip()
         scheme, _, rest = value.partition(" ")
-        return rest.strip() if scheme.lower() == "bearer" and rest else value
+        if scheme.lower() == "bearer":
+            # "Bearer " with nothing after it is a client whose key variable was empty.
+            return rest.strip() or None
+        return value or None
     query = scope.get("query_string", b"")
     if b"key=" in query:
         for name, value in parse_qsl(query.decode("latin-1")):

@@ -171,7 +171,7 @@ async def native_model(request: Request, channel: str | None = None) -> Response
     try:
         key.check_endpoint(NATIVE.endpoint)
         route = gateway.router.resolve(wanted, channel)
-        key.check(route.channel, wanted, NATIVE.endpoint)
+        key.check(route.channel, route.asked, route.model, NATIVE.endpoint)
         for m in await usable_models(gateway, key, route.channel):
             if m.id == route.model:
                 return Response(orjson.dumps(_native_model(m)), media_type="application/json")

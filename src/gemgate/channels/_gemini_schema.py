@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gemgate import json_depth
+from gemgate.errors import InvalidRequest
+
 # Keywords Gemini rejects, or that mean nothing to it and only risk a 400.
 _DROPPED = frozenset(
     {
@@ -34,6 +37,9 @@ _SCHEMA_VALUES = frozenset(
 _SCHEMA_LISTS = frozenset({"anyOf", "prefixItems"})
 # Gemini rejects schemas nested deeper than this; recursive `$ref`s are cut off here.
 MAX_DEPTH = 12
+# Values that are not schemas (`default`, `enum`, `example`...) are copied as they are, so
+# they get a bound of their own.
+MAX_VALUE_DEPTH = 32
 
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +81,10 @@ class _Cleaner:
                     self._list(value, depth, refs)
                     if isinstance(value, list)
                     else self.clean(value, depth + 1, refs)
+                )
+            elif json_depth.deeper_than(value, MAX_VALUE_DEPTH):
+                raise InvalidRequest(
+                    f"a schema's {key!r} value is nested more than {MAX_VALUE_DEPTH} levels deep"
                 )
             else:
                 out[key] = value

@@ -520,40 +520,68 @@ class GoogleError:
     reason: str | None
     retry_delay: float | None
     per_day: bool
+    # Whether the body was a google.rpc.Status at all, rather than (say) a proxy's HTML page.
+    structured: bool = True
+
+
+# How much of an error body that is not Google's JSON is shown to the client.
+EXCERPT_CHARS = 200
+_TAG = re.compile(r"<[^>]*>")
 
 
 def parse_google_error(http_status: int, body: bytes) -> GoogleError:
-    """Read a google.rpc.Status body (also wrapped in a one-element array, or not JSON)."""
+    """Read a google.rpc.Status body (also wrapped in a one-element array). Anything else (a
+    proxy's HTML page, a crashed upstream's text) becomes a message with the status and a
+    short, readable excerpt."""
     try:
         data: Any = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
-        data = {}
+        data = None
     if isinstance(data, list) and data:
         data = data[0]
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        text = body.decode("utf-8", "replace").strip()[:300]
         return GoogleError(
-            http_status, "", text or f"upstream answered HTTP {http_status}", None, None, False
+            http_status, "", _unstructured(http_status, body), None, None, False, False
         )
-    message = str(error.get("message") or f"upstream answered HTTP {http_status}")
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"upstream answered HTTP {http_status}"
     reason, delay, per_day = None, None, False
-    for detail in error.get("details") or ():
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
         kind = str(detail.get("@type", ""))
         if kind.endswith("ErrorInfo"):
-            reason = detail.get("reason")
-            reset = (detail.get("metadata") or {}).get("quotaResetDelay")
-            if delay is None and reset:
+            found = detail.get("reason")
+            reason = found if isinstance(found, str) else None
+            metadata = detail.get("metadata")
+            reset = metadata.get("quotaResetDelay") if isinstance(metadata, dict) else None
+            if delay is None and isinstance(reset, str):
                 delay = parse_duration(reset)
-        elif kind.endswith("RetryInfo") and detail.get("retryDelay"):
+        elif kind.endswith("RetryInfo") and isinstance(detail.get("retryDelay"), str):
             delay = parse_duration(detail["retryDelay"])
-        elif kind.endswith("QuotaFailure"):
+        elif kind.endswith("QuotaFailure") and isinstance(detail.get("violations"), list):
             per_day = any(
-                "PerDay" in str(v.get("quotaId", "")) for v in detail.get("violations") or ()
+                isinstance(v, dict) and "PerDay" in str(v.get("quotaId", ""))
+                for v in detail["violations"]
             )
     if delay is None:
         delay = _delay_in_message(message)
-    return GoogleError(http_status, str(error.get("status") or ""), message, reason, delay, per_day)
+    status = error.get("status")
+    return GoogleError(
+        http_status, status if isinstance(status, str) else "", message, reason, delay, per_day
+    )
+
+
+def _unstructured(http_status: int, body: bytes) -> str:
+    text = body[: EXCERPT_CHARS * 20].decode("utf-8", "replace")
+    text = " ".join(_TAG.sub(" ", text).split())
+    if len(text) > EXCERPT_CHARS:
+        text = text[:EXCERPT_CHARS] + "…"
+    said = f": {text}" if text else " with an empty body"
+    return f"upstream answered HTTP {http_status}, not with a Google error{said}"
 
 
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ms|h|m|s)")

@@ -8,11 +8,12 @@ import fnmatch
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from gemgate import errors, ir
+from gemgate import errors, ir, model_names
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
@@ -61,7 +62,7 @@ class GeminiAPI:
         else:
             payload = wire.request_body(request, model)
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
-        url = f"{self.base}/models/{model}:{method}"
+        url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
@@ -89,7 +90,7 @@ class GeminiAPI:
         expired early), it is uploaded again, once, rather than blamed on the credential."""
         for last in (False, True):
             moved = await self.files.place(payload, credential)
-            response = await self._post(url, orjson.dumps(payload), credential)
+            response = await self._post(url, _dumps(payload), credential)
             if response.status == 200:
                 return response
             raw = await response.read()
@@ -108,8 +109,8 @@ class GeminiAPI:
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
-        payload = orjson.dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
-        data = await self._call_json(f"{self.base}/models/{model}:countTokens", payload, credential)
+        payload = _dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
+        data = await self._call_json(self._model_url(model, "countTokens"), payload, credential)
         return int(data.get("totalTokens", 0))
 
     async def passthrough(
@@ -121,7 +122,7 @@ class GeminiAPI:
         (whatever form the client wants) and handed on one whole event at a time, so the client
         never gets half an event, even when the upstream connection breaks."""
         stream = action == "streamGenerateContent"
-        url = f"{self.base}/models/{model}:{action}" + ("?alt=sse" if stream else "")
+        url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
         elif action == "batchEmbedContents":
@@ -132,9 +133,11 @@ class GeminiAPI:
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)
-                    if failure.action in ("final", "retry"):
+                    google = failure.action in ("final", "retry")
+                    if google and wire.parse_google_error(response.status, raw).structured:
                         # The client's own request is at fault (or Google's): show it Google's
-                        # words; never the ones about our credential.
+                        # words; never the ones about our credential. A body that is not
+                        # Google's JSON (a proxy's page) keeps our wrapping in the client's shape.
                         failure.error.google_body = scrub(
                             raw.decode("utf-8", "replace"), credential
                         ).encode()
@@ -200,7 +203,9 @@ class GeminiAPI:
         models: list[ModelInfo] = []
         token = ""
         while True:
-            url = f"{self.base}/models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            url = f"{self.base}/models?pageSize=1000"
+            if token:
+                url += f"&pageToken={quote(token)}"
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
                 methods = raw.get("supportedGenerationMethods", ["generateContent"])
@@ -220,6 +225,11 @@ class GeminiAPI:
                 break
         self._models, self._models_at = models, time.monotonic()
         return models
+
+    def _model_url(self, model: str, method: str) -> str:
+        # The model is the only client-influenced text in an upstream URL; the action is one
+        # of ours.
+        return f"{self.base}/models/{model_names.path_segment(model)}:{method}"
 
     def _post(self, url: str, body: bytes, credential: Credential) -> Any:
         return self.http.session.post(
@@ -295,6 +305,14 @@ def _estimate(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        # Decoders bound the depth of what clients send; this is the backstop.
+        raise errors.InvalidRequest(f"the request cannot be sent upstream: {exc}") from None
+
+
 def _headers(credential: Credential) -> dict[str, str]:
     return {"x-goog-api-key": credential.secret["api_key"], "content-type": "application/json"}
 
@@ -312,7 +330,7 @@ def classify(status: int, body: bytes, credential: Credential) -> Failure:
     google = wire.parse_google_error(status, body)
     message = scrub(google.message, credential)
     said = f"HTTP {status} {google.status or ''}".strip() + f": {message}"
-    if google.reason == "API_KEY_INVALID" or status in (401, 403):
+    if google.reason == "API_KEY_INVALID" or (status in (401, 403) and google.structured):
         return Failure(
             "invalidate",
             errors.Unavailable(f"the Gemini API rejected a gemgate credential: {message}"),

@@ -11,14 +11,18 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir, signatures
+from gemgate import input_media, ir, json_depth, model_names, signatures
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats.base import (
+    array_field,
+    boolean_field,
     integer_field,
     json_or_text,
     load_json_object,
     number_field,
+    object_field,
     render_code,
+    string_field,
 )
 from gemgate.ids import new_id
 
@@ -66,14 +70,15 @@ class AnthropicMessages:
 
     def decode(self, body: bytes, path_model: str | None = None) -> ir.Request:
         data = load_json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("model: Field required", param="model")
-        max_tokens = data.get("max_tokens")
-        if not self.counting and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):
-            raise InvalidRequest("max_tokens: Field required (a positive integer)")
+        model = model_names.check(data.get("model"))
+        max_tokens = None if self.counting else integer_field(data, "max_tokens")
+        if not self.counting and (max_tokens is None or max_tokens < 1):
+            raise InvalidRequest(
+                "max_tokens is required"
+                if max_tokens is None
+                else "max_tokens must be a positive integer",
+                param="max_tokens",
+            )
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("messages: Field required (a non-empty array)")
@@ -87,11 +92,11 @@ class AnthropicMessages:
                 temperature=number_field(data, "temperature"),
                 top_p=number_field(data, "top_p"),
                 top_k=integer_field(data, "top_k"),
-                max_tokens=None if self.counting else max_tokens,
+                max_tokens=max_tokens,
                 stop=_stop_sequences(data.get("stop_sequences")),
             ),
             thinking=_thinking(data.get("thinking"), data.get("output_config")),
-            stream=bool(data.get("stream")) and not self.counting,
+            stream=bool(boolean_field(data, "stream")) and not self.counting,
         )
 
     # -- response -------------------------------------------------------------------------
@@ -294,8 +299,9 @@ def _system(system: Any) -> list[ir.Text]:
     for block in system:
         if not isinstance(block, dict) or block.get("type") != "text":
             raise InvalidRequest("system: only text blocks are allowed")
-        if block.get("text"):
-            out.append(ir.Text(str(block["text"])))
+        text = string_field(block, "text", "system.text")
+        if text:
+            out.append(ir.Text(text))
     return out
 
 
@@ -327,26 +333,28 @@ def _block(block: Any, position: int, call_names: dict[str, str]) -> ir.Part | N
     if not isinstance(block, dict):
         raise InvalidRequest(f"{where}: blocks must be objects")
     kind = block.get("type")
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"{where}: every block needs a type (a string)")
     if kind == "text":
-        text = str(block.get("text") or "")
+        text = string_field(block, "text", f"{where}.text") or ""
         return ir.Text(text) if text else None
     if kind in ("image", "document"):
         return _source(block.get("source"), where)
     if kind == "tool_use":
-        call_id, signature = signatures.split(str(block.get("id") or ""))
-        name = str(block.get("name") or "")
+        call_id, signature = signatures.split(string_field(block, "id", f"{where}.id") or "")
+        name = string_field(block, "name", f"{where}.name") or ""
         call_names[call_id] = name
-        arguments = block.get("input")
-        return ir.ToolCall(
-            call_id, name, arguments if isinstance(arguments, dict) else {}, signature
-        )
+        arguments = object_field(block, "input", f"{where}.input") or {}
+        json_depth.check(arguments, f"{where}.input")
+        return ir.ToolCall(call_id, name, arguments, signature)
     if kind == "tool_result":
         return _tool_result(block, where, call_names)
     if kind == "thinking":
-        signature = str(block.get("signature") or "")
+        signature = string_field(block, "signature", f"{where}.signature") or ""
         if not signature.startswith(SIGNATURE_PREFIX):
             return None  # Claude's own signature, or none: Gemini cannot use it
-        return ir.Text(str(block.get("thinking") or ""), True, signature[len(SIGNATURE_PREFIX) :])
+        thought = string_field(block, "thinking", f"{where}.thinking") or ""
+        return ir.Text(thought, True, signature[len(SIGNATURE_PREFIX) :])
     if kind in _IGNORED_BLOCKS:
         return None
     raise InvalidRequest(f"{where}: block type {kind!r} is not supported")
@@ -356,22 +364,30 @@ def _source(source: Any, where: str) -> ir.Part:
     if not isinstance(source, dict):
         raise InvalidRequest(f"{where}: source is required")
     kind = source.get("type")
-    media_type = str(source.get("media_type") or "")
     if kind == "base64":
-        return ir.Media(media_type, data=str(source.get("data") or ""))
+        data = string_field(source, "data", f"{where}.source.data") or ""
+        declared = string_field(source, "media_type", f"{where}.source.media_type")
+        return input_media.inline(declared, data, where)
     if kind == "url":
+        url = string_field(source, "url", f"{where}.source.url") or ""
         # Fetched (safely) by the pipeline before it goes upstream.
-        return ir.Media(media_type, uri=str(source.get("url") or ""))
+        return input_media.web_url(url, where)
     if kind == "text":
-        return ir.Text(str(source.get("data") or ""))
+        return ir.Text(string_field(source, "data", f"{where}.source.data") or "")
     if kind == "content":
-        texts = [str(b.get("text", "")) for b in source.get("content") or () if isinstance(b, dict)]
+        blocks = array_field(source, "content", f"{where}.source.content") or ()
+        texts = [
+            string_field(b, "text", f"{where}.source.content.text") or ""
+            for b in blocks
+            if isinstance(b, dict)
+        ]
         return ir.Text("\n".join(texts))
-    raise InvalidRequest(f"{where}: source type {kind!r} is not supported")
+    shown = repr(kind) if isinstance(kind, str) else "(not a string)"
+    raise InvalidRequest(f"{where}: source type {shown} is not supported")
 
 
 def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) -> ir.ToolResult:
-    call_id = signatures.split(str(block.get("tool_use_id") or ""))[0]
+    call_id = signatures.split(string_field(block, "tool_use_id", f"{where}.tool_use_id") or "")[0]
     name = call_names.get(call_id)
     if name is None:
         raise InvalidRequest(f"{where}: tool_use_id {call_id!r} matches no earlier tool_use block")
@@ -383,7 +399,7 @@ def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) 
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "text":
-                texts.append(str(item.get("text") or ""))
+                texts.append(string_field(item, "text", f"{where}.content.text") or "")
             elif item.get("type") in ("image", "document"):
                 part = _source(item.get("source"), where)
                 if isinstance(part, ir.Media):
@@ -391,11 +407,12 @@ def _tool_result(block: dict[str, Any], where: str, call_names: dict[str, str]) 
                 elif isinstance(part, ir.Text):
                     texts.append(part.text)
         output: Any = "\n".join(texts)
+    elif content is None or isinstance(content, str):
+        output = content or ""
     else:
-        output = "" if content is None else content
-    if isinstance(output, str):
-        output = json_or_text(output)
-    return ir.ToolResult(call_id, name, output, bool(block.get("is_error")), media)
+        raise InvalidRequest(f"{where}: tool_result content must be a string or an array")
+    is_error = bool(boolean_field(block, "is_error", f"{where}.is_error"))
+    return ir.ToolResult(call_id, name, json_or_text(output), is_error, media)
 
 
 def _tools(tools: Any) -> list[ir.Tool]:
@@ -407,15 +424,19 @@ def _tools(tools: Any) -> list[ir.Tool]:
     for tool in tools:
         if not isinstance(tool, dict):
             raise InvalidRequest("tools: entries must be objects")
-        kind = str(tool.get("type") or "custom")
+        kind = string_field(tool, "type", "tools.type") or "custom"
         builtin = next((v for k, v in _SERVER_TOOLS.items() if kind.startswith(k)), None)
         if builtin is not None:
             out.append(ir.BuiltinTool(builtin))  # type: ignore[arg-type]
         elif kind == "custom" or "input_schema" in tool:
             # cache_control, strict, input_examples & co. mean nothing to Gemini.
+            schema = object_field(tool, "input_schema", "tools.input_schema")
+            json_depth.check(schema, "tools.input_schema")
             out.append(
                 ir.FunctionTool(
-                    str(tool.get("name") or ""), tool.get("description"), tool.get("input_schema")
+                    string_field(tool, "name", "tools.name") or "",
+                    string_field(tool, "description", "tools.description"),
+                    schema,
                 )
             )
         else:
@@ -430,19 +451,25 @@ def _tool_choice(choice: Any) -> ir.ToolChoice | None:
     if kind == "any":
         return ir.ToolChoice("required")
     if kind == "tool":
-        return ir.ToolChoice("required", [str(choice.get("name") or "")])
+        return ir.ToolChoice("required", [string_field(choice, "name", "tool_choice.name") or ""])
     if kind == "none":
         return ir.ToolChoice("none")
     return ir.ToolChoice("auto")
 
 
 def _thinking(thinking: Any, output_config: Any) -> ir.Thinking:
-    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if not isinstance(thinking, dict):
+        thinking = {}
+    kind = thinking.get("type")
     if kind == "enabled":
-        budget = thinking.get("budget_tokens")  # type: ignore[union-attr]
-        return ir.Thinking(budget=budget if isinstance(budget, int) else -1, include_thoughts=True)
+        budget = integer_field(thinking, "budget_tokens", "thinking.budget_tokens")
+        return ir.Thinking(budget=-1 if budget is None else budget, include_thoughts=True)
     if kind == "adaptive":
-        effort = output_config.get("effort") if isinstance(output_config, dict) else None
+        effort = (
+            string_field(output_config, "effort", "output_config.effort")
+            if isinstance(output_config, dict)
+            else None
+        )
         return ir.Thinking(effort=effort, include_thoughts=True)
     if kind == "disabled":
         return ir.Thinking(budget=0, include_thoughts=False)

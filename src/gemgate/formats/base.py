@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gemgate import ir
+from gemgate import ir, json_depth
 from gemgate.errors import GatewayError, InvalidRequest
 
 
@@ -53,9 +53,11 @@ def json_or_text(text: str) -> Any:
     stripped = text.strip()
     if stripped[:1] in ("{", "["):
         try:
-            return orjson.loads(stripped)
+            value = orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            pass
+            return text
+        # Too deep to forward as structure; as text it still says everything.
+        return text if json_depth.deeper_than(value) else value
     return text
 
 
@@ -69,23 +71,55 @@ def render_code(part: ir.Part) -> str | None:
     return None
 
 
-def number_field(data: dict[str, Any], key: str) -> float | None:
-    """An optional numeric field, or a 400 naming it; JSON booleans are not numbers."""
+# Typed reads of optional fields: the value, None when absent (or null), else a 400 that names
+# the field (`name` when the message should show a path rather than the bare key).
+
+
+def number_field(data: dict[str, Any], key: str, name: str | None = None) -> float | None:
+    """JSON booleans are not numbers."""
     value = data.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{key} must be a number", param=key)
+        raise InvalidRequest(f"{name or key} must be a number", param=name or key)
     return float(value)
 
 
-def integer_field(data: dict[str, Any], key: str) -> int | None:
+def integer_field(data: dict[str, Any], key: str, name: str | None = None) -> int | None:
     value = data.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{key} must be an integer", param=key)
+        raise InvalidRequest(f"{name or key} must be an integer", param=name or key)
     return value
+
+
+def string_field(data: dict[str, Any], key: str, name: str | None = None) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequest(f"{name or key} must be a string", param=name or key)
+
+
+def boolean_field(data: dict[str, Any], key: str, name: str | None = None) -> bool | None:
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"{name or key} must be true or false", param=name or key)
+
+
+def array_field(data: dict[str, Any], key: str, name: str | None = None) -> list[Any] | None:
+    value = data.get(key)
+    if value is None or isinstance(value, list):
+        return value
+    raise InvalidRequest(f"{name or key} must be an array", param=name or key)
+
+
+def object_field(data: dict[str, Any], key: str, name: str | None = None) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    raise InvalidRequest(f"{name or key} must be an object", param=name or key)
 
 
 class EmbeddingFormat(Protocol):

@@ -13,9 +13,15 @@ from typing import Any, Literal
 
 import orjson
 
-from gemgate import ir
+from gemgate import input_media, ir, json_depth, model_names
 from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.formats.base import load_json_object
+from gemgate.formats.base import (
+    array_field,
+    boolean_field,
+    load_json_object,
+    object_field,
+    string_field,
+)
 
 Mode = Literal["unary", "sse", "array"]
 
@@ -51,23 +57,27 @@ class GeminiNative:
         inner = _get(data, "generateContentRequest")
         if isinstance(inner, dict):
             data = inner
-        model = path_model or str(data.get("model") or "")
-        if not model:
-            raise InvalidRequest("the model is missing from the path", param="model")
+        model = model_names.check(path_model if path_model is not None else data.get("model"))
         contents = data.get("contents")
         if not isinstance(contents, list):
             raise InvalidRequest("contents must be an array", param="contents")
         system = _get(data, "systemInstruction")
-        config = _get(data, "generationConfig") or {}
+        if isinstance(system, str):
+            system = {"parts": [{"text": system}]}  # the SDKs' shorthand
+        config = _get(data, "generationConfig")
+        config = {} if config is None else config
+        generation = _generation(config)
         return ir.Request(
-            model=model.removeprefix("models/"),
+            model=model,
             messages=[_message(c, i) for i, c in enumerate(contents)],
-            system=[p for p in _parts(system) if isinstance(p, ir.Text)] if system else [],
+            system=[p for p in _parts(system, "systemInstruction") if isinstance(p, ir.Text)]
+            if system
+            else [],
             tools=_tools(data.get("tools") or []),
             tool_choice=_tool_choice(_get(data, "toolConfig")),
-            generation=_generation(config),
+            generation=generation,
             thinking=_thinking(_get(config, "thinkingConfig")),
-            safety=_get(data, "safetySettings"),
+            safety=_safety(_get(data, "safetySettings")),
             stream=self.mode != "unary",
         )
 
@@ -250,68 +260,103 @@ def _message(content: Any, position: int) -> ir.Message:
         raise InvalidRequest(f"contents[{position}] must be an object", param="contents")
     role = content.get("role") or "user"
     if role not in ("user", "model", "function"):
+        shown = repr(role) if isinstance(role, str) else "not a string"
         raise InvalidRequest(
-            f"contents[{position}].role must be 'user' or 'model', got {role!r}", param="contents"
+            f"contents[{position}].role must be 'user' or 'model', got {shown}", param="contents"
         )
-    return ir.Message("model" if role == "model" else "user", _parts(content, position))
+    return ir.Message(
+        "model" if role == "model" else "user", _parts(content, f"contents[{position}]")
+    )
 
 
-def _parts(content: Any, position: int = 0) -> list[ir.Part]:
+def _parts(content: Any, where: str) -> list[ir.Part]:
+    if not isinstance(content, dict):
+        raise InvalidRequest(f"{where} must be an object", param="contents")
     out: list[ir.Part] = []
-    for raw in content.get("parts") or ():
-        part = _part(raw, position)
+    for i, raw in enumerate(array_field(content, "parts", f"{where}.parts") or ()):
+        part = _part(raw, f"{where}.parts[{i}]")
         if part is not None:
             out.append(part)
     return out
 
 
-def _part(raw: Any, position: int) -> ir.Part | None:
+def _object(data: dict[str, Any], camel: str, where: str) -> dict[str, Any] | None:
+    """A message-typed field in either spelling: an object, or a 400 naming it."""
+    value = _get(data, camel)
+    if value is None or isinstance(value, dict):
+        return value
+    raise InvalidRequest(f"{where}.{camel} must be an object", param="contents")
+
+
+def _string(data: dict[str, Any], camel: str, where: str) -> str | None:
+    value = _get(data, camel)
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidRequest(f"{where}.{camel} must be a string", param="contents")
+
+
+def _part(raw: Any, where: str) -> ir.Part | None:
     if not isinstance(raw, dict):
-        raise InvalidRequest(f"contents[{position}].parts entries must be objects")
-    signature = _get(raw, "thoughtSignature")
+        raise InvalidRequest(f"{where} must be an object", param="contents")
+    signature = _string(raw, "thoughtSignature", where)
     if "text" in raw:
-        return ir.Text(str(raw["text"]), bool(raw.get("thought")), signature)
-    if (data := _get(raw, "inlineData")) is not None:
-        return ir.Media(str(_get(data, "mimeType") or ""), data=data.get("data"))
-    if (data := _get(raw, "fileData")) is not None:
-        return ir.Media(str(_get(data, "mimeType") or ""), uri=_get(data, "fileUri"))
-    if (call := _get(raw, "functionCall")) is not None:
-        name = str(call.get("name", ""))
+        text = string_field(raw, "text", f"{where}.text") or ""
+        return ir.Text(text, bool(boolean_field(raw, "thought", f"{where}.thought")), signature)
+    if (data := _object(raw, "inlineData", where)) is not None:
+        payload = string_field(data, "data", f"{where}.inlineData.data") or ""
+        declared = _string(data, "mimeType", f"{where}.inlineData")
+        return input_media.inline(declared, payload, where)
+    if (data := _object(raw, "fileData", where)) is not None:
+        media = input_media.web_url(_string(data, "fileUri", f"{where}.fileData") or "", where)
+        declared = _string(data, "mimeType", f"{where}.fileData")
+        if declared:
+            media.mime_type = declared
+        return media
+    if (call := _object(raw, "functionCall", where)) is not None:
+        name = string_field(call, "name", f"{where}.functionCall.name") or ""
+        args = object_field(call, "args", f"{where}.functionCall.args") or {}
+        json_depth.check(args, f"{where}.functionCall.args", "contents")
+        call_id = string_field(call, "id", f"{where}.functionCall.id") or name
         # Gemini has no call ids in history; results are matched to calls by name.
-        return ir.ToolCall(str(call.get("id") or name), name, call.get("args") or {}, signature)
-    if (result := _get(raw, "functionResponse")) is not None:
-        name = str(result.get("name", ""))
-        response = result.get("response") or {}
-        is_error = isinstance(response, dict) and set(response) == {"error"}
-        if (
-            isinstance(response, dict)
-            and len(response) == 1
-            and set(response) & {"output", "error"}
-        ):
+        return ir.ToolCall(call_id, name, args, signature)
+    if (result := _object(raw, "functionResponse", where)) is not None:
+        name = string_field(result, "name", f"{where}.functionResponse.name") or ""
+        response = object_field(result, "response", f"{where}.functionResponse.response") or {}
+        json_depth.check(response, f"{where}.functionResponse.response", "contents")
+        is_error = set(response) == {"error"}
+        if len(response) == 1 and set(response) & {"output", "error"}:
             output = next(iter(response.values()))
         else:
             output = response
-        return ir.ToolResult(str(result.get("id") or name), name, output, is_error)
-    if (code := _get(raw, "executableCode")) is not None:
-        return ir.CodeCall(
-            str(code.get("language", "PYTHON")), str(code.get("code", "")), signature
-        )
-    if (result := _get(raw, "codeExecutionResult")) is not None:
-        return ir.CodeResult(
-            str(result.get("outcome", "OUTCOME_OK")), str(result.get("output", ""))
-        )
+        call_id = string_field(result, "id", f"{where}.functionResponse.id") or name
+        return ir.ToolResult(call_id, name, output, is_error)
+    if (code := _object(raw, "executableCode", where)) is not None:
+        language = string_field(code, "language", f"{where}.executableCode.language")
+        source = string_field(code, "code", f"{where}.executableCode.code") or ""
+        return ir.CodeCall(language or "PYTHON", source, signature)
+    if (result := _object(raw, "codeExecutionResult", where)) is not None:
+        outcome = string_field(result, "outcome", f"{where}.codeExecutionResult.outcome")
+        output = string_field(result, "output", f"{where}.codeExecutionResult.output") or ""
+        return ir.CodeResult(outcome or "OUTCOME_OK", output)
     if signature:
         return ir.Text("", False, signature)
-    raise InvalidRequest(f"contents[{position}] has a part of a kind gemgate cannot convert")
+    raise InvalidRequest(f"{where} is a part of a kind gemgate cannot convert", param="contents")
 
 
 def _tools(tools: Any) -> list[ir.Tool]:
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools must be an array", param="tools")
     out: list[ir.Tool] = []
-    for tool in tools if isinstance(tools, list) else ():
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise InvalidRequest(f"tools[{i}] must be an object", param="tools")
         for key, value in tool.items():
             camel = key if key in _BUILTINS else _camel(key)
             if camel == "functionDeclarations":
-                out.extend(_function(d) for d in value or ())
+                where = f"tools[{i}].functionDeclarations"
+                if not isinstance(value, list):
+                    raise InvalidRequest(f"{where} must be an array", param="tools")
+                out.extend(_function(d, f"{where}[{j}]") for j, d in enumerate(value))
             elif camel in _BUILTINS:
                 out.append(ir.BuiltinTool(camel))  # type: ignore[arg-type]
             else:
@@ -324,15 +369,27 @@ def _camel(name: str) -> str:
     return head + "".join(word.title() for word in rest)
 
 
-def _function(declaration: dict[str, Any]) -> ir.FunctionTool:
+def _function(declaration: Any, where: str) -> ir.FunctionTool:
+    if not isinstance(declaration, dict):
+        raise InvalidRequest(f"{where} must be an object", param="tools")
     schema = _get(declaration, "parametersJsonSchema")
     if schema is None and declaration.get("parameters") is not None:
-        schema = _json_schema(declaration["parameters"])
-    return ir.FunctionTool(str(declaration.get("name", "")), declaration.get("description"), schema)
+        schema = declaration["parameters"]
+        json_depth.check(schema, f"{where}.parameters", "tools")
+        schema = _json_schema(schema)
+    if schema is not None and not isinstance(schema, dict):
+        raise InvalidRequest(f"{where}.parameters must be an object", param="tools")
+    json_depth.check(schema, f"{where}.parametersJsonSchema", "tools")
+    return ir.FunctionTool(
+        string_field(declaration, "name", f"{where}.name") or "",
+        string_field(declaration, "description", f"{where}.description"),
+        schema,
+    )
 
 
 def _json_schema(node: Any) -> Any:
-    """Google's OpenAPI-style `parameters` (types in capitals) as plain JSON Schema."""
+    """Google's OpenAPI-style `parameters` (types in capitals) as plain JSON Schema. Callers
+    bound the depth first (json_depth)."""
     if isinstance(node, list):
         return [_json_schema(item) for item in node]
     if not isinstance(node, dict):
@@ -350,42 +407,121 @@ def _json_schema(node: Any) -> Any:
 
 def _tool_choice(config: Any) -> ir.ToolChoice | None:
     calling = _get(config, "functionCallingConfig")
-    if not isinstance(calling, dict):
+    if calling is None:
         return None
-    mode = _MODES.get(str(calling.get("mode", "AUTO")).upper(), "auto")
+    if not isinstance(calling, dict):
+        raise InvalidRequest(
+            "toolConfig.functionCallingConfig must be an object", param="toolConfig"
+        )
+    mode = _MODES.get(
+        (string_field(calling, "mode", "functionCallingConfig.mode") or "AUTO").upper(), "auto"
+    )
     names = _get(calling, "allowedFunctionNames")
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+    ):
+        raise InvalidRequest(
+            "toolConfig.functionCallingConfig.allowedFunctionNames must be an array of strings",
+            param="toolConfig",
+        )
     return ir.ToolChoice(mode, list(names) if names else None)  # type: ignore[arg-type]
 
 
-def _generation(config: dict[str, Any]) -> ir.Generation:
+def _generation(config: Any) -> ir.Generation:
+    if not isinstance(config, dict):
+        raise InvalidRequest("generationConfig must be an object", param="generationConfig")
+    c = _Config(config)
+    stop = c.field("stopSequences", list)
+    if stop is not None and not all(isinstance(s, str) for s in stop):
+        raise InvalidRequest(
+            "generationConfig.stopSequences must be an array of strings", param="generationConfig"
+        )
+    modalities = c.field("responseModalities", list)
+    if modalities is not None and not all(isinstance(m, str) for m in modalities):
+        raise InvalidRequest(
+            "generationConfig.responseModalities must be an array of strings",
+            param="generationConfig",
+        )
+    json_schema = c.field("responseJsonSchema", dict)
+    schema = c.field("responseSchema", dict)
+    json_depth.check(json_schema or schema, "generationConfig.responseSchema", "generationConfig")
+    logprobs = c.field("logprobs", int)
     return ir.Generation(
-        temperature=config.get("temperature"),
-        top_p=_get(config, "topP"),
-        top_k=_get(config, "topK"),
-        max_tokens=_get(config, "maxOutputTokens"),
-        stop=list(_get(config, "stopSequences") or []),
-        candidates=_get(config, "candidateCount"),
-        seed=config.get("seed"),
-        presence_penalty=_get(config, "presencePenalty"),
-        frequency_penalty=_get(config, "frequencyPenalty"),
-        logprobs=config.get("logprobs"),
-        response_mime_type=_get(config, "responseMimeType"),
-        response_schema=_get(config, "responseJsonSchema")
-        or _json_schema(_get(config, "responseSchema")),
-        response_modalities=_get(config, "responseModalities"),
-        image_config=_get(config, "imageConfig"),
+        temperature=c.number("temperature"),
+        top_p=c.number("topP"),
+        top_k=c.field("topK", int),
+        max_tokens=c.field("maxOutputTokens", int),
+        stop=stop or [],
+        candidates=c.field("candidateCount", int),
+        seed=c.field("seed", int),
+        presence_penalty=c.number("presencePenalty"),
+        frequency_penalty=c.number("frequencyPenalty"),
+        logprobs=logprobs if logprobs is not None or not c.field("responseLogprobs", bool) else 0,
+        response_mime_type=c.field("responseMimeType", str),
+        response_schema=json_schema or (_json_schema(schema) if schema is not None else None),
+        response_modalities=modalities,
+        image_config=c.field("imageConfig", dict),
     )
+
+
+class _Config:
+    """Typed reads of a generationConfig field in either spelling."""
+
+    _NAMES = {
+        int: "an integer",
+        bool: "true or false",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
+
+    def __init__(self, data: dict[str, Any], where: str = "generationConfig") -> None:
+        self.data = data
+        self.where = where
+
+    def field(self, camel: str, kind: type[Any]) -> Any:
+        value = _get(self.data, camel)
+        if value is None:
+            return None
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise InvalidRequest(
+            f"{self.where}.{camel} must be {self._NAMES[kind]}", param="generationConfig"
+        )
+
+    def number(self, camel: str) -> float | None:
+        value = _get(self.data, camel)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequest(f"{self.where}.{camel} must be a number", param="generationConfig")
+        return float(value)
 
 
 def _thinking(config: Any) -> ir.Thinking | None:
-    if not isinstance(config, dict):
+    if config is None:
         return None
-    level = _get(config, "thinkingLevel")
+    if not isinstance(config, dict):
+        raise InvalidRequest(
+            "generationConfig.thinkingConfig must be an object", param="generationConfig"
+        )
+    c = _Config(config, "generationConfig.thinkingConfig")
+    level = c.field("thinkingLevel", str)
     return ir.Thinking(
-        budget=_get(config, "thinkingBudget"),
-        level=str(level).lower() if level else None,
-        include_thoughts=_get(config, "includeThoughts"),
+        budget=c.field("thinkingBudget", int),
+        level=level.lower() if level else None,
+        include_thoughts=c.field("includeThoughts", bool),
     )
+
+
+def _safety(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(s, dict) and not json_depth.deeper_than(s, 2) for s in value
+    ):
+        raise InvalidRequest("safetySettings must be an array of objects", param="safetySettings")
+    return value
 
 
 # -- encoding helpers -------------------------------------------------------------------------

@@ -7,19 +7,23 @@ turns them into bytes. Fields OpenAI has and Gemini lacks (`user`, `metadata`, `
 
 from __future__ import annotations
 
-import base64
-import binascii
-import mimetypes
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
-from gemgate import ir, signatures
+from gemgate import input_media, ir, json_depth, model_names, signatures
 from gemgate.audio import audio_format
 from gemgate.errors import InvalidRequest
-from gemgate.formats.base import integer_field, json_or_text, load_json_object, number_field
-from gemgate.media import GENERIC_TYPES, guess_mime
+from gemgate.formats.base import (
+    array_field,
+    boolean_field,
+    integer_field,
+    json_or_text,
+    load_json_object,
+    number_field,
+    object_field,
+    string_field,
+)
 from gemgate.voices import gemini_voice
 
 # Function names that ask for one of Gemini's own tools instead of a declared function.
@@ -41,9 +45,7 @@ _MISSING_RESULT = "tool result missing"
 
 def decode(body: bytes) -> ir.Request:
     data = load_json_object(body)
-    model = data.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model")
+    model = model_names.check(data.get("model"))
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", param="messages")
@@ -65,7 +67,7 @@ def decode(body: bytes) -> ir.Request:
         generation=generation,
         thinking=_thinking(data, google, thinking_suffix),
         safety=_safety(google),
-        stream=bool(data.get("stream")),
+        stream=bool(boolean_field(data, "stream")),
         client_options={
             "include_usage": _include_usage(data),
             # The response names the model the way the client did, suffix and all.
@@ -80,14 +82,12 @@ def decode(body: bytes) -> ir.Request:
 def _audio_out(data: dict[str, Any]) -> tuple[ir.Speech | None, str] | None:
     """`audio: {voice, format}` (or `modalities` with "audio"): the voice, and the format the
     answer's audio is encoded in (WAV by default)."""
-    audio = data.get("audio")
+    audio = object_field(data, "audio")
     modalities = data.get("modalities")
     wants = isinstance(modalities, list) and "audio" in modalities
     if audio is None:
         return (None, "wav") if wants else None
-    if not isinstance(audio, dict):
-        raise InvalidRequest("audio must be an object with voice and format", param="audio")
-    fmt = audio_format(audio.get("format") or "wav", "audio.format")
+    fmt = audio_format(string_field(audio, "format", "audio.format") or "wav", "audio.format")
     voice = audio.get("voice")
     speech = ir.Speech(gemini_voice(voice, "audio.voice")) if voice is not None else None
     return speech, fmt.name
@@ -153,28 +153,31 @@ def _messages(messages: list[Any]) -> tuple[list[ir.Text], list[ir.Message]]:
         elif role == "assistant":
             # reasoning_content echoed back carries no signature; Gemini would ignore it.
             parts: list[ir.Part] = [ir.Text(t) for t in _texts(content, position)]
-            parts.extend(_read_tool_call(c, position) for c in message.get("tool_calls") or ())
+            calls = array_field(message, "tool_calls", f"messages[{position}].tool_calls")
+            parts.extend(_read_tool_call(c, position) for c in calls or ())
             talk.add("assistant", parts)
         elif role in ("tool", "function"):
             talk.add_result(_tool_result(message, position, talk.call_names))
         else:
             raise InvalidRequest(
-                f"messages[{position}].role {role!r} is not supported", param="messages"
+                f"messages[{position}].role {_shown(role)} is not supported", param="messages"
             )
     talk.finish()
     return talk.system, talk.messages
 
 
 def _tool_result(message: dict[str, Any], position: int, names: dict[str, str]) -> ir.ToolResult:
-    call_id = signatures.split(str(message.get("tool_call_id") or message.get("name") or ""))[0]
-    name = names.get(call_id) or message.get("name")
+    given = string_field(message, "tool_call_id", f"messages[{position}].tool_call_id")
+    named = string_field(message, "name", f"messages[{position}].name")
+    call_id = signatures.split(given or named or "")[0]
+    name = names.get(call_id) or named
     if not name:
         raise InvalidRequest(
             f"messages[{position}]: tool_call_id {call_id!r} matches no earlier tool call",
             param="messages",
         )
     output = "".join(_texts(message.get("content"), position))
-    return ir.ToolResult(call_id, str(name), json_or_text(output))
+    return ir.ToolResult(call_id, name, json_or_text(output))
 
 
 def _texts(content: Any, position: int) -> list[str]:
@@ -188,7 +191,7 @@ def _texts(content: Any, position: int) -> list[str]:
             if isinstance(item, str):
                 texts.append(item)
             elif isinstance(item, dict) and item.get("type") == "text":
-                texts.append(str(item.get("text", "")))
+                texts.append(string_field(item, "text", f"messages[{position}].content") or "")
         return texts
     raise InvalidRequest(
         f"messages[{position}].content must be a string or an array", param="messages"
@@ -206,8 +209,10 @@ def _user_parts(content: Any, position: int) -> list[ir.Part]:
     for i, item in enumerate(content):
         where = f"messages[{position}].content[{i}]"
         kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str):
+            raise InvalidRequest(f"{where}: every part needs a type (a string)", param="messages")
         if kind == "text":
-            parts.append(ir.Text(str(item.get("text", ""))))
+            parts.append(ir.Text(string_field(item, "text", f"{where}.text") or ""))
         elif kind in _MEDIA_PARTS:
             ref = item.get(kind)
             url = ref.get("url") if isinstance(ref, dict) else ref
@@ -225,45 +230,15 @@ def _url_media(url: Any, where: str) -> ir.Media:
     if not isinstance(url, str) or not url:
         raise InvalidRequest(f"{where}: the part needs a url", param="messages")
     if url.startswith("data:"):
-        return _data_url(url, where)
-    if url.startswith(("http://", "https://")):
-        # The real type is known once fetched; YouTube links are never fetched by us.
-        host = (urlsplit(url).hostname or "").lower()
-        if host.endswith(("youtube.com", "youtu.be")):
-            return ir.Media("video/mp4", uri=url)
-        guessed = mimetypes.guess_type(urlsplit(url).path)[0]
-        return ir.Media(guessed or "application/octet-stream", uri=url)
-    raise InvalidRequest(
-        f"{where}: a url must be a data: URL or an http(s) URL, not {url[:40]!r}",
-        param="messages",
-    )
-
-
-def _data_url(url: str, where: str, name: str | None = None) -> ir.Media:
-    header, comma, payload = url[len("data:") :].partition(",")
-    if not comma or not header.endswith(";base64"):
-        raise InvalidRequest(f"{where}: only base64 data: URLs are supported", param="messages")
-    return _inline(header.split(";")[0], payload, where, name)
-
-
-def _inline(declared: str, payload: str, where: str, name: str | None) -> ir.Media:
-    payload = "".join(payload.split())
-    try:
-        head = base64.b64decode(payload[:32] + "=" * (-len(payload[:32]) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"{where}: the data is not valid base64", param="messages") from None
-    # Clients label audio and video sent as image_url generically; the bytes tell.
-    mime = guess_mime(declared, head, name)
-    if mime in GENERIC_TYPES:
-        mime = "application/octet-stream"
-    return ir.Media(mime, data=payload)
+        return input_media.data_url(url, where)
+    return input_media.web_url(url, where)
 
 
 def _input_audio(audio: Any, where: str) -> ir.Media:
     if not isinstance(audio, dict) or not isinstance(audio.get("data"), str):
         raise InvalidRequest(f"{where}: input_audio needs data and format", param="messages")
-    fmt = str(audio.get("format") or "wav").lower()
-    return _inline(_AUDIO_TYPES.get(fmt, f"audio/{fmt}"), audio["data"], where, None)
+    fmt = (string_field(audio, "format", f"{where}.input_audio.format") or "wav").lower()
+    return input_media.inline(_AUDIO_TYPES.get(fmt, f"audio/{fmt}"), audio["data"], where)
 
 
 def _file(file: Any, where: str) -> ir.Media:
@@ -273,8 +248,8 @@ def _file(file: Any, where: str) -> ir.Media:
     data = file.get("file_data")
     if isinstance(data, str) and data:
         if data.startswith("data:"):
-            return _data_url(data, where, name)
-        return _inline("", data, where, name)
+            return input_media.data_url(data, where, name)
+        return input_media.inline("", data, where, name)
     if isinstance(file.get("file_url"), str):
         return _url_media(file["file_url"], where)
     if file.get("file_id"):
@@ -291,6 +266,7 @@ def _read_tool_call(call: Any, position: int) -> ir.ToolCall:
             f"messages[{position}].tool_calls entries need a function", param="messages"
         )
     function = call["function"]
+    where = f"messages[{position}].tool_calls"
     raw = function.get("arguments") or "{}"
     try:
         arguments = orjson.loads(raw) if isinstance(raw, str) else raw
@@ -302,9 +278,15 @@ def _read_tool_call(call: Any, position: int) -> ir.ToolCall:
         raise InvalidRequest(
             f"messages[{position}]: tool call arguments must be an object", param="messages"
         )
-    call_id, embedded = signatures.split(str(call.get("id") or ""))
+    json_depth.check(arguments, f"messages[{position}]: tool call arguments", "messages")
+    call_id, embedded = signatures.split(string_field(call, "id", f"{where}.id") or "")
     signature = _explicit_signature(call) or embedded
-    return ir.ToolCall(call_id, str(function.get("name", "")), arguments, signature)
+    return ir.ToolCall(
+        call_id,
+        string_field(function, "name", f"{where}.function.name") or "",
+        arguments,
+        signature,
+    )
 
 
 def _explicit_signature(call: dict[str, Any]) -> str | None:
@@ -313,7 +295,8 @@ def _explicit_signature(call: dict[str, Any]) -> str | None:
     for holder in (call.get("extra_content"), function.get("extra_content")):
         if isinstance(holder, dict):
             for vendor in ("google", "vertex"):
-                found = (holder.get(vendor) or {}).get("thought_signature")
+                extra = holder.get(vendor)
+                found = extra.get("thought_signature") if isinstance(extra, dict) else None
                 if isinstance(found, str) and found:
                     return found
     for key in ("thought_signature", "thoughtSignature"):
@@ -326,9 +309,7 @@ def _explicit_signature(call: dict[str, Any]) -> str | None:
 
 
 def _tools(data: dict[str, Any]) -> tuple[list[ir.Tool], ir.ToolChoice | None]:
-    raw = data.get("tools") or []
-    if not isinstance(raw, list):
-        raise InvalidRequest("tools must be an array", param="tools")
+    raw = array_field(data, "tools") or []
     tools: list[ir.Tool] = []
     for i, tool in enumerate(raw):
         if not isinstance(tool, dict):
@@ -362,16 +343,15 @@ def _tool(tool: dict[str, Any], i: int) -> ir.Tool:
     function = tool.get("function")
     if kind != "function" or not isinstance(function, dict) or not function.get("name"):
         raise InvalidRequest(
-            f"tools[{i}]: only function tools are supported (type {kind!r})", param="tools"
+            f"tools[{i}]: only function tools are supported (type {_shown(kind)})", param="tools"
         )
-    name = str(function["name"])
+    name = string_field(function, "name", f"tools[{i}].function.name") or ""
     if name in BUILTIN_TOOLS:
         return BUILTIN_TOOLS[name]
-    parameters = function.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise InvalidRequest(f"tools[{i}].function.parameters must be an object", param="tools")
-    description = function.get("description")
-    return ir.FunctionTool(name, str(description) if description else None, parameters or None)
+    parameters = object_field(function, "parameters", f"tools[{i}].function.parameters")
+    json_depth.check(parameters, f"tools[{i}].function.parameters", "tools")
+    description = string_field(function, "description", f"tools[{i}].function.description")
+    return ir.FunctionTool(name, description or None, parameters or None)
 
 
 def _tool_choice(choice: Any) -> ir.ToolChoice | None:
@@ -382,17 +362,24 @@ def _tool_choice(choice: Any) -> ir.ToolChoice | None:
     if isinstance(choice, dict):
         if choice.get("type") == "function" and isinstance(choice.get("function"), dict):
             name = choice["function"].get("name")
-            if name in BUILTIN_TOOLS:
+            if isinstance(name, str) and name in BUILTIN_TOOLS:
                 return None  # a built-in tool cannot be forced; it is offered
             if isinstance(name, str) and name:
                 return ir.ToolChoice("required", [name])
         allowed = choice.get("allowed_tools")
         if choice.get("type") == "allowed_tools" and isinstance(allowed, dict):
-            names = [
-                str((t.get("function") or {}).get("name") or t.get("name"))
-                for t in allowed.get("tools") or ()
-                if isinstance(t, dict)
-            ]
+            names = []
+            for t in array_field(allowed, "tools", "tool_choice.allowed_tools.tools") or ():
+                function = t.get("function") if isinstance(t, dict) else None
+                name = function.get("name") if isinstance(function, dict) else None
+                if name is None and isinstance(t, dict):
+                    name = t.get("name")
+                if not isinstance(name, str) or not name:
+                    raise InvalidRequest(
+                        "tool_choice.allowed_tools.tools entries need a function name",
+                        param="tool_choice",
+                    )
+                names.append(name)
             names = [n for n in names if n not in BUILTIN_TOOLS]
             if allowed.get("mode") == "required":
                 return ir.ToolChoice("required", names)
@@ -414,22 +401,22 @@ def _generation(data: dict[str, Any]) -> ir.Generation:
         isinstance(stop, list) and all(isinstance(s, str) for s in stop)
     ):
         raise InvalidRequest("stop must be a string or an array of strings", param="stop")
-    max_tokens = data.get("max_completion_tokens")
+    max_tokens = integer_field(data, "max_completion_tokens")
     if max_tokens is None:
-        max_tokens = data.get("max_tokens")
+        max_tokens = integer_field(data, "max_tokens")
     mime, schema = _response_format(data.get("response_format"))
     return ir.Generation(
         temperature=number_field(data, "temperature"),
         top_p=number_field(data, "top_p"),
         top_k=integer_field(data, "top_k"),
-        max_tokens=integer_field({"max_tokens": max_tokens}, "max_tokens"),
+        max_tokens=max_tokens,
         stop=stop or [],
         candidates=integer_field(data, "n"),
         seed=integer_field(data, "seed"),
         presence_penalty=number_field(data, "presence_penalty"),
         frequency_penalty=number_field(data, "frequency_penalty"),
         logprobs=(integer_field(data, "top_logprobs") or 0)
-        if data.get("logprobs") is True
+        if boolean_field(data, "logprobs")
         else None,
         response_mime_type=mime,
         response_schema=schema,
@@ -451,6 +438,7 @@ def _response_format(value: Any) -> tuple[str | None, dict[str, Any] | None]:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is not None and not isinstance(schema, dict):
             raise InvalidRequest("json_schema.schema must be an object", param="response_format")
+        json_depth.check(schema, "response_format.json_schema.schema", "response_format")
         return "application/json", schema
     raise InvalidRequest(
         "response_format.type must be text, json_object or json_schema", param="response_format"
@@ -493,7 +481,7 @@ def _thinking(data: dict[str, Any], google: dict[str, Any], suffix: bool) -> ir.
     reasoning = data.get("reasoning")
     if effort is None and isinstance(reasoning, dict):
         effort = reasoning.get("effort")  # OpenRouter's spelling
-    if effort is not None and effort not in _EFFORTS:
+    if effort is not None and (not isinstance(effort, str) or effort not in _EFFORTS):
         raise InvalidRequest(
             "reasoning_effort must be none, minimal, low, medium or high", param="reasoning_effort"
         )
@@ -524,7 +512,10 @@ def _safety(google: dict[str, Any]) -> list[dict[str, Any]] | None:
     if settings is None:
         return None
     if not isinstance(settings, list) or not all(
-        isinstance(s, dict) and "category" in s and "threshold" in s for s in settings
+        isinstance(s, dict)
+        and isinstance(s.get("category"), str)
+        and isinstance(s.get("threshold"), str)
+        for s in settings
     ):
         raise InvalidRequest(
             "safety_settings must be a list of {category, threshold}", param="extra_body"
@@ -535,3 +526,8 @@ def _safety(google: dict[str, Any]) -> list[dict[str, Any]] | None:
 def _include_usage(data: dict[str, Any]) -> bool:
     options = data.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+def _shown(value: Any) -> str:
+    """A client's value for an error message; only strings are worth quoting back."""
+    return repr(value[:40]) if isinstance(value, str) else f"({type(value).__name__})"

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir
+from gemgate import ir, model_names
 from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.formats.base import integer_field, load_json_object
+from gemgate.formats.base import integer_field, load_json_object, object_field, string_field
 from gemgate.formats.openai_chat import OpenAIChat
 
 _ENCODINGS = ("float", "base64")
@@ -39,13 +39,11 @@ class OpenAIEmbeddings:
 
     def decode(self, body: bytes) -> ir.EmbedRequest:
         data = load_json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("you must provide a model parameter", param="model")
+        model = model_names.check(data.get("model"))
         dimensions = integer_field(data, "dimensions")
         if dimensions is not None and dimensions < 1:
             raise InvalidRequest("dimensions must be at least 1", param="dimensions")
-        encoding = data.get("encoding_format") or "float"
+        encoding = string_field(data, "encoding_format") or "float"
         if encoding not in _ENCODINGS:
             raise InvalidRequest("encoding_format must be float or base64", param="encoding_format")
         return ir.EmbedRequest(
@@ -112,9 +110,7 @@ def _inputs(value: Any) -> list[str]:
 
 def _task_type(data: dict[str, Any]) -> str | None:
     """Gemini's task type, given as an extra field (`task_type`, or under `google`)."""
-    google = data.get("google")
-    if not isinstance(google, dict):
-        google = {}
+    google = object_field(data, "google") or {}
     value = data.get("task_type", google.get("task_type", google.get("taskType")))
     if value is None:
         return None

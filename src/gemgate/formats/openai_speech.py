@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir
+from gemgate import ir, model_names
 from gemgate.audio import FORMATS, audio_format
 from gemgate.errors import GatewayError, InvalidRequest, UpstreamError
-from gemgate.formats.base import load_json_object, number_field
+from gemgate.formats.base import load_json_object, number_field, string_field
 from gemgate.formats.openai_chat import OpenAIChat
 from gemgate.voices import gemini_voice
 
@@ -29,24 +29,20 @@ class OpenAISpeech:
 
     def decode(self, body: bytes, path_model: str | None = None) -> ir.Request:
         data = load_json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("you must provide a model parameter", param="model")
+        model = model_names.check(data.get("model"))
         text = data.get("input")
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest("input must be a non-empty string", param="input")
         if "voice" not in data:
             raise InvalidRequest("you must provide a voice parameter", param="voice")
-        fmt = audio_format(data.get("response_format") or "mp3", "response_format")
+        fmt = audio_format(string_field(data, "response_format") or "mp3", "response_format")
         speed = number_field(data, "speed")
         if speed is not None and not MIN_SPEED <= speed <= MAX_SPEED:
             raise InvalidRequest(
                 f"speed must be between {MIN_SPEED} and {MAX_SPEED}", param="speed"
             )
-        instructions = data.get("instructions")
-        if instructions is not None and not isinstance(instructions, str):
-            raise InvalidRequest("instructions must be a string", param="instructions")
-        stream_format = data.get("stream_format") or "audio"
+        instructions = string_field(data, "instructions")
+        stream_format = string_field(data, "stream_format") or "audio"
         if stream_format not in ("audio", "sse"):
             raise InvalidRequest("stream_format must be audio or sse", param="stream_format")
         return ir.Request(

@@ -3,12 +3,12 @@ SHA-256 hash; keys are 256-bit random, so a fast hash is as safe as a slow one h
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import secrets
 import time
 from dataclasses import dataclass
 
+from gemgate import model_names
 from gemgate.errors import InvalidRequest, NotFound, PermissionDenied
 from gemgate.store import KeyRecord, Store
 
@@ -28,20 +28,22 @@ class ClientKey:
     tpm: int | None
     quota_tokens: int | None
 
-    def check(self, channel: str, model: str, endpoint: str) -> None:
-        """Raise 403 when this key may not use that channel, model or endpoint."""
+    def check(self, channel: str, asked: str, upstream: str, endpoint: str) -> None:
+        """Raise 403 when this key may not use that channel or endpoint, or the model: both
+        the one asked for and the one it becomes upstream (after aliases and suffixes)."""
         self.check_endpoint(endpoint)
         if self.channels is not None and channel not in self.channels:
             raise PermissionDenied(f"this key may not use the {channel} channel")
-        if not self.may_use_model(model):
-            raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+        for model in (asked, upstream):
+            if not self.may_use_model(model):
+                raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
     def check_endpoint(self, endpoint: str) -> None:
         if self.endpoints is not None and endpoint not in self.endpoints:
             raise PermissionDenied(f"this key may not use the {endpoint} endpoint")
 
     def may_use_model(self, model: str) -> bool:
-        return self.models is None or any(fnmatch.fnmatchcase(model, p) for p in self.models)
+        return self.models is None or any(model_names.matches(model, p) for p in self.models)
 
 
 def hash_key(secret: str) -> str:
@@ -53,20 +55,29 @@ def hint(secret: str) -> str:
     return f"{secret[:7]}…{secret[-4:]}"
 
 
+UNRESTRICTED = ("all", "*")
+
+
 def parse_list(
-    value: str | None, allowed: tuple[str, ...] | None = None, what: str = ""
+    value: str | None, allowed: tuple[str, ...] | None = None, what: str = "models"
 ) -> list[str] | None:
-    """A comma-separated scope; None or empty means no restriction."""
-    if not value:
+    """A comma-separated scope; None (not given), 'all' or '*' mean no restriction."""
+    if value is None:
         return None
     items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise InvalidRequest(f"--{what} is empty: name at least one, or 'all' for no restriction")
+    if any(item.lower() in UNRESTRICTED for item in items):
+        if len(items) > 1:
+            raise InvalidRequest(f"--{what}: 'all' means every one and stands alone")
+        return None
     if allowed is not None:
         unknown = [item for item in items if item not in allowed]
         if unknown:
             raise InvalidRequest(
-                f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})"
+                f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)}, or all)"
             )
-    return items or None
+    return items
 
 
 async def create(
@@ -80,12 +91,13 @@ async def create(
     tpm: int | None = None,
     quota_tokens: int | None = None,
 ) -> tuple[KeyRecord, str]:
-    if await store.get_key(name) is not None or name.isdigit():
-        raise InvalidRequest(
-            f"a key named {name!r} exists already"
-            if not name.isdigit()
-            else "a key name cannot be a number"
-        )
+    name = name.strip()
+    if not name:
+        raise InvalidRequest("a key needs a name: --name NAME")
+    if name.isdigit():
+        raise InvalidRequest("a key name cannot be a number")
+    if await store.get_key(name) is not None:
+        raise InvalidRequest(f"a key named {name!r} exists already")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = await store.create_key(
         name=name,

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gemgate.store import schema
-from gemgate.store.migrations import migrate, pending
+from gemgate.store.encryption import SecretBox, SecretKeySource
+from gemgate.store.errors import DatabaseMissing, StoreError
+from gemgate.store.migrations import migrate, pending, read_key_check, write_key_check
+
+if TYPE_CHECKING:
+    from gemgate.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +64,77 @@ def async_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, secret_key: SecretKeySource) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        if self.is_sqlite:
-            path = self.url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = self.url.split("///", 1)[-1] if self.is_sqlite else ""
+        # The SQLite file, when there is one (not for an in-memory database).
+        self.path = Path(path).resolve() if path and path != ":memory:" else None
+        self.secret_key = secret_key
+        self._box: SecretBox | None = None
         self.engine: AsyncEngine = create_async_engine(self.url)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    async def open(self) -> None:
-        async with self.engine.begin() as conn:
-            if not self.is_sqlite:
-                # Several instances may start at once; one migrates, the others wait.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
-            await conn.run_sync(migrate)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        key = settings.secret_key.get_secret_value() if settings.secret_key else None
+        return cls(
+            settings.resolved_database_url,
+            SecretKeySource(key, settings.resolved_secret_key_file),
+        )
+
+    def describe(self) -> str:
+        """The database as it may be shown: a file path, or a URL without its password."""
+        if self.path is not None:
+            return str(self.path)
+        url = self.engine.url
+        return url.render_as_string(hide_password=True) if url.password else str(url)
+
+    async def open(self, create: bool = False) -> None:
+        """Open the database and bring it up to date. Only with `create` (serve, db migrate)
+        is a missing SQLite file, its folder or the secret key file made."""
+        if self.path is not None and not self.path.exists():
+            if not create:
+                raise DatabaseMissing(self.path)
+            # Owner-only: the folder holds the key file, the database the key hashes.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            async with self.engine.begin() as conn:
+                if not self.is_sqlite:
+                    # Several instances may start at once; one migrates, the others wait.
+                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
+                self._box = await conn.run_sync(self._prepare, create)
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise StoreError(f"cannot open the database {self.describe()}: {reason}") from None
+
+    def _prepare(self, conn: Connection, create: bool) -> SecretBox:
+        check = read_key_check(conn)
+        key = self.secret_key.load()
+        if key is None:
+            if check is not None or not create:
+                raise self.secret_key.missing(sealed=check is not None)
+            key = self.secret_key.create()
+        box = SecretBox(key, self.secret_key.describe())
+        if check is not None:
+            box.verify(check)
+        migrate(conn, box)
+        if check is None:
+            write_key_check(conn, box.key_check())
+        return box
+
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            raise StoreError("the store is not open")
+        return self._box
+
+    def _credential(self, row: Any) -> CredentialRecord:
+        values = dict(row._mapping)
+        values["secret"] = self.box.open(values["secret"])
+        return CredentialRecord(**values)
 
     async def pending_migrations(self) -> list[int]:
         """Migrations this database still lacks, without applying any."""
@@ -135,6 +196,7 @@ class Store:
         values.setdefault("updated_at", now)
         values.setdefault("enabled", True)
         values.setdefault("status", "ok")
+        values["secret"] = self.box.seal(values["secret"])
         async with self.engine.begin() as conn:
             result = await conn.execute(sa.insert(schema.credentials).values(**values))
             await _bump(conn)
@@ -149,16 +211,18 @@ class Store:
         if channel:
             query = query.where(table.c.channel == channel)
         async with self.engine.connect() as conn:
-            return [CredentialRecord(**row._mapping) for row in await conn.execute(query)]
+            return [self._credential(row) for row in await conn.execute(query)]
 
     async def get_credential(self, cred_id: int) -> CredentialRecord | None:
         table = schema.credentials
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(table).where(table.c.id == cred_id))).first()
-        return CredentialRecord(**row._mapping) if row else None
+        return self._credential(row) if row else None
 
     async def update_credential(self, cred_id: int, **values: Any) -> CredentialRecord | None:
         values["updated_at"] = time.time()
+        if "secret" in values:
+            values["secret"] = self.box.seal(values["secret"])
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 sa.update(schema.credentials)
@@ -174,9 +238,43 @@ class Store:
             result = await conn.execute(
                 sa.delete(schema.credentials).where(schema.credentials.c.id == cred_id)
             )
+            await conn.execute(
+                sa.delete(schema.cooldowns).where(schema.cooldowns.c.credential_id == cred_id)
+            )
             if result.rowcount:
                 await _bump(conn)
         return bool(result.rowcount)
+
+    # -- cooldowns ------------------------------------------------------------------------
+
+    async def record_cooldowns(self, rows: list[dict[str, Any]]) -> None:
+        """Store cooldowns (credential_id, model, started_at, until, reason), each replacing
+        the one before for its credential and model; ended ones are cleared on the way."""
+        table = schema.cooldowns
+        # Several 429s for one credential and model may come in one batch: the last one holds.
+        rows = list({(r["credential_id"], r["model"]): r for r in rows}.values())
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(table).where(table.c.until < time.time()))
+            for row in rows:
+                await conn.execute(
+                    sa.delete(table).where(
+                        table.c.credential_id == row["credential_id"],
+                        table.c.model == row["model"],
+                    )
+                )
+            if rows:
+                await conn.execute(sa.insert(table), rows)
+
+    async def cooldowns(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Cooldowns not yet over, soonest end first."""
+        table = schema.cooldowns
+        query = (
+            sa.select(table)
+            .where(table.c.until > (time.time() if now is None else now))
+            .order_by(table.c.credential_id, table.c.until)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
 
     # -- usage ----------------------------------------------------------------------------
 

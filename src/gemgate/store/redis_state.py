@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -207,6 +207,29 @@ class SharedState:
             except Exception:
                 log.exception("could not apply an event from Redis")
                 await asyncio.sleep(1.0)
+
+    # -- one at a time across instances ---------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str, hold: float = 30.0) -> AsyncIterator[None]:
+        """Run the body on one instance at a time (an OAuth refresh, a cookie rotation): the
+        others wait for it, then find its result in the store. Without Redis (or while it is
+        away) the body runs at once; the caller's own per-process lock still applies."""
+        if not self.up:
+            yield
+            return
+        lock = self.client.lock(f"{self.prefix}lock:{name}", timeout=hold, blocking_timeout=hold)
+        try:
+            acquired = await lock.acquire()
+        except (RedisError, OSError):
+            self._lost()
+            acquired = False
+        try:
+            yield
+        finally:
+            if acquired:
+                with contextlib.suppress(RedisError, OSError):
+                    await lock.release()
 
     # -- admission ------------------------------------------------------------------------
 

@@ -44,8 +44,9 @@ credentials = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("channel", sa.String(32), nullable=False, index=True),
     sa.Column("label", sa.String(200), nullable=False),
-    # Channel-specific secret material (API key, OAuth tokens, cookies) as JSON.
-    sa.Column("secret", sa.JSON, nullable=False),
+    # Channel-specific secret material (API key, OAuth tokens, cookies): a JSON object sealed
+    # with the secret key (store/encryption.py), never plain text.
+    sa.Column("secret", sa.Text, nullable=False),
     sa.Column("proxy", sa.String(500), nullable=True),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     # "ok" or "invalid"; the reason says what the upstream said, for the operator.
@@ -53,6 +54,29 @@ credentials = sa.Table(
     sa.Column("status_reason", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # A removed credential's id is never given again: runtime state and records keyed by id
+    # must not pass to a new credential. (PostgreSQL sequences never reuse ids anyway.)
+    sqlite_autoincrement=True,
+)
+
+# Small facts about the database itself, such as the sealed key check.
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# A credential resting for one model after a 429: rare events, written off the request path so
+# that the CLI and other instances see them. Times are wall-clock (time.time()).
+cooldowns = sa.Table(
+    "cooldowns",
+    metadata,
+    sa.Column("credential_id", sa.Integer, primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("until", sa.Float, nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=True),
 )
 
 # One row per answered request: what each key used, for quotas, TPM limits and reports.
