@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import subprocess
 import wave
@@ -243,3 +244,21 @@ def test_native_speech_passes_through(gateway: Gemgate, gemini: FakeGeminiAPI) -
     # Gemini's own PCM, untouched.
     assert blob is not None and blob.mime_type.startswith("audio/L16")
     assert blob.data == speech_pcm(TEXT)
+
+
+def test_audio_speech_as_server_sent_events(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    response = client(gateway).audio.speech.create(
+        model=TTS, input=TEXT, voice="coral", response_format="pcm", stream_format="sse"
+    )
+    assert response.response.headers["content-type"].startswith("text/event-stream")
+    events = [
+        json.loads(line[len("data: ") :])
+        for line in response.content.decode().splitlines()
+        if line.startswith("data: ")
+    ]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    # pcm goes out as the model speaks: one delta per piece the fake spoke.
+    assert len(deltas) == 3
+    assert b"".join(base64.b64decode(e["audio"]) for e in deltas) == speech_pcm(TEXT)
+    done = events[-1]
+    assert done["type"] == "speech.audio.done" and done["usage"]["output_tokens"] > 0
