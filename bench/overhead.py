@@ -1,7 +1,8 @@
 """What gemgate costs on top of a direct call to the Gemini API, measured in one run.
 
-Starts the fake Gemini API and a real `gemgate serve` side by side (gemgate alone on core 0,
-the fake and this load generator on core 1), drives both with the same realistic requests,
+Starts the fake Gemini API, the fake Code Assist (for the `gemini_cli` channel) and a real
+`gemgate serve` side by side (gemgate alone on core 0, the fakes and this load generator on
+core 1), drives both with the same realistic requests,
 prints a table with PASS/FAIL against the targets and writes bench/results/latest.json.
 
     /tmp/probe/bin/python bench/overhead.py [--duration 6] [--profile]
@@ -59,6 +60,9 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "added_p50_ms_c1": ("< 0.5 ms", lambda v: v < 0.5),
     "idle_rss_mb": ("< 80 MB", lambda v: v < 80),
     "startup_s": ("< 1.5 s", lambda v: v < 1.5),
+    # gemini_cli's CPU per request against the gemini channel's, same load and same answer.
+    "cli_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    "cli_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
 }
 
 
@@ -222,10 +226,14 @@ class Stack:
         self.tmp = Path(tempfile.mkdtemp(prefix="gemgate-bench-"))
         self.fake_port, self.port = free_port(), free_port()
         self.fake_url = f"http://127.0.0.1:{self.fake_port}"
+        self.cli_fake_url = f"http://127.0.0.1:{free_port()}"
+        self.cli_token = ""  # the fake Code Assist account's access token, for direct calls
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GEMGATE_")} | {
             "GEMGATE_DATA_DIR": str(self.tmp / "data"),
             "GEMGATE_GEMINI_API_BASE": self.fake_url,
+            "GEMGATE_CODE_ASSIST_BASE": self.cli_fake_url,
+            "GEMGATE_OAUTH_TOKEN_URL": f"{self.cli_fake_url}/token",
             "GEMGATE_LOG_LEVEL": "warning",
             "GEMGATE_HOST": "127.0.0.1",
             "GEMGATE_PORT": str(self.port),
@@ -260,6 +268,7 @@ class Stack:
         return done.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
+        self._cli("db", "migrate")  # the CLI configures only an existing database
         self.client_key = self._cli("keys", "create", "--name", "bench")
         self._cli("credentials", "add", "gemini", "--api-key", UPSTREAM_KEY)
         fake = self._spawn(
@@ -269,10 +278,32 @@ class Stack:
             log="fake.log",
         )
         wait_http(f"{self.fake_url}/v1beta/models?key={UPSTREAM_KEY}", fake)
+        self._start_code_assist()
         self.server = self._spawn(GEMGATE_CORE, "-m", "gemgate", "serve", log="gemgate.log")
         self.startup_s = wait_http(f"{self.url}/healthz", self.server)
         time.sleep(0.5)  # let start-up work (store load, first reload tick) settle
         self.idle = proc_status(self.server.pid)
+
+    def _start_code_assist(self) -> None:
+        """The fake Code Assist prints its account's oauth_creds.json once it listens; gemgate
+        imports it as an operator would."""
+        port = str(urlsplit(self.cli_fake_url).port)
+        fake = self._spawn(
+            CLIENT_CORE,
+            *("-m", "tests.fakes.code_assist", "--port", port, "--chunks", str(self.chunks)),
+            log="code_assist.log",
+        )
+        log, began = self.tmp / "code_assist.log", time.perf_counter()
+        while not log.read_bytes().strip():
+            if fake.poll() is not None or time.perf_counter() - began > 20:
+                raise RuntimeError(f"the fake Code Assist did not start: {log.read_text()}")
+            time.sleep(0.01)
+        creds = log.read_bytes().splitlines()[0]
+        self.cli_token = orjson.loads(creds)["access_token"]
+        (self.tmp / "oauth_creds.json").write_bytes(creds)
+        self._cli(
+            "credentials", "add", "gemini_cli", "--oauth-file", str(self.tmp / "oauth_creds.json")
+        )
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -291,6 +322,11 @@ class Stack:
         direct = {"x-goog-api-key": UPSTREAM_KEY, "content-type": "application/json"}
         base = f"{self.fake_url}/v1beta/models/{MODEL}"
         n = self.chunks
+        cli_direct = {
+            "authorization": f"Bearer {self.cli_token}",
+            "content-type": "application/json",
+        }
+        wrapped = orjson.dumps({"model": MODEL, "project": "bench-project", "request": GEMINI_BODY})
         return {
             "gemgate": Target(
                 "gemgate",
@@ -325,6 +361,42 @@ class Stack:
                 f"{base}:streamGenerateContent?alt=sse",
                 direct,
                 orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "gemgate-cli": Target(
+                "gemgate",
+                f"{self.url}/gemini_cli/v1/chat/completions",
+                auth,
+                orjson.dumps(CHAT_BODY),
+                False,
+                lambda status, body: status == 200 and b'"choices"' in body,
+            ),
+            "direct-cli": Target(
+                "direct",
+                f"{self.cli_fake_url}/v1internal:generateContent",
+                cli_direct,
+                wrapped,
+                False,
+                lambda status, body: status == 200 and b'"candidates"' in body,
+            ),
+            "gemgate-cli-stream": Target(
+                "gemgate",
+                f"{self.url}/gemini_cli/v1/chat/completions",
+                auth,
+                orjson.dumps({**CHAT_BODY, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and body.endswith(b"data: [DONE]\n\n")
+                    and body.count(b"data: ") >= n
+                ),
+            ),
+            "direct-cli-stream": Target(
+                "direct",
+                f"{self.cli_fake_url}/v1internal:streamGenerateContent?alt=sse",
+                cli_direct,
+                wrapped,
                 True,
                 lambda status, body: status == 200 and body.count(b"data: ") == n,
             ),
@@ -387,6 +459,11 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         direct = results[f"{scenario}/direct"].rps
         return results[f"{scenario}/gemgate"].rps / direct if direct else 0.0
 
+    def cpu_ratio(scenario: str) -> float:
+        cli = results[f"cli-{scenario}/gemgate"].cpu_ms_per_request or 0.0
+        gemini = results[f"{scenario}/gemgate"].cpu_ms_per_request or 0.0
+        return cli / gemini if gemini else 0.0
+
     return {
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
@@ -396,11 +473,15 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
+        "throughput_ratio_cli_nonstream": ratio("cli-nonstream-c32"),
+        "throughput_ratio_cli_stream": ratio("cli-stream-c32"),
+        "cli_cpu_ratio_nonstream": cpu_ratio("nonstream-c32"),
+        "cli_cpu_ratio_stream": cpu_ratio("stream-c32"),
     }
 
 
 def show(results: dict[str, Result], derived: dict[str, float]) -> None:
-    head = f"{'scenario':<15}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    head = f"{'scenario':<18}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(
         head + f"{'ttfc p50':>10}{'ttfc p99':>10}{'cpu ms/req':>11}{'errors':>8}{'core0 other':>13}"
     )
@@ -412,7 +493,7 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
         )
         cpu = f"{r.cpu_ms_per_request:>11.3f}" if r.cpu_ms_per_request else f"{'-':>11}"
         print(
-            f"{r.scenario:<15}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.scenario:<18}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{ttfc}{cpu}{r.errors:>8}{r.core0_other_pct:>12.0f}%"
         )
     if any(r.core0_other_pct > 10 for r in results.values()):
@@ -421,7 +502,8 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
     units = {"mb": "MB", "_s": "s", "ms_c1": "ms"}
     for name, value in derived.items():
         unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
-        shown = f"{100 * value:.1f} %" if name.startswith("throughput") else f"{value:.2f} {unit}"
+        percent = name.startswith(("throughput", "cli_cpu"))
+        shown = f"{100 * value:.1f} %" if percent else f"{value:.2f} {unit}"
         verdict = ""
         if name in TARGETS:
             wanted, passes = TARGETS[name]
@@ -435,6 +517,8 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
         ("nonstream-c1", 1, "gemgate", "direct"),
         ("nonstream-c32", 32, "gemgate", "direct"),
         ("stream-c32", 32, "gemgate-stream", "direct-stream"),
+        ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),
+        ("cli-stream-c32", 32, "gemgate-cli-stream", "direct-cli-stream"),
     ]
     results: dict[str, Result] = {}
     for scenario, concurrency, *names in plan:

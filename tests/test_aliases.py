@@ -14,7 +14,7 @@ import pytest
 from gemgate.routing import Aliases
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
-from tests.harness import Gemgate
+from tests.harness import Gemgate, free_port
 
 # Broadest first on purpose: specificity, not order, decides.
 ALIASES = {
@@ -121,3 +121,14 @@ def test_alias_targets_are_checked_when_the_settings_are_read() -> None:
         Aliases({"x": "gemini-2.5-flash/../gemini-2.5-pro"})
     assert Aliases({"a*": "m1", "ab*": "m2", "abc": "m3"}).target("abd") == "m2"
     assert Aliases({"a*": "m1"}).target("a/b") is None
+
+
+def test_a_bad_alias_stops_gemgate_with_a_one_line_error(tmp_path: Path) -> None:
+    gate = Gemgate(tmp_path, {"GEMGATE_ALIASES": json.dumps({"x": "gemini-2.5-flash/../pro"})})
+    result = gate.cli("serve", "--port", str(free_port()), check=False)
+    assert result.returncode != 0
+    assert (
+        "setting GEMGATE_ALIASES: alias 'x' leads to 'gemini-2.5-flash/../pro': not a model name"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -108,7 +108,7 @@ def anthropic_client(gateway: Gemgate) -> anthropic.Anthropic:
                     }
                 ]
             },
-            "tools[0].function.parameters is nested more than 100 levels deep",
+            "tool 'f': a schema's 'default' value is nested more than 32 levels deep",
         ),
         (
             {
@@ -120,7 +120,7 @@ def anthropic_client(gateway: Gemgate) -> anthropic.Anthropic:
                     },
                 }
             },
-            "nested more than 100 levels deep",
+            "the response schema: a schema's 'enum' value is nested more than 32 levels deep",
         ),
         (
             {
@@ -134,7 +134,7 @@ def anthropic_client(gateway: Gemgate) -> anthropic.Anthropic:
                     }
                 ]
             },
-            "a schema's 'default' value is nested more than 32 levels deep",
+            "tool 'f': a schema's 'default' value is nested more than 32 levels deep",
         ),
     ],
 )
@@ -194,7 +194,7 @@ def test_anthropic_schema_nested_250_deep_is_a_400(gateway: Gemgate, gemini: Fak
             ],  # type: ignore[list-item]
         )
     assert (
-        "tools.input_schema is nested more than 100 levels deep"
+        "tool 'f': a schema's 'x' value is nested more than 32 levels deep"
         in (
             caught.value.body["error"]["message"]  # type: ignore[index]
         )

@@ -20,7 +20,7 @@ from gemgate.fetch import AllowList, Fetcher, FetchRefused
 from gemgate.formats.gemini_native import GeminiNative
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import TINY_PNG, FakeGeminiAPI
-from tests.harness import Gemgate
+from tests.harness import Gemgate, free_port
 from tests.openai_sdk import client as openai_client
 
 PNG = base64.b64decode(TINY_PNG)
@@ -191,7 +191,7 @@ def test_a_mislabelled_file_of_the_right_kind_goes_up_as_what_it_is(
         [
             {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{TINY_PNG}"}},
             {"type": "input_audio", "input_audio": {"data": b64(MP3), "format": "wav"}},
-            {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64(JPEG)}"}},
+            {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{b64(JPEG)}"}},
             {"type": "file", "file": {"file_data": f"data:text/plain;base64,{b64(TEXT)}"}},
         ],
     )
@@ -286,8 +286,10 @@ def test_allow_list_entry_with_a_port_allows_that_port_only(
     one_port: Gemgate, gemini: FakeGeminiAPI, two_servers: tuple[str, str]
 ) -> None:
     allowed, other = two_servers
+    # A scheme in capitals is fetched all the same, never passed on as it is.
+    shouted = allowed.replace("http://", "HTTP://")
     ask_anthropic(
-        one_port, [{"type": "image", "source": {"type": "url", "url": f"{allowed}/cat.png"}}]
+        one_port, [{"type": "image", "source": {"type": "url", "url": f"{shouted}/cat.png"}}]
     )
     assert sent_parts(gemini) == [{"inlineData": {"mimeType": "image/png", "data": TINY_PNG}}]
     gemini.reset()
@@ -337,3 +339,13 @@ async def test_fetcher_refuses_an_allow_listed_host_on_another_port() -> None:
         assert "cannot connect" in str(refused.value)
     finally:
         await fetcher.close()
+
+
+def test_an_allow_list_entry_with_a_bad_port_stops_gemgate(tmp_path: Path) -> None:
+    gate = Gemgate(tmp_path, {"GEMGATE_FETCH_ALLOW_HOSTS": "images.local:https"})
+    result = gate.cli("serve", "--port", str(free_port()), check=False)
+    assert result.returncode != 0
+    assert "GEMGATE_FETCH_ALLOW_HOSTS: the port of 'images.local:https' is not a number" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""The command line: serve (the default), keys, credentials, db."""
+"""The command line: serve (the default), keys, credentials, login, usage, db."""
 
 from __future__ import annotations
 
@@ -390,19 +390,55 @@ def credentials() -> None:
 
 @credentials.command("add")
 @click.argument("channel", type=click.Choice(key_service.CHANNELS))
+@click.argument("more_files", nargs=-1, type=click.Path())
 @click.option("--api-key", help="gemini: a Gemini API key.")
+@click.option(
+    "--oauth-file",
+    "oauth_files",
+    multiple=True,
+    type=click.Path(),
+    help="gemini_cli: gemini-cli's oauth_creds.json; more files or folders may follow.",
+)
+@click.option("--project", help="gemini_cli: the Google Cloud project with a Code Assist licence.")
+@click.option("--no-check", is_flag=True, help="gemini_cli: do not ask Google about the account.")
 @click.option("--label", help="A name to recognise the credential by.")
 @click.option("--proxy", help="Outbound proxy URL for this credential.")
 @_with_store
 async def credentials_add(
-    store: Store, channel: str, api_key: str | None, label: str | None, proxy: str | None
+    store: Store,
+    channel: str,
+    more_files: tuple[str, ...],
+    api_key: str | None,
+    oauth_files: tuple[str, ...],
+    project: str | None,
+    no_check: bool,
+    label: str | None,
+    proxy: str | None,
 ) -> None:
     """Add a credential to a channel's pool."""
     proxy = credential_service.checked_proxy(proxy)
+    if channel == "gemini_cli":
+        from gemgate.services import oauth_import
+
+        if api_key:
+            raise click.UsageError("gemini_cli takes --oauth-file, not --api-key")
+
+        settings = _settings(click.get_current_context())
+        for line in await oauth_import.add_files(
+            store,
+            settings,
+            [*oauth_files, *more_files],
+            label=label,
+            proxy=proxy,
+            project=project,
+            verify=not no_check,
+        ):
+            click.echo(line)
+        return
     if channel != "gemini":
         raise click.ClickException(f"the {channel} channel is not available in this version yet")
-    if not api_key:
-        raise click.UsageError("gemini needs --api-key")
+    if not api_key or more_files:
+        raise click.UsageError("gemini needs --api-key KEY (and nothing else)")
     record = await credential_service.add_gemini(store, api_key, label=label, proxy=proxy)
     click.echo(f"added credential {record.id} ({record.label}) to {record.channel}")
 
@@ -410,8 +446,11 @@ async def credentials_add(
 @credentials.command("list")
 @click.option("--channel", type=click.Choice(key_service.CHANNELS))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--quota", is_flag=True, help="gemini_cli: ask Google for each account's quota.")
 @_with_store
-async def credentials_list(store: Store, channel: str | None, as_json: bool) -> None:
+async def credentials_list(
+    store: Store, channel: str | None, as_json: bool, quota: bool
+) -> None:
     """List credentials, secrets masked, with why any is broken."""
     def line(v: dict[str, Any]) -> str:
         state = "enabled" if v["enabled"] else "disabled"
@@ -419,14 +458,32 @@ async def credentials_list(store: Store, channel: str | None, as_json: bool) -> 
             state += f", {v['status']}: {v['status_reason']}"
         secret = ", ".join(f"{k}={s}" for k, s in v["secret"].items())
         text = f"{v['id']:>4}  {v['channel']:<16} {v['label']:<24} {secret}  [{state}]"
-        return "\n".join([text, *_cooldown_lines(v)])
+        return "\n".join([text, *_cooldown_lines(v), *_quota_lines(v)])
 
     cooldowns = await store.cooldowns()
-    views = [
-        credential_service.describe(r, cooldowns) for r in await store.list_credentials(channel)
-    ]
+    records = await store.list_credentials(channel)
+    views = [credential_service.describe(r, cooldowns) for r in records]
+    if quota:
+        from gemgate.services import oauth_import
+
+        settings = _settings(click.get_current_context())
+        for view, record in zip(views, records, strict=True):
+            if record.channel == "gemini_cli" and record.status == "ok" and record.enabled:
+                # Google's quota calls are paced by the operator, never polled in the background.
+                view["quota"] = await oauth_import.quota(store, settings, record)
     empty = "no credentials yet: gemgate credentials add gemini --api-key KEY"
     _print_rows([_json_times(v) for v in views] if as_json else views, as_json, empty, line)
+
+
+def _quota_lines(view: dict[str, Any]) -> list[str]:
+    if "quota" not in view:
+        return []
+    said = [q["error"] for q in view["quota"] if "error" in q] + [
+        f"{q['model']} {q['left']} until {q['resets']}"
+        for q in view["quota"]
+        if q.get("left") not in (None, "100%") and "error" not in q
+    ]
+    return [f"        quota: {'; '.join(said) or 'every model 100%'}"]
 
 
 def _cooldown_lines(view: dict[str, Any]) -> list[str]:
@@ -453,9 +510,15 @@ def _iso(timestamp: float) -> str:
 @click.argument("credential")
 @_with_store
 async def credentials_show(store: Store, credential: str) -> None:
-    """Show one credential by id or label, secrets masked, with its cooldowns."""
+    """Show one credential by id or label, secrets masked, with its cooldowns (and, for
+    gemini_cli, each model's quota left, asked of Google)."""
     record = await credential_service.find(store, credential)
     view = credential_service.describe(record, await store.cooldowns())
+    if record.channel == "gemini_cli":
+        from gemgate.services import oauth_import
+
+        settings = _settings(click.get_current_context())
+        view["quota"] = await oauth_import.quota(store, settings, record)
     click.echo(json.dumps(_json_times(view), indent=2))
 
 
@@ -533,6 +596,56 @@ def credentials_test(ctx: click.Context, credential: str) -> None:
         click.echo(asyncio.run(run()))
     except GatewayError as error:
         raise click.ClickException(error.message) from None
+
+
+# -- login ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("channel", type=click.Choice(["gemini_cli"]))
+@click.option("--no-browser", is_flag=True, help="Paste the code Google shows (PKCE).")
+@click.option("--port", type=int, default=0, help="Loopback port for the browser's return.")
+@click.option("--project", help="The Google Cloud project with a Code Assist licence.")
+@click.option("--no-check", is_flag=True, help="Do not ask Google about the account.")
+@click.option("--label", help="A name to recognise the credential by.")
+@click.option("--proxy", help="Outbound proxy URL for this credential.")
+@_with_store
+async def login(
+    store: Store,
+    channel: str,
+    no_browser: bool,
+    port: int,
+    project: str | None,
+    no_check: bool,
+    label: str | None,
+    proxy: str | None,
+) -> None:
+    """Sign a Google account in with Gemini CLI's OAuth client and add it to the pool."""
+    from gemgate.services import oauth_import
+
+    def announce(url: str) -> None:
+        click.echo("Open this URL in a browser and sign in:")
+        click.echo(url)
+        if not no_browser and sys.stdout.isatty():
+            import webbrowser
+
+            webbrowser.open(url)
+
+    async def read_code() -> str:
+        return str(await asyncio.to_thread(click.prompt, "Paste the code Google shows"))
+
+    for line in await oauth_import.login(
+        store,
+        _settings(click.get_current_context()),
+        announce=announce,
+        read_code=read_code if no_browser else None,
+        port=port,
+        label=label,
+        proxy=proxy,
+        project=project,
+        verify=not no_check,
+    ):
+        click.echo(line)
 
 
 # -- usage ------------------------------------------------------------------------------------

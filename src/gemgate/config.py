@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     connect_timeout: float = 10.0
     # Longest silence tolerated from an upstream, between bytes, not for the whole answer.
     read_timeout: float = 120.0
+
+    # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
+    onboard_poll_interval: float = 5.0
+    # gemini_cli: model ids to serve besides the built-in Code Assist list, comma-separated.
+    code_assist_extra_models: str = ""
 
     # How often a server re-reads keys and credentials written by another process (the CLI).
     reload_interval: float = 2.0
@@ -115,6 +121,34 @@ class Settings(BaseSettings):
         if settings_cls.model_config.get("toml_file") is None:
             return (init_settings, env_settings)
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_lead_to_model_names(cls, aliases: dict[str, str]) -> dict[str, str]:
+        from gemgate import model_names
+        from gemgate.errors import InvalidRequest
+
+        for name, target in aliases.items():
+            try:
+                model_names.check(target, "alias target")
+            except InvalidRequest:
+                raise PydanticCustomError(
+                    "alias",
+                    "alias {name} leads to {target}: not a model name",
+                    {"name": repr(name), "target": repr(target)},
+                ) from None
+        return aliases
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _allow_list_parses(cls, value: str) -> str:
+        from gemgate.allow_list import AllowList
+
+        try:
+            AllowList(value)
+        except ValueError as error:
+            raise PydanticCustomError("allow_list", str(error)) from None
+        return value
 
     @property
     def resolved_database_url(self) -> str:

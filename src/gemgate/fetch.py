@@ -19,12 +19,12 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gemgate import input_media, ir
+from gemgate.allow_list import AllowList
 from gemgate.config import Settings
 from gemgate.errors import InvalidRequest, RequestTooLarge
 
 MAX_REDIRECTS = 5
 _ENCODE_IN_THREAD = 1024 * 1024
-_STANDARD_PORTS = (80, 443)
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be"})
 _FILES_API_PREFIX = "https://generativelanguage.googleapis.com/"
 
@@ -55,38 +55,6 @@ def stays_upstream(uri: str) -> bool:
     """URIs Gemini fetches itself (YouTube videos, its own Files API): sent as `fileData`."""
     host = (urlsplit(uri).hostname or "").lower()
     return host in _YOUTUBE_HOSTS or uri.startswith(_FILES_API_PREFIX)
-
-
-class AllowList:
-    """The operator's `GEMGATE_FETCH_ALLOW_HOSTS`: `host:port` entries allow that port only,
-    a bare host its standard ports (80 and 443) only, so allow-listing a web server does not
-    open every other service on the same machine. IPv6 addresses go in brackets with a port."""
-
-    def __init__(self, setting: str) -> None:
-        self.entries: set[tuple[str, int | None]] = set()
-        for raw in setting.split(","):
-            entry = raw.strip().lower()
-            if entry:
-                self.entries.add(_host_and_port(entry))
-
-    def allows(self, host: str, port: int) -> bool:
-        host = host.lower().strip("[]")
-        if (host, port) in self.entries:
-            return True
-        return port in _STANDARD_PORTS and (host, None) in self.entries
-
-
-def _host_and_port(entry: str) -> tuple[str, int | None]:
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""  # a name, an IPv4 address or a bare IPv6 address
-    if port and not port.isdigit():
-        raise ValueError(f"GEMGATE_FETCH_ALLOW_HOSTS: {entry!r} has a port that is not a number")
-    return host, int(port) if port else None
 
 
 class _CheckedResolver(AbstractResolver):

@@ -13,6 +13,7 @@ from gemgate.audio import Encoder
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
+from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.config import Settings
 from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
@@ -49,7 +50,10 @@ class Gateway:
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
-        self.channels: dict[str, Channel] = {"gemini": GeminiAPI(settings, self.http)}
+        self.channels: dict[str, Channel] = {
+            "gemini": GeminiAPI(settings, self.http),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
+        }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
         self.fetcher = Fetcher(settings)

@@ -39,7 +39,6 @@ _READABLE_FAMILIES = ("audio/", "video/", "text/")
 _SIGNED = {
     "image/png": "image/png",
     "image/jpeg": "image/jpeg",
-    "image/jpg": "image/jpeg",
     "image/gif": "image/gif",
     "image/webp": "image/webp",
     "application/pdf": "application/pdf",
@@ -54,6 +53,7 @@ _SIGNED = {
 }
 # Base64 characters enough for the 24 bytes `sniff_mime` looks at.
 _HEAD_CHARS = 32
+_WHITESPACE = frozenset(" \t\r\n")
 
 
 def readable(mime: str) -> bool:
@@ -65,6 +65,8 @@ def checked_type(declared: str | None, head: bytes, name: str | None, where: str
     or the file name say) once the bytes agree with it and Gemini can read it. A file labelled
     as another type of its own kind (a PNG sent as image/jpeg) gets the type its bytes show."""
     mime = guess_mime(declared, head, name)
+    if mime == "image/jpg":  # a common misspelling Gemini does not take
+        mime = "image/jpeg"
     expected = _SIGNED.get(mime)
     if expected is not None:
         found = sniff_mime(head)
@@ -89,7 +91,11 @@ def checked_type(declared: str | None, head: bytes, name: str | None, where: str
 
 def inline(declared: str | None, payload: str, where: str, name: str | None = None) -> ir.Media:
     """Base64 bytes with their declared type, checked."""
-    payload = "".join(payload.split())
+    payload = payload.strip()
+    if not _WHITESPACE.isdisjoint(payload[: _HEAD_CHARS * 4]):
+        # Line-wrapped (MIME-style) base64 breaks its lines early on; a multi-megabyte image
+        # without any is not scanned whole.
+        payload = "".join(payload.split())
     if not payload:
         raise InvalidRequest(f"{where}: the data is empty", param="messages")
     head = payload[:_HEAD_CHARS].replace("-", "+").replace("_", "/")
@@ -120,6 +126,8 @@ def web_url(url: str, where: str) -> ir.Media:
         raise InvalidRequest(
             f"{where}: a media URL must be an http(s) URL, not {url[:40]!r}", param="messages"
         )
+    # The scheme in lower case, as the fetch step and the upstream expect it.
+    url = parts.geturl()
     host = parts.hostname.lower()
     if host.endswith(("youtube.com", "youtu.be")):
         return ir.Media("video/mp4", uri=url)

@@ -15,19 +15,20 @@ MAX_DEPTH = 100
 
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether `value` nests objects or arrays more than `limit` levels deep."""
-    if not isinstance(value, dict | list):
-        return False
-    level: list[Any] = [value]
+    """Whether `value` nests objects or arrays more than `limit` levels deep. Called on every
+    request for what clients replay (tool arguments), so it walks containers only, a level at
+    a time, without recursion."""
+    level = [value] if type(value) is dict or type(value) is list else []
     depth = 0
     while level:
         depth += 1
         if depth > limit:
             return True
-        below: list[Any] = []
+        below = []
         for node in level:
-            children = node.values() if isinstance(node, dict) else node
-            below.extend(c for c in children if isinstance(c, dict | list))
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
         level = below
     return False
 

@@ -596,6 +596,9 @@ def _check(kind: _Kind, value: Any, path: str) -> Any:
     if isinstance(kind, list):
         if not isinstance(value, list):
             raise _invalid_value(path, "TYPE_LIST", value)
+        for i, item in enumerate(value):
+            if item is None:  # null is "not set" for a field, but a list element must be set
+                raise _invalid_value(f"{path}[{i}]", "TYPE_LIST", item)
         return [_check(kind[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(kind, frozenset):
         if not isinstance(value, str) or value.upper() not in kind:
@@ -1602,7 +1605,18 @@ class FakeGeminiAPI(MediaAPIs):
         stream: bool,
         sse: bool,
     ) -> web.StreamResponse:
-        req = _check(_REQUEST, body, "")
+        return await self._answer(request, _check(_REQUEST, body, ""), model, api_key, stream, sse)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        req: dict[str, Any],
+        model: str,
+        api_key: str | None,
+        stream: bool,
+        sse: bool,
+    ) -> web.StreamResponse:
+        """Answer a validated GenerateContentRequest (also for fakes that wrap it)."""
         _check_semantics(req)
         self._check_file_refs(req, api_key)
         if self.is_speech_model(model):
@@ -1649,8 +1663,12 @@ class FakeGeminiAPI(MediaAPIs):
             return self._drop(request, resp)
         chunks = self._render(reply, call)
         if not stream:
-            return self._json(chunks[0] if len(chunks) == 1 else _merge(chunks))
+            return self._json(self._unary(chunks[0] if len(chunks) == 1 else _merge(chunks), call))
         return await self._stream(request, call, chunks, reply.delay)
+
+    def _unary(self, response: dict[str, Any], call: _Call) -> Any:
+        """The body of a unary answer (a fake that wraps answers overrides this)."""
+        return response
 
     @staticmethod
     def _drop(request: web.Request, resp: web.StreamResponse | None = None) -> web.StreamResponse:

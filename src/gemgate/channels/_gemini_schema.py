@@ -40,6 +40,7 @@ MAX_DEPTH = 12
 # Values that are not schemas (`default`, `enum`, `example`...) are copied as they are, so
 # they get a bound of their own.
 MAX_VALUE_DEPTH = 32
+_CONTAINERS = (dict, list)
 
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class _Cleaner:
                     if isinstance(value, list)
                     else self.clean(value, depth + 1, refs)
                 )
-            elif json_depth.deeper_than(value, MAX_VALUE_DEPTH):
+            elif type(value) in _CONTAINERS and _too_deep(value):
                 raise InvalidRequest(
                     f"a schema's {key!r} value is nested more than {MAX_VALUE_DEPTH} levels deep"
                 )
@@ -125,6 +126,17 @@ class _Cleaner:
         return dict(node) if isinstance(node, dict) else None
 
 
+def _too_deep(value: dict[str, Any] | list[Any]) -> bool:
+    if type(value) is list:
+        # Most such values are flat lists (`enum`, `required`): no walk for those.
+        for item in value:
+            if type(item) in _CONTAINERS:
+                break
+        else:
+            return False
+    return json_depth.deeper_than(value, MAX_VALUE_DEPTH)
+
+
 class _Cut:
     def __init__(self, ref: str) -> None:
         self.ref = ref
@@ -140,10 +152,12 @@ def _merge_all_of(node: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(part, dict):
             continue
         for key, value in part.items():
-            if key == "properties" and isinstance(value, dict):
-                merged["properties"] = {**value, **merged.get("properties", {})}
-            elif key == "required" and isinstance(value, list):
-                merged["required"] = list(dict.fromkeys([*merged.get("required", []), *value]))
+            own = merged.get(key)
+            if key == "properties" and isinstance(value, dict) and isinstance(own, dict | None):
+                merged["properties"] = {**value, **(own or {})}
+            elif key == "required" and isinstance(value, list) and isinstance(own, list | None):
+                names = [n for n in (*(own or ()), *value) if isinstance(n, str)]
+                merged["required"] = list(dict.fromkeys(names))
             else:
                 merged.setdefault(key, value)
     return merged
@@ -172,6 +186,8 @@ def _fix_required(out: dict[str, Any]) -> None:
     required = out.get("required")
     if not isinstance(required, list):
         return
+    # Names only: anything else in the list would make Google refuse the whole schema.
+    required = [name for name in required if isinstance(name, str)]
     properties = out.get("properties")
     if isinstance(properties, dict):
         required = [name for name in required if name in properties]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -174,7 +174,11 @@ def _tools(tools: list[ir.Tool]) -> list[dict[str, Any]]:
             declaration: dict[str, Any] = {"name": tool.name}
             if tool.description:
                 declaration["description"] = tool.description
-            schema = clean_schema(tool.parameters) if tool.parameters else None
+            schema = (
+                _cleaned(tool.parameters, f"tool {tool.name!r}", "tools")
+                if tool.parameters
+                else None
+            )
             if schema:
                 declaration["parametersJsonSchema"] = schema
             declarations.append(declaration)
@@ -182,6 +186,13 @@ def _tools(tools: list[ir.Tool]) -> list[dict[str, Any]]:
             builtins.append({tool.kind: {}})
     out = [{"functionDeclarations": declarations}] if declarations else []
     return out + builtins
+
+
+def _cleaned(schema: dict[str, Any], owner: str, param: str | None) -> dict[str, Any]:
+    try:
+        return clean_schema(schema)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"{owner}: {error.message}", param=param) from None
 
 
 def _tool_config(choice: ir.ToolChoice | None) -> dict[str, Any] | None:
@@ -226,7 +237,7 @@ def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
         if g.logprobs > 0:
             config["logprobs"] = g.logprobs
     if g.response_schema is not None:
-        config["responseJsonSchema"] = clean_schema(g.response_schema)
+        config["responseJsonSchema"] = _cleaned(g.response_schema, "the response schema", None)
         config.setdefault("responseMimeType", "application/json")
     thinking = thinking_config(req.thinking, model)
     if thinking:
@@ -522,6 +533,8 @@ class GoogleError:
     per_day: bool
     # Whether the body was a google.rpc.Status at all, rather than (say) a proxy's HTML page.
     structured: bool = True
+    # ErrorInfo's metadata (quotaResetTimeStamp, model, ...), for channels that need more.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 # How much of an error body that is not Google's JSON is shown to the client.
@@ -548,6 +561,7 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
     if not isinstance(message, str) or not message:
         message = f"upstream answered HTTP {http_status}"
     reason, delay, per_day = None, None, False
+    info: dict[str, Any] = {}
     details = error.get("details")
     for detail in details if isinstance(details, list) else ():
         if not isinstance(detail, dict):
@@ -557,6 +571,8 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
             found = detail.get("reason")
             reason = found if isinstance(found, str) else None
             metadata = detail.get("metadata")
+            if isinstance(metadata, dict):
+                info = metadata
             reset = metadata.get("quotaResetDelay") if isinstance(metadata, dict) else None
             if delay is None and isinstance(reset, str):
                 delay = parse_duration(reset)
@@ -571,7 +587,13 @@ def parse_google_error(http_status: int, body: bytes) -> GoogleError:
         delay = _delay_in_message(message)
     status = error.get("status")
     return GoogleError(
-        http_status, status if isinstance(status, str) else "", message, reason, delay, per_day
+        http_status,
+        status if isinstance(status, str) else "",
+        message,
+        reason,
+        delay,
+        per_day,
+        metadata=info,
     )
 
 

@@ -28,6 +28,9 @@ LONG_COOLDOWN = 3600.0
 _SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
 # Inputs per batchEmbedContents call: Google refuses larger batches.
 EMBED_BATCH = 100
+# Names the Gemini API does not know: Code Assist's separate quota bucket and the gateway's
+# thinking switch, both the gemini_cli channel's.
+_OTHER_CHANNELS_SUFFIXES = ("_vertex", "-thinking")
 
 
 class GeminiAPI:
@@ -48,6 +51,8 @@ class GeminiAPI:
         )
 
     def serves(self, model: str) -> bool:
+        if model.endswith(_OTHER_CHANNELS_SUFFIXES):
+            return False
         return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
 
     def speech_only(self, model: str) -> bool:

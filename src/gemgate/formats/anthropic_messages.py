@@ -431,7 +431,6 @@ def _tools(tools: Any) -> list[ir.Tool]:
         elif kind == "custom" or "input_schema" in tool:
             # cache_control, strict, input_examples & co. mean nothing to Gemini.
             schema = object_field(tool, "input_schema", "tools.input_schema")
-            json_depth.check(schema, "tools.input_schema")
             out.append(
                 ir.FunctionTool(
                     string_field(tool, "name", "tools.name") or "",

@@ -379,7 +379,6 @@ def _function(declaration: Any, where: str) -> ir.FunctionTool:
         schema = _json_schema(schema)
     if schema is not None and not isinstance(schema, dict):
         raise InvalidRequest(f"{where}.parameters must be an object", param="tools")
-    json_depth.check(schema, f"{where}.parametersJsonSchema", "tools")
     return ir.FunctionTool(
         string_field(declaration, "name", f"{where}.name") or "",
         string_field(declaration, "description", f"{where}.description"),
@@ -444,7 +443,10 @@ def _generation(config: Any) -> ir.Generation:
         )
     json_schema = c.field("responseJsonSchema", dict)
     schema = c.field("responseSchema", dict)
-    json_depth.check(json_schema or schema, "generationConfig.responseSchema", "generationConfig")
+    # The OpenAPI form is converted here, recursively; JSON Schema goes to the wire's cleaner.
+    json_depth.check(schema, "generationConfig.responseSchema", "generationConfig")
+    image_config = c.field("imageConfig", dict)
+    json_depth.check(image_config, "generationConfig.imageConfig", "generationConfig")
     logprobs = c.field("logprobs", int)
     return ir.Generation(
         temperature=c.number("temperature"),
@@ -460,7 +462,7 @@ def _generation(config: Any) -> ir.Generation:
         response_mime_type=c.field("responseMimeType", str),
         response_schema=json_schema or (_json_schema(schema) if schema is not None else None),
         response_modalities=modalities,
-        image_config=c.field("imageConfig", dict),
+        image_config=image_config,
     )
 
 
@@ -485,6 +487,8 @@ class _Config:
             return None
         if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)  # proto JSON takes 40.0 for an integer field, as Google does
         raise InvalidRequest(
             f"{self.where}.{camel} must be {self._NAMES[kind]}", param="generationConfig"
         )

@@ -349,7 +349,6 @@ def _tool(tool: dict[str, Any], i: int) -> ir.Tool:
     if name in BUILTIN_TOOLS:
         return BUILTIN_TOOLS[name]
     parameters = object_field(function, "parameters", f"tools[{i}].function.parameters")
-    json_depth.check(parameters, f"tools[{i}].function.parameters", "tools")
     description = string_field(function, "description", f"tools[{i}].function.description")
     return ir.FunctionTool(name, description or None, parameters or None)
 
@@ -438,7 +437,6 @@ def _response_format(value: Any) -> tuple[str | None, dict[str, Any] | None]:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is not None and not isinstance(schema, dict):
             raise InvalidRequest("json_schema.schema must be an object", param="response_format")
-        json_depth.check(schema, "response_format.json_schema.schema", "response_format")
         return "application/json", schema
     raise InvalidRequest(
         "response_format.type must be text, json_object or json_schema", param="response_format"

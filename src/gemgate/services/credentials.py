@@ -110,6 +110,10 @@ async def mark_invalid(store: Store, cred_id: int, reason: str) -> None:
     await store.update_credential(cred_id, status="invalid", status_reason=reason)
 
 
+# Facts about an account kept beside its secrets, not secrets themselves: shown as they are.
+PLAIN_FIELDS = frozenset({"email", "project_id", "tier", "client_id"})
+
+
 def describe(
     record: CredentialRecord, cooldowns: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -118,7 +122,10 @@ def describe(
         "id": record.id,
         "channel": record.channel,
         "label": record.label,
-        "secret": {k: mask(v) if isinstance(v, str) else "****" for k, v in record.secret.items()},
+        "secret": {
+            k: v if k in PLAIN_FIELDS else mask(v) if isinstance(v, str) else "****"
+            for k, v in record.secret.items()
+        },
         "proxy": _mask_proxy(record.proxy),
         "enabled": record.enabled,
         "status": record.status,
