@@ -46,6 +46,7 @@ class GeminiAPI:
         self._models_at = 0.0
         self._models_ttl = settings.models_cache_ttl
         self.files = FilesAPI(settings, http, classify)
+        self._speech_only: dict[str, bool] = {}
         self._speech_models = tuple(
             p.strip() for p in settings.speech_models.split(",") if p.strip()
         )
@@ -57,7 +58,12 @@ class GeminiAPI:
 
     def speech_only(self, model: str) -> bool:
         """Whether `model` only speaks (a TTS model), by the operator's `speech_models`."""
-        return any(fnmatch.fnmatchcase(model, p) for p in self._speech_models)
+        found = self._speech_only.get(model)
+        if found is None:
+            found = any(fnmatch.fnmatchcase(model, p) for p in self._speech_models)
+            if len(self._speech_only) < 1024:  # model names are few; never grow unbounded
+                self._speech_only[model] = found
+        return found
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
