@@ -10,12 +10,15 @@ import json
 import shutil
 import subprocess
 import wave
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from google.genai import types
 
+from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import TTS_RATE, FakeGeminiAPI, speech_pcm
 from tests.harness import Gemgate
 from tests.openai_sdk import client
@@ -262,3 +265,33 @@ def test_audio_speech_as_server_sent_events(gateway: Gemgate, gemini: FakeGemini
     assert b"".join(base64.b64decode(e["audio"]) for e in deltas) == speech_pcm(TEXT)
     done = events[-1]
     assert done["type"] == "speech.audio.done" and done["usage"]["output_tokens"] > 0
+
+
+@pytest.fixture(scope="module")
+def no_ffmpeg(
+    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+) -> Iterator[Gemgate]:
+    server = start_gemgate(
+        Path(tmp_path_factory.mktemp("no-ffmpeg")),
+        fake_gemini,
+        {"GEMGATE_FFMPEG": "/nonexistent/ffmpeg"},
+    )
+    server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_without_ffmpeg_encoded_formats_are_a_clear_400(
+    no_ffmpeg: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(no_ffmpeg).audio.speech.create(model=TTS, input=TEXT, voice="alloy")
+    assert "ffmpeg is not installed" in caught.value.body["message"]  # type: ignore[index]
+    assert gemini.requests == []
+    # WAV and PCM need nothing but gemgate.
+    response = client(no_ffmpeg).audio.speech.create(
+        model=TTS, input=TEXT, voice="alloy", response_format="wav"
+    )
+    assert _wav_samples(response.content)[1] == speech_pcm(TEXT)

@@ -16,7 +16,7 @@ import shutil
 import wave
 from dataclasses import dataclass
 
-from gemgate.errors import InvalidRequest, UpstreamError
+from gemgate.errors import InternalError, InvalidRequest, UpstreamError
 
 PCM_RATE = 24000
 SAMPLE_WIDTH = 2
@@ -83,7 +83,8 @@ class Encoder:
     """Encodes PCM into the client's format; `ffmpeg` is the binary to use, if any."""
 
     def __init__(self, ffmpeg: str | None = None) -> None:
-        self.ffmpeg = ffmpeg or shutil.which("ffmpeg")
+        # A configured path that is not an executable counts as no ffmpeg at all.
+        self.ffmpeg = shutil.which(ffmpeg or "ffmpeg")
 
     def check(self, fmt: AudioFormat, speed: float = 1.0) -> None:
         """A 400 before any upstream call when this gateway cannot produce what was asked."""
@@ -112,17 +113,20 @@ class Encoder:
 
     async def _run(self, *args: str, data: bytes) -> bytes:
         assert self.ffmpeg is not None
-        process = await asyncio.create_subprocess_exec(
-            self.ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise InternalError(f"could not run ffmpeg to encode the audio: {exc}") from None
         try:
             out, err = await asyncio.wait_for(process.communicate(data), _TIMEOUT)
         except TimeoutError:
