@@ -48,6 +48,16 @@ CHAT_BODY: dict[str, Any] = {
     "temperature": 0.7,
     "max_tokens": 256,
 }
+# The same again through the Responses API; `store: false` as chat completions keeps nothing
+# (the `responses-store` row measures keeping answers too).
+RESPONSES_BODY: dict[str, Any] = {
+    "model": MODEL,
+    "instructions": SYSTEM,
+    "input": PROMPT,
+    "temperature": 0.7,
+    "max_output_tokens": 256,
+    "store": False,
+}
 GEMINI_BODY: dict[str, Any] = {
     "contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
     "systemInstruction": {"parts": [{"text": SYSTEM}]},
@@ -63,6 +73,9 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     # gemini_cli's CPU per request against the gemini channel's, same load and same answer.
     "cli_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "cli_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    # Responses API CPU per request against chat completions', same load and same answer.
+    "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
 }
 
 
@@ -356,6 +369,34 @@ class Stack:
                     and body.count(b"data: ") >= n
                 ),
             ),
+            "responses": Target(
+                "responses",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps(RESPONSES_BODY),
+                False,
+                lambda status, body: status == 200 and b'"output_text"' in body,
+            ),
+            "responses-store": Target(
+                "resp+store",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps({**RESPONSES_BODY, "store": True}),
+                False,
+                lambda status, body: status == 200 and b'"output_text"' in body,
+            ),
+            "responses-stream": Target(
+                "responses",
+                f"{self.url}/v1/responses",
+                auth,
+                orjson.dumps({**RESPONSES_BODY, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and b"event: response.completed" in body
+                    and body.count(b"response.output_text.delta") >= n
+                ),
+            ),
             "direct-stream": Target(
                 "direct",
                 f"{base}:streamGenerateContent?alt=sse",
@@ -464,6 +505,11 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         gemini = results[f"{scenario}/gemgate"].cpu_ms_per_request or 0.0
         return cli / gemini if gemini else 0.0
 
+    def responses_ratio(scenario: str) -> float:
+        chat = results[f"{scenario}/gemgate"].cpu_ms_per_request or 0.0
+        responses = results[f"{scenario}/responses"].cpu_ms_per_request or 0.0
+        return responses / chat if chat else 0.0
+
     return {
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
@@ -477,11 +523,13 @@ def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str
         "throughput_ratio_cli_stream": ratio("cli-stream-c32"),
         "cli_cpu_ratio_nonstream": cpu_ratio("nonstream-c32"),
         "cli_cpu_ratio_stream": cpu_ratio("stream-c32"),
+        "responses_cpu_ratio_nonstream": responses_ratio("nonstream-c32"),
+        "responses_cpu_ratio_stream": responses_ratio("stream-c32"),
     }
 
 
 def show(results: dict[str, Result], derived: dict[str, float]) -> None:
-    head = f"{'scenario':<18}{'target':<9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    head = f"{'scenario':<18}{'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(
         head + f"{'ttfc p50':>10}{'ttfc p99':>10}{'cpu ms/req':>11}{'errors':>8}{'core0 other':>13}"
     )
@@ -493,7 +541,7 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
         )
         cpu = f"{r.cpu_ms_per_request:>11.3f}" if r.cpu_ms_per_request else f"{'-':>11}"
         print(
-            f"{r.scenario:<18}{r.target:<9}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{r.scenario:<18}{r.target:<11}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{ttfc}{cpu}{r.errors:>8}{r.core0_other_pct:>12.0f}%"
         )
     if any(r.core0_other_pct > 10 for r in results.values()):
@@ -502,7 +550,7 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
     units = {"mb": "MB", "_s": "s", "ms_c1": "ms"}
     for name, value in derived.items():
         unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
-        percent = name.startswith(("throughput", "cli_cpu"))
+        percent = name.startswith(("throughput", "cli_cpu", "responses_cpu"))
         shown = f"{100 * value:.1f} %" if percent else f"{value:.2f} {unit}"
         verdict = ""
         if name in TARGETS:
@@ -515,8 +563,8 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     targets = stack.targets()
     plan = [
         ("nonstream-c1", 1, "gemgate", "direct"),
-        ("nonstream-c32", 32, "gemgate", "direct"),
-        ("stream-c32", 32, "gemgate-stream", "direct-stream"),
+        ("nonstream-c32", 32, "responses-store", "responses", "gemgate", "direct"),
+        ("stream-c32", 32, "responses-stream", "gemgate-stream", "direct-stream"),
         ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),
         ("cli-stream-c32", 32, "gemgate-cli-stream", "direct-cli-stream"),
     ]
@@ -530,7 +578,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
             cpu = cpu_seconds(stack.server.pid) - cpu_before
             other = core_busy_seconds(GEMGATE_CORE) - core_before - cpu
             result.core0_other_pct = max(0.0, 100 * other / (time.perf_counter() - began))
-            if target.name == "gemgate" and result.requests:
+            if target.name != "direct" and result.requests:
                 # Warm-up requests cost CPU too: spread it over every request of the run.
                 total = result.requests * (args.warmup + args.duration) / args.duration
                 result.cpu_ms_per_request = 1000 * cpu / total

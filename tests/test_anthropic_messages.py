@@ -13,6 +13,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from pydantic import BaseModel
 
 from gemgate import signatures
 from tests.conftest import start_gemgate
@@ -619,3 +620,80 @@ def test_ping_during_a_long_silence(gateway: Gemgate, gemini: FakeGeminiAPI) -> 
     assert status == 200 and "ping" in names
     assert names.index("ping") > names.index("content_block_start")
     assert names[-1] == "message_stop"
+
+
+# -- structured output ------------------------------------------------------------------------
+
+
+class _Weather(BaseModel):
+    city: str
+    celsius: int
+
+
+def test_structured_output_with_output_config(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    """What pydantic-ai's native output and the SDK's parse send: output_config.format."""
+    gemini.script(Reply.text('{"city": "Paris", "celsius": 21}'))
+    answer = client(gateway).messages.parse(
+        model="claude-sonnet-4-5",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Weather in Paris as JSON"}],
+        output_format=_Weather,
+    )
+    assert answer.parsed_output == _Weather(city="Paris", celsius=21)
+    config = gemini.requests[-1].body["generationConfig"]
+    assert config["responseMimeType"] == "application/json"
+    schema = config["responseJsonSchema"]
+    assert schema["properties"]["celsius"]["type"] == "integer"
+    assert "additionalProperties" not in schema or schema["additionalProperties"] is False
+
+
+def test_structured_output_beta_output_format(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
+    """What LiteLLM sends: output_format with the structured-outputs beta header."""
+    gemini.script(Reply.text('{"answer": "yes"}'))
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"answer": {"type": "string", "x-order": 1}},
+        "required": ["answer"],
+    }
+    answer = client(gateway).beta.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Yes or no?"}],
+        betas=["structured-outputs-2025-11-13"],
+        extra_body={"output_format": {"type": "json_schema", "schema": schema}},
+    )
+    assert json.loads(answer.content[0].text) == {"answer": "yes"}  # type: ignore[union-attr]
+    sent = gemini.requests[-1].body["generationConfig"]["responseJsonSchema"]
+    assert sent == {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+    }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"output_format": {"type": "xml"}},
+        {"output_config": {"format": {"type": "json_schema"}}},
+        {"mcp_servers": [{"type": "url", "url": "https://mcp.example/sse", "name": "x"}]},
+        {"container": "container_1"},
+    ],
+)
+def test_fields_that_cannot_be_honoured_are_400(
+    gateway: Gemgate, gemini: FakeGeminiAPI, extra: dict[str, Any]
+) -> None:
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Hi"}],
+        **extra,
+    }
+    status, _, raw = raw_post(gateway, "/v1/messages", body)
+    assert status == 400
+    error = json.loads(raw)
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert next(iter(extra)) in error["error"]["message"]
+    assert not gemini.requests

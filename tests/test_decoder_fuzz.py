@@ -22,6 +22,7 @@ from gemgate.errors import GatewayError
 from gemgate.formats.anthropic_messages import AnthropicMessages
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
+from gemgate.formats.openai_responses import OpenAIResponses
 from tests.fakes.gemini_api import TINY_PNG, FakeGeminiAPI
 from tests.harness import Gemgate
 
@@ -188,8 +189,48 @@ NATIVE = {
     },
     "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
 }
+RESPONSES = {
+    "model": "gemini-2.5-flash",
+    "instructions": "Be brief.",
+    "input": [
+        {"role": "developer", "content": "Answer in English."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "What is in this image?"},
+                {"type": "input_image", "image_url": f"data:image/png;base64,{TINY_PNG}"},
+            ],
+        },
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "Look at it."}],
+            "encrypted_content": "gmn1.eyJtIjoiZ2VtaW5pLTIuNS1mbGFzaCJ9",
+        },
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ],
+    "tools": [
+        {"type": "function", "name": "get_weather", "parameters": SCHEMA, "strict": True},
+        {"type": "web_search"},
+    ],
+    "tool_choice": "auto",
+    "text": {"format": {"type": "json_schema", "name": "w", "schema": SCHEMA}},
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "max_output_tokens": 100,
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "store": False,
+    "include": ["reasoning.encrypted_content"],
+}
 FRONTS = {
     "openai": (OPENAI, ["/v1/chat/completions", "/gemini/v1/chat/completions"]),
+    "responses": (RESPONSES, ["/v1/responses", "/gemini/v1/responses"]),
     "anthropic": (ANTHROPIC, ["/v1/messages", "/v1/messages/count_tokens"]),
     "native": (
         NATIVE,
@@ -392,7 +433,12 @@ def test_no_mutated_body_gets_a_5xx(
 
 @pytest.mark.parametrize(
     ("front", "fmt"),
-    [("native", GeminiNative()), ("openai", OpenAIChat()), ("anthropic", AnthropicMessages())],
+    [
+        ("native", GeminiNative()),
+        ("openai", OpenAIChat()),
+        ("responses", OpenAIResponses()),
+        ("anthropic", AnthropicMessages()),
+    ],
 )
 def test_decoders_and_the_wire_raise_only_client_errors(front: str, fmt: Any) -> None:
     seed = FRONTS[front][0]

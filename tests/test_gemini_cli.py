@@ -339,3 +339,39 @@ def test_streams_are_unwrapped_as_they_arrive_and_a_cut_ends_in_an_error(
     events = [json.loads(f.removeprefix(b"data: ")) for f in frames]
     assert events[0]["candidates"][0]["content"]["parts"][0]["text"] == "chunk 0 "
     assert events[-1]["error"]["code"] >= 500
+
+
+def test_responses_api_tool_round_on_gemini_3(
+    gateway: Gemgate, code_assist: FakeCodeAssist
+) -> None:
+    """The Responses API on this channel: streamed, stateless as Codex runs it, the call's
+    signature carried back in the replayed reasoning item."""
+    tool: Any = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    options: Any = {"store": False, "include": ["reasoning.encrypted_content"], "tools": [tool]}
+    code_assist.script(
+        Reply.parts([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]),
+        key=ALICE,
+    )
+    sdk = oa(gateway)
+    with sdk.responses.stream(
+        model="gemini-3-pro-preview", input="Weather in Paris?", **options
+    ) as stream:
+        first = stream.get_final_response()
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, json.loads(call.arguments)) == ("get_weather", {"city": "Paris"})
+    replay = [
+        {"role": "user", "content": "Weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": '{"temp": 18}'},
+    ]
+    code_assist.script(Reply.text("18 degrees in Paris."), key=ALICE)
+    second = sdk.responses.create(model="gemini-3-pro-preview", input=replay, **options)
+    assert second.output_text == "18 degrees in Paris."
+    replayed = generate_calls(code_assist)[-1].body["request"]["contents"]
+    assert [c["role"] for c in replayed] == ["user", "model", "user"]
+    signature = replayed[1]["parts"][0].get("thoughtSignature")
+    assert signature and signature != "skip_thought_signature_validator"

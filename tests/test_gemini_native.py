@@ -17,6 +17,7 @@ from google.genai import types
 
 from gemgate import ir
 from gemgate.channels import _gemini_wire as wire
+from gemgate.errors import InvalidRequest
 from gemgate.formats.gemini_native import GeminiNative
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
 from tests.harness import Gemgate
@@ -451,3 +452,19 @@ def test_upstream_dying_mid_event_ends_on_an_event_boundary(
     assert texts == ["chunk 0 ", "chunk 1 "]
     assert events[-1]["error"]["status"] == "UNAVAILABLE"
     assert events[-1]["error"]["code"] == 503
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"cachedContent": "cachedContents/abc"},
+        {"cached_content": "cachedContents/abc"},
+        {"generationConfig": {"audioTimestamp": True}},
+        {"generationConfig": {"speechConfig": {"voiceConfig": {}}}},
+    ],
+)
+def test_the_ir_path_refuses_what_it_cannot_carry(extra: dict[str, Any]) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], **extra}
+    with pytest.raises(InvalidRequest) as caught:
+        GeminiNative("unary").decode(json.dumps(body).encode(), "gemini-2.5-flash")
+    assert "not supported on this channel" in caught.value.message

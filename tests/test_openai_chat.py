@@ -351,3 +351,15 @@ def test_an_unknown_route_is_a_404_that_names_the_route(gateway: Gemgate) -> Non
     assert error["message"] == "no route POST /v1/chat/completion"
     # Not a model problem: a client must not be told to pick another model.
     assert error["code"] == "not_found" and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_root_answers_without_a_key(gateway: Gemgate, method: str) -> None:
+    """Clients probe / on start-up; it names gemgate, and nothing under it is opened."""
+    request = urllib.request.Request(gateway.url + "/", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        body = response.read()
+    assert body == b"" if method == "HEAD" else b"gemgate" in body
+    code, _, _ = raw_post(f"{gateway.url}/v1/responses", b"{}", {})
+    assert code == 401

@@ -3,6 +3,7 @@ safety, errors in the middle of a stream, and the parameters Gemini has no use f
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import start_gemgate
-from tests.fakes.gemini_api import TINY_PNG, FakeGeminiAPI, Reply
+from tests.fakes.gemini_api import FakeGeminiAPI, Reply, image_png
 from tests.harness import Gemgate
 from tests.openai_sdk import client, collect_stream
 
@@ -92,7 +93,7 @@ def test_generated_images_are_linked(gateway: Gemgate, gemini: FakeGeminiAPI, st
     # The link works without a client key, and gives the very bytes Gemini made.
     status, kind, body = _get(link)
     assert (status, kind) == (200, "image/png")
-    assert body == __import__("base64").b64decode(TINY_PNG)
+    assert body == base64.b64decode(image_png(1024, 1024))
     forged = link[:-4] + ("AAAA" if not link.endswith("AAAA") else "BBBB")
     assert _get(forged)[0] == 404
 
@@ -132,7 +133,7 @@ def test_images_as_data_urls_when_the_operator_says_so(
         .choices[0]
         .message
     )
-    url = f"data:image/png;base64,{TINY_PNG}"
+    url = f"data:image/png;base64,{image_png(1024, 1024)}"
     assert f"![image]({url})" in (message.content or "")
     assert (message.model_extra or {})["images"][0]["image_url"]["url"] == url
     assert not (data_links.data_dir / "media").exists() or not any(
@@ -218,14 +219,12 @@ def test_a_dropped_upstream_mid_stream_is_an_error_not_a_hang(
 # -- everything else a client may send --------------------------------------------------------
 
 
-def test_openai_only_parameters_are_accepted_and_not_forwarded(
+def test_openai_only_hints_are_accepted_and_not_forwarded(
     gateway: Gemgate, gemini: FakeGeminiAPI
 ) -> None:
     answer = client(gateway).chat.completions.create(
         model="gemini-2.5-flash",
         messages=HI,
-        logprobs=True,
-        top_logprobs=3,
         user="u-1",
         metadata={"team": "a"},
         parallel_tool_calls=False,
@@ -233,16 +232,26 @@ def test_openai_only_parameters_are_accepted_and_not_forwarded(
         frequency_penalty=0.25,
         store=False,
         service_tier="auto",
-        logit_bias={"50256": -100},
         prediction={"type": "content", "content": "hello"},
-        audio={"voice": "alloy", "format": "wav"},
     )
     assert answer.choices[0].message.content
     body = gemini.requests[-1].body
     assert set(body) == {"contents", "generationConfig"}
-    assert body["generationConfig"] == {
-        "presencePenalty": 0.5,
-        "frequencyPenalty": 0.25,
-        "responseLogprobs": True,
-        "logprobs": 3,
-    }
+    assert body["generationConfig"] == {"presencePenalty": 0.5, "frequencyPenalty": 0.25}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"logprobs": True, "top_logprobs": 3},
+        {"logit_bias": {"50256": -100}},
+        {"audio": {"voice": "alloy", "format": "wav"}},
+    ],
+)
+def test_what_would_change_the_answer_and_cannot_be_honoured_is_400(
+    gateway: Gemgate, gemini: FakeGeminiAPI, extra: dict[str, Any]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(gateway).chat.completions.create(model="gemini-2.5-flash", messages=HI, **extra)
+    assert caught.value.param == next(iter(extra))
+    assert not gemini.requests

@@ -86,7 +86,7 @@ def test_a_stream_longer_than_the_drain_window_ends_with_an_error_event(
     assert "Traceback" not in log
     # The usage of the cut stream was recorded before the server went away.
     rows = json.loads(server.cli("usage", "--key", "k", "--json").stdout)
-    assert rows and rows[0]["requests"] == 1 and rows[0]["errors"] == 1
+    assert rows and rows[0]["requests"] == 1 and rows[0]["errors"] == 1, (rows, log)
 
 
 def test_a_stream_that_finishes_within_the_window_is_untouched(

@@ -9,8 +9,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from gemgate.admin import api as admin_api
+from gemgate.admin import pages as admin_pages
+from gemgate.admin.auth import AdminAuth
 from gemgate.api.body_limit import BodyLimit
 from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
@@ -44,12 +48,30 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
             error = InvalidRequest(exc.detail or "bad request", status=exc.status_code)
         return error_response(error_format(request.url.path), error)
 
+    async def metrics(request: Request) -> Response:
+        token = settings.metrics_token
+        if token and request.headers.get("authorization", "") != f"Bearer {token}":
+            return Response(
+                b"send the metrics token as 'Authorization: Bearer <token>'\n",
+                status_code=401,
+                media_type="text/plain",
+                headers={"www-authenticate": "Bearer"},
+            )
+        return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+
     app = Starlette(
-        routes=routes(),
+        routes=[
+            *routes(),
+            Route("/metrics", metrics, methods=["GET"]),
+            # /admin is public to the client-key middleware: the admin has its own token.
+            Mount("/admin/api", routes=admin_api.routes()),
+            Mount("/admin", routes=admin_pages.routes()),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: starlette_handler},
     )
     app.state.gateway = gateway
+    app.state.admin_auth = AdminAuth.from_settings(settings)
     # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
     # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
     # through them all to Starlette.

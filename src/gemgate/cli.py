@@ -142,6 +142,7 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Start the server (the default command)."""
     from gemgate import server
+    from gemgate.admin.auth import ensure_token, token_path
 
     settings = _settings(ctx, host=host, port=port)
 
@@ -159,9 +160,30 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         where = asyncio.run(check_store())
     except GatewayError as error:
         raise click.ClickException(error.message) from None
-    click.echo(f"gemgate {_version()} on http://{settings.host}:{settings.port}")
-    click.echo(f"store: {where}")
-    click.echo("add a client key with: gemgate keys create --name NAME")
+    base = f"http://{settings.host}:{settings.port}"
+
+    def say(text: str) -> None:
+        # With JSON logs, even the banner is JSON lines, so a collector parses every line.
+        if settings.log_format == "json":
+            click.echo(json.dumps({"level": "info", "logger": "gemgate", "message": text}))
+        else:
+            click.echo(text)
+
+    say(f"gemgate {_version()} on {base}")
+    say(f"store: {where}")
+    say("add a client key with: gemgate keys create --name NAME")
+    new_token = ensure_token(settings)
+    say(f"admin page: {base}/admin/")
+    if new_token:
+        say(f"admin token (shown only now; its hash is in {token_path(settings)}):")
+        say(new_token)
+    elif settings.admin_token:
+        say("log in with GEMGATE_ADMIN_TOKEN")
+    else:
+        say(
+            "log in with the admin token printed on the first start "
+            f"(delete {token_path(settings)} and restart for a new one)"
+        )
     server.run(settings)
 
 
@@ -247,19 +269,10 @@ def _scopes(channels: str | None, models: str | None, endpoints: str | None) -> 
 
 
 def _key_view(record: KeyRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "key": record.key_hint,
-        "channels": record.channels or "all",
-        "models": record.models or "all",
-        "endpoints": record.endpoints or "all",
-        "rpm": record.rpm,
-        "tpm": record.tpm,
-        "quota_tokens": record.quota_tokens,
-        "created": _when(record.created_at),
-        "revoked": _when(record.revoked_at) if record.revoked_at else None,
-    }
+    view = key_service.describe(record)
+    view["created"] = _when(view.pop("created_at"))
+    view["revoked"] = _when(view.pop("revoked_at"))
+    return view
 
 
 def _print_rows(
@@ -316,6 +329,7 @@ async def keys_create(
 @_with_store
 async def keys_list(store: Store, as_json: bool) -> None:
     """List keys (never the keys themselves, only a hint)."""
+
     def line(v: dict[str, Any]) -> str:
         state = f"revoked {v['revoked']}" if v["revoked"] else "active"
         return f"{v['id']:>4}  {v['name']:<24} {v['key']:<14} {state}"
@@ -366,8 +380,7 @@ async def keys_update(
             changes[name] = value
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
-    updated = await store.update_key(record.id, **changes)
-    assert updated is not None
+    updated = await key_service.update(store, record.id, changes)
     click.echo(json.dumps(_key_view(updated), indent=2))
 
 
@@ -452,6 +465,7 @@ async def credentials_list(
     store: Store, channel: str | None, as_json: bool, quota: bool
 ) -> None:
     """List credentials, secrets masked, with why any is broken."""
+
     def line(v: dict[str, Any]) -> str:
         state = "enabled" if v["enabled"] else "disabled"
         if v["status"] != "ok":
@@ -558,9 +572,8 @@ async def credentials_remove(store: Store, credential: str) -> None:
 def credentials_test(ctx: click.Context, credential: str) -> None:
     """Ask the upstream whether a credential (id or label) works, and say why not."""
     from gemgate.gateway import Gateway
-    from gemgate.pool import UpstreamFailed
 
-    async def run() -> str:
+    async def run() -> credential_service.TestResult:
         settings = _settings(ctx)
         gateway = Gateway(settings)
         try:
@@ -569,33 +582,18 @@ def credentials_test(ctx: click.Context, credential: str) -> None:
             await gateway.http.close()
             raise
         try:
-            record = await credential_service.find(gateway.store, credential)
-            channel = gateway.channels.get(record.channel)
-            if channel is None:
-                raise click.ClickException(
-                    f"the {record.channel} channel is not available in this version yet"
-                )
-            try:
-                models = await channel.list_models(credential_service.to_pool(record))
-            except UpstreamFailed as failed:
-                if failed.failure.action == "invalidate":
-                    await credential_service.mark_invalid(
-                        gateway.store, record.id, failed.failure.reason
-                    )
-                raise click.ClickException(
-                    f"credential {record.id} ({record.label}) failed: {failed.failure.reason}"
-                ) from None
-            if record.status != "ok":
-                await gateway.store.update_credential(record.id, status="ok", status_reason=None)
-            return f"credential {record.id} ({record.label}) works: {len(models)} models"
+            return await credential_service.test(gateway.store, gateway.channels, credential)
         finally:
             await gateway.http.close()
             await gateway.store.close()
 
     try:
-        click.echo(asyncio.run(run()))
+        result = asyncio.run(run())
     except GatewayError as error:
         raise click.ClickException(error.message) from None
+    if not result.ok:
+        raise click.ClickException(result.message)
+    click.echo(result.message)
 
 
 # -- login ------------------------------------------------------------------------------------
@@ -622,6 +620,8 @@ async def login(
 ) -> None:
     """Sign a Google account in with Gemini CLI's OAuth client and add it to the pool."""
     from gemgate.services import oauth_import
+
+    proxy = credential_service.checked_proxy(proxy)  # before the browser, not after
 
     def announce(url: str) -> None:
         click.echo("Open this URL in a browser and sign in:")
@@ -664,6 +664,7 @@ async def usage(store: Store, key_ident: str | None, since: str | None, as_json:
     names = {k.id: k.name for k in await store.list_keys()}
     for row in rows:
         row["key"] = names.get(row.pop("key_id"), "(deleted)")
+
     def line(r: dict[str, Any]) -> str:
         return (
             f"{r['key']:<20} {r['channel']:<16} {r['model']:<28} {r['requests']:>8} "

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     media_ttl: float = 86400.0
     # Generated images in chat answers: "url" (a gemgate link) or "data" (a data: URL).
     media_links: Literal["url", "data"] = "url"
+    # Most bytes of generated media kept under the data folder; the oldest go first.
+    media_max_bytes: int = 1024 * 1024 * 1024
+    # Seconds between sweeps of expired (or over-the-cap) media files.
+    media_cleanup_interval: float = 600.0
+    # The model of an images API request that names none.
+    image_model: str = "gemini-2.5-flash-image"
 
     # Models that only speak (comma-separated patterns): their answers are audio, they read the
     # last user message aloud, and chat clients get the audio in `message.audio`.
@@ -92,8 +98,24 @@ class Settings(BaseSettings):
     # then end with their format's error event, their usage recorded.
     drain_seconds: float = 30.0
 
+    # Responses API answers kept for previous_response_id (store: true, OpenAI's default):
+    # seconds each is kept, and the largest one kept, in bytes (its turn's input and output).
+    responses_ttl: float = 30 * 86400.0
+    responses_max_bytes: int = 8 * 1024 * 1024
+
     log_level: str = "info"
-    access_log: bool = False
+    # json: one JSON object per line, with one line per request (see gemgate.log_format).
+    log_format: Literal["text", "json"] = "text"
+    # One line per request. Unset: on with JSON logs (gemgate's own request lines), off with
+    # text logs (where it turns on uvicorn's access log).
+    access_log: bool | None = None
+    # Bearer token that /metrics asks for; unset, /metrics is open (bind to a private address).
+    metrics_token: str | None = None
+
+    @property
+    def request_lines(self) -> bool:
+        """Whether gemgate writes its own line per request (JSON logs only)."""
+        return self.log_format == "json" and self.access_log is not False
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
@@ -178,7 +200,10 @@ def _describe(error: Any, path: Path | None) -> str:
     # One line per bad value, named as the operator can set it, instead of pydantic's dump.
     name = str(error["loc"][0]) if error["loc"] else "?"
     where = f"GEMGATE_{name.upper()}" + (f" (or `{name}` in {path})" if path else "")
-    reason = str(error["msg"]).split(",")[0].lower()
+    # pydantic's own "…, unable to parse …" tail repeats the head; a custom message (aliases,
+    # the allow list) quotes the operator's values, whose case must stay as written.
+    reason = str(error["msg"]).split(", unable to ")[0]
+    reason = reason[:1].lower() + reason[1:]
     value = error.get("input")
     shown = ""
     if isinstance(value, str | int | float) and not any(w in name for w in ("secret", "token")):

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+from gemgate.api.request_id import CURRENT
 from gemgate.audio import Encoder
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
@@ -19,14 +20,18 @@ from gemgate.drain import Drain
 from gemgate.fetch import Fetcher
 from gemgate.ids import new_id
 from gemgate.media import MediaStore
-from gemgate.pool import Credential, Pool
+from gemgate.metrics import FAILURE_REASONS, Metrics
+from gemgate.pool import Credential, Failure, Pool
 from gemgate.routing import Router
 from gemgate.services import credentials as credential_service
 from gemgate.services.admission import Admission
 from gemgate.services.cooldowns import CooldownLog
 from gemgate.services.keys import KeyRing
 from gemgate.services.limits import RequestRate
+from gemgate.services.recent_errors import RecentErrors
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
+from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
 from gemgate.store.redis_state import SharedState
@@ -49,19 +54,31 @@ class Gateway:
         )
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
-        self.pool = Pool(on_invalid=self._store_invalid, on_cooldown=self._announce_cooldown)
+        self.pool = Pool(
+            on_invalid=self._store_invalid,
+            on_cooldown=self._announce_cooldown,
+            on_failure=self._upstream_failed,
+        )
+        self.metrics = Metrics(self.pool)
+        self.recent_errors = RecentErrors()
+        self.request_log = settings.request_lines
+        self.usage_slots = SlotCache()
         self.channels: dict[str, Channel] = {
             "gemini": GeminiAPI(settings, self.http),
             "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
         }
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
+        self.responses = StoredResponses(
+            self.store, settings.responses_ttl, settings.responses_max_bytes
+        )
         self.fetcher = Fetcher(settings)
-        self.media = MediaStore(settings.data_dir, settings.media_ttl)
+        self.media = MediaStore(settings.data_dir, settings.media_ttl, settings.media_max_bytes)
         self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open(create=True)
@@ -71,14 +88,19 @@ class Gateway:
         if self.shared is not None:
             await self.shared.start(self._on_event)
         self._watcher = asyncio.create_task(self._watch(), name="gemgate-store-watch")
+        self._sweeper = asyncio.create_task(
+            self.media.sweep(self.settings.media_cleanup_interval), name="gemgate-media-sweep"
+        )
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.usage.flush()
         await self.cooldowns.flush()
+        await self.responses.close()
         if self.shared is not None:
             await self.shared.stop()
         await self.http.close()
@@ -110,6 +132,19 @@ class Gateway:
                 await self.usage.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
+
+    def _upstream_failed(self, credential: Credential, model: str, failure: Failure) -> None:
+        self.metrics.upstream_error(credential.id, credential.channel, failure)
+        self.recent_errors.add(
+            "upstream",
+            failure.error.status,
+            failure.reason or failure.error.message,
+            request_id=CURRENT.get(),
+            channel=credential.channel,
+            model=model,
+            credential_id=credential.id,
+            kind=FAILURE_REASONS.get(failure.action, failure.action),
+        )
 
     async def _store_invalid(self, credential: Credential, reason: str) -> None:
         if self.shared is not None:

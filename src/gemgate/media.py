@@ -4,7 +4,8 @@ can only show a link.
 Generated images are written under `<data dir>/media` and served by `GET /media/{token}`, a
 route without a client key (a Markdown viewer fetches it), so the token itself is the
 permission: the file name, an expiry time and an HMAC over both with a secret generated once
-and kept in the data folder.
+and kept in the data folder. A background sweep deletes files whose links have expired
+(GEMGATE_MEDIA_TTL) and, past GEMGATE_MEDIA_MAX_BYTES, the oldest first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import mimetypes
 import os
 import secrets
@@ -20,6 +22,8 @@ import time
 from pathlib import Path
 
 from gemgate import ir
+
+log = logging.getLogger("gemgate.media")
 
 # Leading bytes of the formats clients send without saying what they are.
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -68,11 +72,13 @@ def guess_mime(declared: str | None, head: bytes, name: str | None = None) -> st
 
 
 class MediaStore:
-    def __init__(self, data_dir: Path, ttl: float) -> None:
+    def __init__(self, data_dir: Path, ttl: float, max_bytes: int = 1 << 30) -> None:
         self.root = data_dir / "media"
         self.ttl = ttl
+        self.max_bytes = max_bytes
         self._secret: bytes | None = None
-        self._pruned_at = 0.0
+        # Bytes on disk as of the last sweep plus what was written since; None until a sweep.
+        self._held: int | None = None
 
     # -- links ----------------------------------------------------------------------------
 
@@ -116,16 +122,47 @@ class MediaStore:
     def _write(self, name: str, data: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / name).write_bytes(data)
-        if time.monotonic() - self._pruned_at > 3600:
-            self._pruned_at = time.monotonic()
-            self._prune()
+        if self._held is None or self._held + len(data) > self.max_bytes:
+            self.prune()
+        else:
+            self._held += len(data)
 
-    def _prune(self) -> None:
-        # Links die with their TTL, so older files can never be served again.
+    def prune(self) -> int:
+        """Delete expired files, then the oldest until the rest fit under the cap; the bytes
+        kept. Links die with their TTL, so expired files can never be served again."""
+        if not self.root.is_dir():
+            self._held = 0
+            return 0
         cutoff = time.time() - self.ttl
+        files = []
         for path in self.root.iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime < cutoff:
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # another instance swept it
+            if stat.st_mtime < cutoff:
                 path.unlink(missing_ok=True)
+            else:
+                files.append((stat.st_mtime, stat.st_size, path))
+        held = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if held <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            held -= size
+        self._held = held
+        return held
+
+    async def sweep(self, interval: float) -> None:
+        """Prune every `interval` seconds, off the event loop, for as long as the server runs."""
+        while True:
+            try:
+                await asyncio.to_thread(self.prune)
+            except OSError:
+                log.exception("could not sweep the media folder %s", self.root)
+            await asyncio.sleep(interval)
 
     def _key(self) -> bytes:
         if self._secret is None:

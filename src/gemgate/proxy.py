@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -14,20 +15,24 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from gemgate import ir
+from gemgate import answers, image_output, ir
 from gemgate.audio import FORMATS, is_pcm
 from gemgate.channels.base import Embedder
 from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavailable
 from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
 from gemgate.gateway import Gateway
+from gemgate.pool import Credential
 from gemgate.routing import Route
 from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
+from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import BYTES_PER_TOKEN, estimate
 from gemgate.signatures import SignatureCache
 from gemgate.speech_out import SpeechOut
 
 log = logging.getLogger("gemgate.proxy")
+# One line per routed request, when request lines are on (GEMGATE_ACCESS_LOG, or JSON logs).
+request_log = logging.getLogger("gemgate.request")
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 # What a stream still running when the shutdown's drain window ends is told.
@@ -42,38 +47,52 @@ async def handle(
     channel: str | None,
     path_model: str | None = None,
 ) -> Response:
+    started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
         body = await request.body()
-        ir_request = fmt.decode(body, path_model)
+        # A plain attribute test: a runtime Protocol check costs microseconds per request.
+        decode_stored = getattr(fmt, "decode_stored", None)
+        if decode_stored is not None:
+            ir_request = await decode_stored(body, gateway.responses, key.id)
+        else:
+            ir_request = fmt.decode(body, path_model)
         route = gateway.router.resolve(ir_request.model, channel)
         key.check(route.channel, route.asked, route.model, fmt.endpoint)
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
-        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
-        if "audio_format" in ir_request.client_options:
-            exchange.speech = speech_out(gateway, ir_request)
-        if ir_request.client_options.get("link_media") and gateway.settings.media_links == "url":
+        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
+        link = ir_request.client_options.get("link_media")
+        if link == "always" or (link and gateway.settings.media_links == "url"):
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
+        exchange.image_output = ir_request.image_output
+        if "audio_format" in ir_request.client_options:
+            exchange.speech = speech_out(gateway, ir_request)
         upstream = gateway.channels[route.channel]
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
         await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
         await restore_signatures(ir_request, route.model, gateway.signatures)
+        served = exchange
+
+        def attempt(credential: Credential) -> AsyncIterator[ir.Event]:
+            served.credential_id = credential.id
+            return upstream.generate(ir_request, route.model, credential)
+
+        def answer() -> AsyncGenerator[ir.Event, None]:
+            return gateway.pool.stream(route.channel, route.model, attempt)
+
         events = exchange.watch(
-            gateway.pool.stream(
-                route.channel,
-                route.model,
-                lambda credential: upstream.generate(ir_request, route.model, credential),
-            )
+            answer() if ir_request.answers <= 1 else answers.merged(answer, ir_request.answers)
         )
         if ir_request.stream:
             # Wait for the first event before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
             first = await anext(events, None)
+            exchange.first_byte = time.perf_counter()
             encoder = fmt.stream_encoder(ir_request)
             return StreamingResponse(
                 _frames(encoder, first, events, exchange),
@@ -82,17 +101,17 @@ async def handle(
             )
         async with aclosing(events):
             response = ir.collect([event async for event in events])
-        body = fmt.encode(response, ir_request)
+        # Encoded before the usage is recorded: a format may still find the answer is an error
+        # (the images API, when no image came back).
+        encoded = fmt.encode(response, ir_request)
         exchange.finish(200)
-        media_type = (
-            fmt.answer_media_type(ir_request)
-            if isinstance(fmt, TypedAnswer)
-            else "application/json"
-        )
-        return Response(body, media_type=media_type)
+        # A plain attribute test: a runtime Protocol check costs microseconds per request.
+        answer_type = getattr(fmt, "answer_media_type", None)
+        media_type = answer_type(ir_request) if answer_type else "application/json"
+        return Response(encoded, media_type=media_type)
     except GatewayError as error:
         if exchange is not None:
-            exchange.finish(error.status)
+            exchange.finish(error.status, error.message)
         return error_response(fmt, error)
 
 
@@ -104,11 +123,18 @@ class Exchange:
     key: ClientKey
     route: Route
     endpoint: str
+    # perf_counter() when the request arrived, and when its first answer event was ready.
+    started: float
+    request: Request
+    first_byte: float | None = None
+    credential_id: int | None = None
     usage: ir.Usage = field(default_factory=ir.Usage)
     # What the key's limits hold for this request until `finish` settles it.
     ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
     media_base: str | _BaseUrl | None = None
+    # What the client wants done to generated images (size, watermark, type).
+    image_output: ir.ImageOutput | None = None
     # Speech the answer's PCM is re-encoded into (made on the first PCM part if still None).
     speech: SpeechOut | None = None
 
@@ -127,14 +153,12 @@ class Exchange:
                         if taken is None:
                             continue
                         event = taken
-                    elif (
-                        isinstance(part, ir.Media)
-                        and part.data
-                        and not part.uri
-                        and self.media_base
-                    ):
-                        linked = await self.gateway.media.link(part, str(self.media_base))
-                        event = ir.PartEvent(linked, event.index)
+                    elif isinstance(part, ir.Media) and part.data and not part.uri:
+                        if self.image_output is not None:
+                            part = await image_output.apply(part, self.image_output)
+                        if self.media_base:
+                            part = await self.gateway.media.link(part, str(self.media_base))
+                        event = ir.PartEvent(part, event.index)
                 elif isinstance(event, ir.UsageEvent):
                     self.usage = event.usage
                 elif isinstance(event, ir.Finish) and self.speech is not None:
@@ -145,12 +169,56 @@ class Exchange:
                 for audio in await self.speech.finish():
                     yield audio
 
-    def finish(self, status: int) -> None:
-        used = self.gateway.usage.record(
-            self.key, self.route.channel, self.route.model, self.endpoint, status, self.usage
+    def finish(self, status: int, error: str | None = None) -> None:
+        """The one point every routed request passes at its end: usage, metrics, the request
+        log line and the operator's list of recent errors are all fed from here."""
+        gateway, route = self.gateway, self.route
+        used = gateway.usage.record(
+            self.key, route.channel, route.model, self.endpoint, status, self.usage
         )
-        self.gateway.admission.settle(self.key, self.ticket, used)
+        gateway.admission.settle(self.key, self.ticket, used)
         self.ticket = FREE
+        now = time.perf_counter()
+        seconds = now - self.started
+        first_byte = self.first_byte - self.started if self.first_byte is not None else None
+        gateway.metrics.request(
+            route.channel, route.model, self.endpoint, status, seconds, first_byte, self.usage
+        )
+        if status >= 400 or gateway.request_log:
+            request_id = self.request.scope["state"].get("request_id")
+            if status >= 400:
+                gateway.recent_errors.add(
+                    "request",
+                    status,
+                    error or "",
+                    request_id=request_id,
+                    key=self.key.name,
+                    channel=route.channel,
+                    model=route.model,
+                    credential_id=self.credential_id,
+                )
+            if gateway.request_log:
+                request_log.info(
+                    "%s %s %s/%s %s %.1fms",
+                    request_id,
+                    self.key.name,
+                    route.channel,
+                    route.model,
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "request_id": request_id,
+                        "key": self.key.name,
+                        "channel": route.channel,
+                        "model": route.model,
+                        "endpoint": self.endpoint,
+                        "credential_id": self.credential_id,
+                        "status": status,
+                        "latency_ms": round(seconds * 1000, 1),
+                        "prompt_tokens": self.usage.prompt_tokens,
+                        "output_tokens": self.usage.output_tokens,
+                    },
+                )
 
 
 def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
@@ -164,13 +232,6 @@ def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
 def _uploads(channel: object) -> bool:
     """Whether a channel sends media too large to go inline through an upload of its own."""
     return bool(getattr(channel, "uploads_large_media", False))
-
-
-@runtime_checkable
-class TypedAnswer(Protocol):
-    """A format whose answer is not JSON (audio, say): it names the answer's content type."""
-
-    def answer_media_type(self, request: ir.Request) -> str: ...
 
 
 class _BaseUrl:
@@ -216,7 +277,7 @@ async def _frames(
     events: AsyncGenerator[ir.Event, None],
     exchange: Exchange,
 ) -> AsyncIterator[bytes]:
-    status = 200
+    status, message = 200, None
     drain = exchange.gateway.drain
     drain.enter()
     async with aclosing(events):
@@ -231,21 +292,30 @@ async def _frames(
                         yield frame
             yield encoder.end()
         except GatewayError as error:
-            status = error.status
+            status, message = error.status, error.message
             yield encoder.error(error)
         except asyncio.CancelledError:
             if not drain.cutting:
                 raise
-            status = SHUTTING_DOWN.status
+            status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
             yield encoder.error(SHUTTING_DOWN)
         except Exception:
-            status = 500
+            status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield encoder.error(InternalError("the gateway failed while streaming"))
+            yield encoder.error(InternalError(message))
         finally:
             drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
-            exchange.finish(status)
+            exchange.finish(status, message)
+
+
+class Stateful(Protocol):
+    """A format whose answers may be kept and continued later (OpenAI Responses): its decode
+    reads the kept conversation the request continues. `handle` finds it by the method."""
+
+    async def decode_stored(
+        self, body: bytes, responses: StoredResponses, key_id: int
+    ) -> ir.Request: ...
 
 
 # -- pings ------------------------------------------------------------------------------------
@@ -335,6 +405,7 @@ async def passthrough(
     """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
     rewritten) when the routed channel speaks the Gemini API, else `fallback` (the IR path).
     Routing, key scopes, usage and the pool's failover before the first byte all still apply."""
+    started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
@@ -350,13 +421,21 @@ async def passthrough(
             tokens = estimate(len(body), _output_cap(body))
         ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
-            exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
+            exchange = Exchange(
+                gateway, key, route, fmt.endpoint, started, request, ticket=ticket
+            )
+        served = exchange
+
         # The pool fails over on whatever the attempt yields first; here that is raw bytes.
-        attempt: Callable[[Any], Any] = lambda credential: upstream.passthrough(  # noqa: E731
-            route.model, action, body, credential
-        )
+        def attempt(credential: Credential) -> Any:
+            if served is not None:
+                served.credential_id = credential.id
+            return upstream.passthrough(route.model, action, body, credential)
+
         chunks: AsyncGenerator[Any, None] = gateway.pool.stream(route.channel, route.model, attempt)
         first: bytes | None = await anext(chunks, None)
+        if exchange is not None:
+            exchange.first_byte = time.perf_counter()
         if action == "streamGenerateContent":
             return StreamingResponse(
                 _relay(first, chunks, exchange, upstream, fmt),
@@ -371,7 +450,7 @@ async def passthrough(
         return Response(raw, media_type="application/json")
     except GatewayError as error:
         if exchange is not None:
-            exchange.finish(error.status)
+            exchange.finish(error.status, error.message)
         return error_response(fmt, error)
 
 
@@ -395,7 +474,7 @@ async def _relay(
 ) -> AsyncIterator[bytes]:
     """Upstream events to the client as they arrive, never re-encoded; only the framing is the
     client's. An error, after some events, is one more whole event."""
-    status = 200
+    status, message = 200, None
     last = b""
     drain = exchange.gateway.drain if exchange is not None else None
     if drain is not None:
@@ -410,24 +489,24 @@ async def _relay(
                 last = event
             yield fmt.relay_end(bool(last))
         except GatewayError as error:
-            status = error.status
+            status, message = error.status, error.message
             yield fmt.relay_error(error, bool(last))
         except asyncio.CancelledError:
             if drain is None or not drain.cutting:
                 raise
-            status = SHUTTING_DOWN.status
+            status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
             yield fmt.relay_error(SHUTTING_DOWN, bool(last))
         except Exception:
-            status = 500
+            status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError("the gateway failed while streaming"), bool(last))
+            yield fmt.relay_error(InternalError(message), bool(last))
         finally:
             if drain is not None:
                 drain.leave()
             if exchange is not None:
                 # Usage is cumulative: the last event that carries it holds the answer's.
                 exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
-                exchange.finish(status)
+                exchange.finish(status, message)
 
 
 async def count_tokens(
@@ -465,6 +544,7 @@ async def embed(
     gateway: Gateway, fmt: EmbeddingFormat, request: Request, *, channel: str | None
 ) -> Response:
     """Texts to vectors: decode, route, check the key, one pooled call, encode; usage recorded."""
+    started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
     try:
@@ -478,7 +558,7 @@ async def embed(
                 f"the {route.channel} channel does not serve embeddings", param="model"
             )
         ticket = await gateway.admission.admit(key, len(body) // BYTES_PER_TOKEN + 1)
-        exchange = Exchange(gateway, key, route, fmt.endpoint, ticket=ticket)
+        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
         result = await gateway.pool.call(
             route.channel,
             route.model,
@@ -489,7 +569,7 @@ async def embed(
         return Response(fmt.encode(result, ir_request), media_type="application/json")
     except GatewayError as error:
         if exchange is not None:
-            exchange.finish(error.status)
+            exchange.finish(error.status, error.message)
         return Response(
             fmt.error_body(error),
             status_code=error.status,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 
 import uvicorn
 
-from gemgate import log_redaction
+from gemgate import log_format, log_redaction
 from gemgate.app import build_app
 from gemgate.config import Settings
 from gemgate.gateway import Gateway
@@ -27,10 +26,9 @@ class DrainingServer(uvicorn.Server):
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_format.configure(settings.log_level, settings.log_format)
     gateway = Gateway(settings)
+    json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         build_app(settings, gateway),
         host=settings.host,
@@ -38,7 +36,10 @@ def run(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        # JSON logs: uvicorn's loggers go through the root handler (and its JSON lines), and
+        # gemgate's own request lines replace uvicorn's access log.
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
+        access_log=bool(settings.access_log) and not json_logs,
         lifespan="on",
         # A backstop only: the drain ends streams (with an error event) before this.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,

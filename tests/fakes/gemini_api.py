@@ -20,7 +20,9 @@ import array
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
+import io
 import re
 import secrets
 import signal
@@ -31,8 +33,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeAlias
 
+import numpy as np
 import orjson
 from aiohttp import web
+from PIL import Image
 
 SENTINELS = frozenset({"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"})
 AUTO_SIGNATURE = "auto"  # Reply.text(signature=AUTO_SIGNATURE): let the fake issue a real one
@@ -87,7 +91,50 @@ _MISSING_SIGNATURE = (
     "performance. Additional data, function call `default_api:{name}` , position {position}. "
     "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
 )
-_SERVED = ("generateContent", "countTokens", "embedContent")
+_SERVED = ("generateContent", "countTokens", "predict", "embedContent")
+
+# Image models (A.2.5, C.6): the aspect ratios every one takes, and the pixel size each ratio
+# comes out at for imageSize 1K (2K and 4K are twice and four times as large).
+IMAGE_RATIOS = {
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "4:5": (896, 1152),
+    "5:4": (1152, 896),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+}
+# Only Gemini-3-class image models take these, and imageSize at all.
+EXTREME_RATIOS = {"1:4": (512, 2048), "4:1": (2048, 512), "1:8": (384, 3072), "8:1": (3072, 384)}
+IMAGE_SIZES = {"512": 0.5, "1K": 1, "2K": 2, "4K": 4}
+# Imagen through :predict: its own ratios and sizes.
+IMAGEN_RATIOS = {
+    "1:1": (1024, 1024),
+    "3:4": (896, 1280),
+    "4:3": (1280, 896),
+    "9:16": (768, 1408),
+    "16:9": (1408, 768),
+}
+_PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+
+
+@functools.cache
+def image_png(width: int, height: int, shade: int = 0) -> str:
+    """A deterministic PNG of that size (a colour gradient), as base64."""
+    x = np.linspace(0, 255, width, dtype=np.float64)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float64)[:, None]
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = x.astype(np.uint8)
+    pixels[..., 1] = y.astype(np.uint8)
+    pixels[..., 2] = (shade * 37) % 256
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,127}")
 
 
@@ -175,6 +222,15 @@ def default_models() -> list[dict[str, Any]]:
             version="3-pro-image-preview-11-2025",
         ),
         _model(
+            "imagen-4.0-generate-001",
+            "Imagen 4",
+            "Vertex served Imagen 4.0 model",
+            480,
+            8192,
+            thinking=False,
+            methods=("predict",),
+        ),
+        _model(
             "gemini-embedding-001",
             "Gemini Embedding 001",
             "Text embeddings.",
@@ -248,9 +304,13 @@ class Reply:
         *,
         finish_reason: str = "STOP",
         usage: dict[str, Any] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
-        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added."""
-        return cls(kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage)
+        """Exact parts in one response/chunk; Gemini-3 function calls get a signature added.
+        `delay`: seconds the answer takes (as an image model's does)."""
+        return cls(
+            kind="parts", part_list=parts, finish_reason=finish_reason, usage=usage, delay=delay
+        )
 
     @classmethod
     def chunks(cls, responses: list[dict[str, Any]], delay: float = 0.0) -> Reply:
@@ -299,6 +359,11 @@ class Reply:
         return cls(kind="cut", n_chunks=chunks)
 
     @classmethod
+    def filtered(cls, reason: str) -> Reply:
+        """`:predict` (Imagen): every image filtered out, named by its reason."""
+        return cls(kind="filtered", message=reason)
+
+    @classmethod
     def blocked(cls, reason: str = "PROHIBITED_CONTENT") -> Reply:
         """The prompt was blocked: HTTP 200, `promptFeedback`, no candidates (A.3)."""
         return cls(kind="blocked", finish_reason=reason)
@@ -331,6 +396,7 @@ class _Call:
     include_thoughts: bool
     wants_image: bool
     prompt: dict[str, int]
+    image_shape: tuple[int, int] = (1024, 1024)
     response_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -735,6 +801,45 @@ def _check_semantics(req: dict[str, Any]) -> None:
                     raise _bad(
                         f"{where}.{_snake(b)}: {_snake(a)} and {_snake(b)} cannot both be set.\n"
                     )
+
+
+def _image_shape(model: str, config: dict[str, Any]) -> tuple[int, int]:
+    """The size an image model's picture comes out at; 400 for what the model rejects."""
+    modalities = config.get("responseModalities")
+    image_model = "image" in model
+    if modalities and "IMAGE" in modalities and not image_model:
+        raise _bad("Model does not support the requested response modalities: image")
+    image_config = config.get("imageConfig")
+    if image_config is None:
+        return IMAGE_RATIOS["1:1"]
+    if not image_model:
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config: image_config is only "
+            "supported by image generation models.\n"
+        )
+    newer = re.match(r"gemini-[3-9]", model) is not None
+    ratios = {**IMAGE_RATIOS, **(EXTREME_RATIOS if newer else {})}
+    ratio = image_config.get("aspectRatio", "1:1")
+    if ratio not in ratios:
+        raise _bad(
+            f"* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            f"unsupported aspect ratio {ratio!r} for {model}.\n"
+        )
+    size = image_config.get("imageSize")
+    if size is not None and not newer:
+        # 2.5 Flash Image has one size; it rejects the field (A.2.5).
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config.image_size: image_size "
+            f"is not supported by {model}.\n"
+        )
+    if size is not None and size not in IMAGE_SIZES:
+        raise _bad(
+            "* GenerateContentRequest.generation_config.image_config.image_size: must be one "
+            f"of 1K, 2K, 4K, not {size!r}.\n"
+        )
+    scale = IMAGE_SIZES[size or "1K"]
+    width, height = ratios[ratio]
+    return int(width * scale), int(height * scale)
 
 
 def _current_turn_start(contents: list[dict[str, Any]]) -> int:
@@ -1305,6 +1410,9 @@ class FakeGeminiAPI(MediaAPIs):
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
+        # The most slow answers (Reply.parts(delay=...)) under way at once since the last reset.
+        self.peak_slow = 0
+        self._slow = 0
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -1389,6 +1497,7 @@ class FakeGeminiAPI(MediaAPIs):
             self._queue.clear()
             self._standing.clear()
             self.requests.clear()
+            self.peak_slow = 0
             self._reset_media()
 
     def issue_signature(self, model: str) -> str:
@@ -1417,7 +1526,7 @@ class FakeGeminiAPI(MediaAPIs):
             return Reply.parts(
                 [
                     {"text": "Here is your image."},
-                    {"inlineData": {"mimeType": "image/png", "data": TINY_PNG}},
+                    {"inlineData": {"mimeType": "image/png", "data": image_png(*call.image_shape)}},
                 ]
             )
         return Reply.text(f"Hello from {call.model}", chunks=self.stream_chunks)
@@ -1477,6 +1586,8 @@ class FakeGeminiAPI(MediaAPIs):
                 return self._json(self._count_tokens(body or {}))
             if action in ("embedContent", "batchEmbedContents"):
                 return self._json(self._embed(action, body or {}, model))
+            if action == "predict":
+                return self._json(self._predict(body or {}, model, api_key))
             return await self._generate(request, body or {}, model, api_key, stream, sse)
         except _ApiError as err:
             # Google wraps errors of the non-SSE stream in the array it would have streamed.
@@ -1574,6 +1685,60 @@ class FakeGeminiAPI(MediaAPIs):
             ],
         }
 
+    def _predict(self, body: dict[str, Any], model: str, api_key: str | None) -> dict[str, Any]:
+        """Imagen's `:predict`: one text instance in, `sampleCount` base64 images out."""
+        for key in body:
+            if key not in ("instances", "parameters"):
+                raise _bad(
+                    f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
+                )
+        instances = body.get("instances")
+        if not isinstance(instances, list) or len(instances) != 1:
+            raise _bad("Exactly one instance is required.", "instances")
+        instance = instances[0]
+        if not isinstance(instance, dict) or set(instance) - {"prompt"}:
+            raise _bad("An instance takes a prompt only.", "instances[0]")
+        prompt = instance.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _bad("The prompt is required.", "instances[0].prompt")
+        parameters = body.get("parameters") or {}
+        allowed = {
+            "sampleCount": int,
+            "aspectRatio": str,
+            "personGeneration": str,
+            "includeRaiReason": bool,
+            "sampleImageSize": str,
+        }
+        for key, value in parameters.items():
+            kind = allowed.get(key)
+            if kind is None:
+                raise _bad(
+                    f"Invalid JSON payload received. Unknown name \"{key}\" at 'parameters': "
+                    "Cannot find field.",
+                    "parameters",
+                )
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise _invalid_value(f"parameters.{key}", "TYPE_" + kind.__name__.upper(), value)
+        count = parameters.get("sampleCount", 4)
+        if not 1 <= count <= 4:
+            raise _bad("sampleCount must be between 1 and 4.", "parameters.sample_count")
+        ratio = parameters.get("aspectRatio", "1:1")
+        if ratio not in IMAGEN_RATIOS:
+            raise _bad(f"Unsupported aspect ratio: {ratio}.", "parameters.aspect_ratio")
+        person = parameters.get("personGeneration")
+        if person is not None and person not in _PERSON_GENERATION:
+            raise _bad(f"Invalid personGeneration: {person}.", "parameters.person_generation")
+        reply = self._take_reply(api_key, model)
+        if reply is not None and reply.kind == "error":
+            raise self._scripted_error(reply, model)
+        if reply is not None and reply.kind == "filtered":
+            if not parameters.get("includeRaiReason"):
+                return {}
+            return {"predictions": [{"raiFilteredReason": reply.message}] * count}
+        width, height = IMAGEN_RATIOS[ratio]
+        image = {"mimeType": "image/png", "bytesBase64Encoded": image_png(width, height, 1)}
+        return {"predictions": [dict(image) for _ in range(count)]}
+
     def _check_signatures(self, contents: list[dict[str, Any]], model: str) -> None:
         """Gemini 3: the first call of every step in the current turn needs a signature (E.6)."""
         for i in range(_current_turn_start(contents), len(contents)):
@@ -1632,6 +1797,7 @@ class FakeGeminiAPI(MediaAPIs):
             prompt=_prompt_tokens(req),
             include_thoughts=bool((config.get("thinkingConfig") or {}).get("includeThoughts")),
             wants_image="IMAGE" in modalities,
+            image_shape=_image_shape(model, config),
         )
         reply = self._take_reply(api_key, model)
         if reply is None and self.is_speech_model(model):
@@ -1662,6 +1828,13 @@ class FakeGeminiAPI(MediaAPIs):
             )
             return self._drop(request, resp)
         chunks = self._render(reply, call)
+        if reply.kind == "parts" and reply.delay:
+            self._slow += 1
+            self.peak_slow = max(self.peak_slow, self._slow)
+            try:
+                await asyncio.sleep(reply.delay)
+            finally:
+                self._slow -= 1
         if not stream:
             return self._json(self._unary(chunks[0] if len(chunks) == 1 else _merge(chunks), call))
         return await self._stream(request, call, chunks, reply.delay)

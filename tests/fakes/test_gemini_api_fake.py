@@ -699,3 +699,92 @@ def test_google_genai_sdk_talks_to_the_fake(fake: FakeGeminiAPI) -> None:
     result = client.models.generate_content(model="gemini-2.5-flash", contents="Hi", config=config)
     assert result.text == "Hello from gemini-2.5-flash"
     assert client.models.count_tokens(model="gemini-2.5-flash", contents="Hi").total_tokens
+
+
+# -- image models and Imagen ------------------------------------------------------------------
+
+
+def _image_size(b64: str) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        return image.size
+
+
+@pytest.mark.parametrize(
+    ("model", "image_config", "size"),
+    [
+        ("gemini-2.5-flash-image", None, (1024, 1024)),
+        ("gemini-2.5-flash-image", {"aspectRatio": "16:9"}, (1344, 768)),
+        ("gemini-3-pro-image-preview", {"aspectRatio": "3:2", "imageSize": "2K"}, (2496, 1664)),
+        ("gemini-3-pro-image-preview", {"aspectRatio": "8:1"}, (3072, 384)),
+    ],
+)
+def test_image_models_make_the_shape_asked(
+    fake: FakeGeminiAPI, model: str, image_config: Any, size: tuple[int, int]
+) -> None:
+    config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
+    if image_config:
+        config["imageConfig"] = image_config
+    status, body = generate(fake, {"contents": [USER_HI], "generationConfig": config}, model)
+    assert status == 200
+    parts = body["candidates"][0]["content"]["parts"]
+    images = [p["inlineData"] for p in parts if "inlineData" in p]
+    assert _image_size(images[0]["data"]) == size
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "words"),
+    [
+        ("gemini-2.5-flash-image", {"imageConfig": {"imageSize": "2K"}}, "image_size"),
+        ("gemini-2.5-flash-image", {"imageConfig": {"aspectRatio": "8:1"}}, "aspect ratio"),
+        ("gemini-3-pro-image-preview", {"imageConfig": {"imageSize": "3K"}}, "image_size"),
+        ("gemini-2.5-flash", {"responseModalities": ["IMAGE"]}, "modalities"),
+        ("gemini-2.5-flash", {"imageConfig": {"aspectRatio": "1:1"}}, "image_config"),
+    ],
+)
+def test_image_settings_a_model_rejects(
+    fake: FakeGeminiAPI, model: str, config: dict[str, Any], words: str
+) -> None:
+    status, body = generate(fake, {"contents": [USER_HI], "generationConfig": config}, model)
+    assert status == 400 and words in body["error"]["message"]
+
+
+def test_imagen_predicts(fake: FakeGeminiAPI) -> None:
+    path = "/v1beta/models/imagen-4.0-generate-001:predict"
+    body = {
+        "instances": [{"prompt": "a fox"}],
+        "parameters": {"sampleCount": 2, "aspectRatio": "9:16"},
+    }
+    status, _, raw = call(fake, path, body)
+    assert status == 200
+    predictions = orjson.loads(raw)["predictions"]
+    assert [_image_size(p["bytesBase64Encoded"]) for p in predictions] == [(768, 1408)] * 2
+    fake.script(Reply.filtered("The prompt may violate our policies."))
+    status, _, raw = call(fake, path, {**body, "parameters": {"includeRaiReason": True}})
+    assert orjson.loads(raw)["predictions"][0]["raiFilteredReason"].startswith("The prompt")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("imagen-4.0-generate-001:predict", {"instances": [{"prompt": "x"}], "extra": 1}, 400),
+        ("imagen-4.0-generate-001:predict", {"instances": [{"prompt": "x", "image": {}}]}, 400),
+        (
+            "imagen-4.0-generate-001:predict",
+            {"instances": [{"prompt": "x"}], "parameters": {"aspectRatio": "3:2"}},
+            400,
+        ),
+        (
+            "imagen-4.0-generate-001:predict",
+            {"instances": [{"prompt": "x"}], "parameters": {"sampleCount": 5}},
+            400,
+        ),
+        ("imagen-4.0-generate-001:generateContent", {"contents": [USER_HI]}, 404),
+        ("gemini-2.5-flash:predict", {"instances": [{"prompt": "x"}]}, 404),
+    ],
+)
+def test_predict_is_strict(fake: FakeGeminiAPI, path: str, body: Any, status: int) -> None:
+    assert call(fake, f"/v1beta/models/{path}", body)[0] == status

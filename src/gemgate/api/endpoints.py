@@ -22,11 +22,13 @@ from gemgate.api.fronts import (
     NATIVE_EMBED,
     NATIVE_SSE,
     OPENAI_CHAT,
+    OPENAI_RESPONSES,
     SPEECH,
 )
 from gemgate.channels.base import ModelInfo
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.formats.gemini_native import GeminiNative
+from gemgate.formats.openai_images import Action, OpenAIImages
 from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
 
@@ -44,6 +46,38 @@ async def embeddings(request: Request, channel: str | None = None) -> Response:
 async def speech(request: Request, channel: str | None = None) -> Response:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, SPEECH, request, channel=channel)
+
+
+async def images(request: Request, action: Action, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    fmt = OpenAIImages(action, request.headers.get("content-type"), gateway.settings.image_model)
+    return await proxy.handle(gateway, fmt, request, channel=channel)
+# -- OpenAI Responses -------------------------------------------------------------------------
+
+
+async def responses_create(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.handle(gateway, OPENAI_RESPONSES, request, channel=channel)
+
+
+async def responses_kept(request: Request, channel: str | None = None) -> Response:
+    """GET or DELETE a kept answer; a key sees only its own."""
+    gateway: Gateway = request.app.state.gateway
+    key: ClientKey = request.scope["state"]["client_key"]
+    response_id = request.path_params["response_id"]
+    try:
+        key.check_endpoint(OPENAI_RESPONSES.endpoint)
+        if request.method == "DELETE":
+            if await gateway.responses.delete(key.id, response_id):
+                body = {"id": response_id, "object": "response", "deleted": True}
+                return Response(orjson.dumps(body), media_type="application/json")
+        else:
+            found = await gateway.responses.response(key.id, response_id)
+            if found is not None:
+                return Response(orjson.dumps(found), media_type="application/json")
+        raise NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+    except GatewayError as error:
+        return proxy.error_response(OPENAI_RESPONSES, error)
 
 
 async def openai_models(request: Request, channel: str | None = None) -> Response:
@@ -79,6 +113,18 @@ async def usable_models(gateway: Gateway, key: ClientKey, channel: str | None) -
             if key.may_use_model(m.id):
                 found.setdefault(m.id, m)
     return list(found.values())
+
+
+async def home(request: Request) -> Response:
+    """What a client probing the server's root finds: which server this is (no key needed)."""
+    return Response(_HOME, media_type="text/plain")
+
+
+_HOME = (
+    b"gemgate: Google Gemini behind the OpenAI, Anthropic and Gemini APIs.\n"
+    b"API under /v1 and /v1beta (also under /gemini, /gemini_cli, /gemini_official); "
+    b"admin page at /admin/; documentation in the README.\n"
+)
 
 
 async def healthz(request: Request) -> Response:
@@ -209,6 +255,7 @@ async def v1_models(request: Request, channel: str | None = None) -> Response:
 
 def routes() -> list[BaseRoute]:
     table: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/media/{token}", media_file, methods=["GET"]),
     ]
@@ -220,9 +267,25 @@ def routes() -> list[BaseRoute]:
                 partial(chat_completions, **bound),
                 methods=["POST"],
             ),
+            Route(f"{prefix}/v1/responses", partial(responses_create, **bound), methods=["POST"]),
+            Route(
+                f"{prefix}/v1/responses/{{response_id}}",
+                partial(responses_kept, **bound),
+                methods=["GET", "DELETE"],
+            ),
             Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
             Route(f"{prefix}/v1/embeddings", partial(embeddings, **bound), methods=["POST"]),
             Route(f"{prefix}/v1/audio/speech", partial(speech, **bound), methods=["POST"]),
+            Route(
+                f"{prefix}/v1/images/generations",
+                partial(images, action="generations", **bound),
+                methods=["POST"],
+            ),
+            Route(
+                f"{prefix}/v1/images/edits",
+                partial(images, action="edits", **bound),
+                methods=["POST"],
+            ),
             Route(f"{prefix}/v1/messages", partial(messages, **bound), methods=["POST"]),
             Route(
                 f"{prefix}/v1/messages/count_tokens",

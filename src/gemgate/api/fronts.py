@@ -7,6 +7,7 @@ from gemgate.formats.base import Format
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
 from gemgate.formats.openai_embeddings import OpenAIEmbeddings
+from gemgate.formats.openai_responses import OpenAIResponses
 from gemgate.formats.openai_speech import OpenAISpeech
 
 CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
@@ -14,6 +15,7 @@ CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
 _PUBLIC = ("/healthz", "/metrics", "/admin", "/media/")
 
 OPENAI_CHAT = OpenAIChat()
+OPENAI_RESPONSES = OpenAIResponses()
 ANTHROPIC = AnthropicMessages()
 ANTHROPIC_COUNT = AnthropicMessages(counting=True)
 NATIVE = GeminiNative("unary")
@@ -33,7 +35,8 @@ _NATIVE_ACTIONS = (
 
 
 def is_public(path: str) -> bool:
-    return path.startswith(_PUBLIC)
+    # "/" itself is public (clients probe it on start-up); the paths under it are not.
+    return path == "/" or path.startswith(_PUBLIC)
 
 
 def error_format(path: str) -> Format:

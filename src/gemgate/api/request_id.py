@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gemgate.ids import new_id
+
+# The request being served, for log lines and error records made far from the request object.
+CURRENT: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class RequestId:
@@ -17,7 +22,9 @@ class RequestId:
             return
         given = dict(scope["headers"]).get(b"x-request-id")
         request_id = given[:64] if given else ("req_" + new_id()).encode()
-        scope.setdefault("state", {})["request_id"] = request_id.decode("latin-1")
+        text = request_id.decode("latin-1")
+        scope.setdefault("state", {})["request_id"] = text
+        CURRENT.set(text)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gemgate import ir
+from gemgate import image_size, ir
 from gemgate.channels._gemini_schema import clean_schema
 from gemgate.errors import GatewayError, InvalidRequest, from_status
 from gemgate.ids import new_id
@@ -219,7 +219,7 @@ def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
         ("frequencyPenalty", g.frequency_penalty),
         ("responseMimeType", g.response_mime_type),
         ("responseModalities", g.response_modalities),
-        ("imageConfig", g.image_config),
+        ("imageConfig", image_config(req, model)),
     ):
         if value is not None:
             config[key] = value
@@ -288,6 +288,26 @@ def speech_request_body(req: ir.Request, model: str) -> dict[str, Any]:
     if req.safety:
         body["safetySettings"] = req.safety
     return body
+
+
+def image_config(req: ir.Request, model: str) -> dict[str, Any] | None:
+    """imageConfig for this model: the client's own, or the shape nearest the exact size the
+    client wants (the pipeline then makes it exactly that size)."""
+    config = dict(req.generation.image_config or {})
+    output = req.image_output
+    if output is not None and output.width and output.height and "aspectRatio" not in config:
+        # Only the ratios every image model takes: a very wide or tall ask gets the nearest of
+        # them, then cropped, rather than a 400 from a model without 8:1.
+        config["aspectRatio"] = image_size.nearest_ratio(output.width, output.height)
+        config.setdefault("imageSize", image_size.size_class(output.width, output.height))
+    if "imageSize" in config and not takes_image_size(model):
+        # Gemini 2.x image models reject imageSize; their one size is about 1K.
+        del config["imageSize"]
+    return config or None
+
+
+def takes_image_size(model: str) -> bool:
+    return re.match(r"gemini-[3-9]", model.lower()) is not None
 
 
 # -- thinking ---------------------------------------------------------------------------------
@@ -493,6 +513,11 @@ def read_usage(usage: dict[str, Any]) -> ir.Usage:
         cached_tokens=usage.get("cachedContentTokenCount", 0),
         tool_prompt_tokens=usage.get("toolUsePromptTokenCount", 0),
         total_tokens=usage.get("totalTokenCount", 0),
+        prompt_image_tokens=sum(
+            d.get("tokenCount", 0)
+            for d in usage.get("promptTokensDetails") or ()
+            if isinstance(d, dict) and d.get("modality") == "IMAGE"
+        ),
     )
 
 

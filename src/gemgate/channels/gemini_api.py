@@ -15,6 +15,7 @@ import orjson
 
 from gemgate import errors, ir, model_names
 from gemgate.channels import _gemini_wire as wire
+from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
 from gemgate.channels.gemini_files import FilesAPI
@@ -25,7 +26,7 @@ from gemgate.pool import Credential, Failure, UpstreamFailed
 DEFAULT_COOLDOWN = 60.0
 # A daily quota or a model the key's tier does not have at all.
 LONG_COOLDOWN = 3600.0
-_SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-")
+_SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-", "imagen-")
 # Inputs per batchEmbedContents call: Google refuses larger batches.
 EMBED_BATCH = 100
 # Names the Gemini API does not know: Code Assist's separate quota bucket and the gateway's
@@ -68,9 +69,21 @@ class GeminiAPI:
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
     ) -> AsyncIterator[ir.Event]:
+        if imagen.is_imagen(model, self._methods(model)):
+            for event in await self._predict(request, model, credential):
+                yield event
+            return
         if self.speech_only(model):
             payload = wire.speech_request_body(request, model)
         else:
+            g = request.generation
+            if g.speech is not None or "AUDIO" in (g.response_modalities or ()):
+                # Only speech models answer in audio; anything else would answer in text.
+                raise errors.InvalidRequest(
+                    f"{model} does not speak: audio output comes from the speech models "
+                    "(GEMGATE_SPEECH_MODELS), such as gemini-2.5-flash-preview-tts",
+                    param="audio",
+                )
             payload = wire.request_body(request, model)
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = self._model_url(model, method)
@@ -111,6 +124,23 @@ class GeminiAPI:
                 continue
             raise UpstreamFailed(classify(response.status, raw, credential))
         raise AssertionError("unreachable")
+
+    async def _predict(
+        self, request: ir.Request, model: str, credential: Credential
+    ) -> list[ir.Event]:
+        """An Imagen model: one unary `:predict` call."""
+        try:
+            body = _dumps(imagen.request_body(request, model))
+        except errors.GatewayError as error:
+            raise UpstreamFailed(Failure("final", error)) from None
+        data = await self._call_json(self._model_url(model, "predict"), body, credential)
+        return imagen.events(data if isinstance(data, dict) else {}, model)
+
+    def _methods(self, model: str) -> list[str] | None:
+        for info in self._models:
+            if info.id == model:
+                return list(info.raw.get("supportedGenerationMethods") or ())
+        return None
 
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
@@ -220,8 +250,8 @@ class GeminiAPI:
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
                 methods = raw.get("supportedGenerationMethods", ["generateContent"])
-                if "generateContent" not in methods and "embedContent" not in methods:
-                    continue
+                if not {"generateContent", "predict", "embedContent"} & set(methods):
+                    continue  # nothing a client here could call
                 models.append(
                     ModelInfo(
                         id=str(raw.get("name", "")).removeprefix("models/"),
@@ -236,6 +266,12 @@ class GeminiAPI:
                 break
         self._models, self._models_at = models, time.monotonic()
         return models
+
+    async def probe(self, credential: Credential) -> str:
+        """What the upstream says of this credential now (the model list is cached; this is
+        not): raises `UpstreamFailed` as a request would."""
+        data = await self._call_json(f"{self.base}/models?pageSize=1000", None, credential)
+        return f"{len(data.get('models') or ())} models"
 
     def _model_url(self, model: str, method: str) -> str:
         # The model is the only client-influenced text in an upstream URL; the action is one

@@ -53,6 +53,11 @@ _SERVER_TOOLS = {
     "code_execution": "codeExecution",
     "web_fetch": "urlContext",
 }
+# Request fields for features Gemini has no counterpart for: refused rather than dropped.
+_REFUSED = {
+    "mcp_servers": "remote MCP servers are not supported by gemgate; run the tools client-side",
+    "container": "code execution containers are not supported by gemgate",
+}
 _IGNORED_BLOCKS = frozenset(
     {"redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result"}
 )
@@ -82,6 +87,10 @@ class AnthropicMessages:
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise InvalidRequest("messages: Field required (a non-empty array)")
+        for field, why in _REFUSED.items():
+            if data.get(field):
+                raise InvalidRequest(f"{field}: {why}", param=field)
+        schema = _output_schema(data)
         return ir.Request(
             model=model,
             messages=_messages(messages),
@@ -94,6 +103,8 @@ class AnthropicMessages:
                 top_k=integer_field(data, "top_k"),
                 max_tokens=max_tokens,
                 stop=_stop_sequences(data.get("stop_sequences")),
+                response_mime_type="application/json" if schema is not None else None,
+                response_schema=schema,
             ),
             thinking=_thinking(data.get("thinking"), data.get("output_config")),
             stream=bool(boolean_field(data, "stream")) and not self.counting,
@@ -227,6 +238,10 @@ class MessagesStream:
             if part.text:
                 out += self._delta({"type": "thinking_delta", "thinking": part.text})
             return out
+        image = _image_block(part)
+        if image is not None:
+            # Whole in its content_block_start: an image has no deltas.
+            return self._close() + self._open("image", image) + self._close()
         if isinstance(part, ir.ToolCall):
             self.has_tools = True
             block = {
@@ -456,6 +471,26 @@ def _tool_choice(choice: Any) -> ir.ToolChoice | None:
     return ir.ToolChoice("auto")
 
 
+def _output_schema(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of structured output: `output_config.format`, or `output_format` from
+    the structured-outputs beta; the answer is then JSON text matching it."""
+    config = data.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise InvalidRequest("output_config: must be an object")
+    where = "output_config.format"
+    spec = (config or {}).get("format")
+    if spec is None:
+        where, spec = "output_format", data.get("output_format")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema":
+        raise InvalidRequest(f"{where}: only type 'json_schema' is supported", param=where)
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"{where}.schema: Field required (a JSON schema object)", param=where)
+    return schema
+
+
 def _thinking(thinking: Any, output_config: Any) -> ir.Thinking:
     if not isinstance(thinking, dict):
         thinking = {}
@@ -500,6 +535,8 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
             last["thinking"] += part.text
             if part.signature:
                 last["signature"] = SIGNATURE_PREFIX + part.signature
+        elif (image := _image_block(part)) is not None:
+            blocks.append(image)
         elif isinstance(part, ir.ToolCall):
             blocks.append(
                 {
@@ -523,6 +560,19 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
             else:
                 blocks.append({"type": "text", "text": text})
     return blocks
+
+
+def _image_block(part: ir.Part) -> dict[str, Any] | None:
+    """A generated image as the image block Anthropic clients already read in requests."""
+    if not isinstance(part, ir.Media) or not part.mime_type.startswith("image/"):
+        return None
+    if part.data:
+        source = {"type": "base64", "media_type": part.mime_type, "data": part.data}
+    elif part.uri:
+        source = {"type": "url", "url": part.uri}
+    else:
+        return None
+    return {"type": "image", "source": source}
 
 
 def _render(part: ir.Part) -> str:

@@ -66,6 +66,7 @@ class GeminiNative:
             system = {"parts": [{"text": system}]}  # the SDKs' shorthand
         config = _get(data, "generationConfig")
         config = {} if config is None else config
+        _refuse_unsupported(data, config)
         generation = _generation(config)
         return ir.Request(
             model=model,
@@ -424,6 +425,25 @@ def _tool_choice(config: Any) -> ir.ToolChoice | None:
             param="toolConfig",
         )
     return ir.ToolChoice(mode, list(names) if names else None)  # type: ignore[arg-type]
+
+
+# What the neutral request cannot carry to a channel that does not speak the Gemini API (the
+# gemini channel relays native bodies whole and never comes here): refused, not dropped.
+_UNSUPPORTED = ("cachedContent",)
+_UNSUPPORTED_CONFIG = ("speechConfig", "audioTimestamp")
+
+
+def _refuse_unsupported(data: dict[str, Any], config: Any) -> None:
+    for name in _UNSUPPORTED:
+        if _get(data, name):
+            raise InvalidRequest(f"{name} is not supported on this channel", param=name)
+    if isinstance(config, dict):
+        for name in _UNSUPPORTED_CONFIG:
+            if _get(config, name):
+                raise InvalidRequest(
+                    f"generationConfig.{name} is not supported on this channel",
+                    param=f"generationConfig.{name}",
+                )
 
 
 def _generation(config: Any) -> ir.Generation:

@@ -74,7 +74,7 @@ class OpenAIChat:
         return ChatStream(request)
 
     def error_body(self, error: GatewayError) -> bytes:
-        return orjson.dumps({"error": _error(error)})
+        return orjson.dumps({"error": error_object(error)})
 
 
 class _Message:
@@ -260,7 +260,7 @@ class ChatStream:
 
     def error(self, error: GatewayError) -> bytes:
         # OpenAI's SDKs raise on a chunk with an `error` key; no [DONE] follows.
-        return b"data: " + orjson.dumps({"error": _error(error)}) + b"\n\n"
+        return b"data: " + orjson.dumps({"error": error_object(error)}) + b"\n\n"
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -368,12 +368,14 @@ def _completion_id(response_id: str | None) -> str:
     return "chatcmpl-" + (response_id or new_id())
 
 
-def _error(error: GatewayError) -> dict[str, Any]:
+def error_object(error: GatewayError) -> dict[str, Any]:
     code = error.code
     if code is None and error.status == 429:
         code = "rate_limit_exceeded"
     if code is None and error.status == 401:
         code = "invalid_api_key"
+    if code is None and error.status == 413:
+        code = "request_too_large"
     return {
         "message": error.message,
         "type": _ERROR_TYPE.get(error.kind, "server_error"),

@@ -1,8 +1,9 @@
 """An OpenAI chat-completions request body → the neutral request (protocol notes C.2).
 
 Pure and synchronous: URLs in messages stay `ir.Media(uri=...)`; the pipeline's fetch step
-turns them into bytes. Fields OpenAI has and Gemini lacks (`user`, `metadata`, `store`,
-`logit_bias`, `parallel_tool_calls`...) are accepted and never forwarded.
+turns them into bytes. Hints OpenAI has and Gemini lacks (`user`, `metadata`, `store`,
+`service_tier`, `prediction`, `parallel_tool_calls`) are accepted and never forwarded; fields
+that would change the answer (`logprobs`, `logit_bias`, `audio`) are refused with a 400.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"
 _AUDIO_TYPES = {"mp3": "audio/mp3", "m4a": "audio/mp4", "pcm16": "audio/pcm"}
 _MEDIA_PARTS = ("image_url", "video_url", "audio_url")
 _MISSING_RESULT = "tool result missing"
+# Fields that would change the answer in ways Gemini cannot: refused rather than dropped.
+_REFUSED = {
+    "logprobs": "log probabilities are not returned by gemgate; leave out logprobs",
+    "top_logprobs": "log probabilities are not returned by gemgate; leave out top_logprobs",
+    "logit_bias": "Gemini has no logit bias; leave out logit_bias",
+}
 
 
 def decode(body: bytes) -> ir.Request:
@@ -49,6 +56,9 @@ def decode(body: bytes) -> ir.Request:
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", param="messages")
+    for field, why in _REFUSED.items():
+        if data.get(field):
+            raise InvalidRequest(why, param=field)
     # `gemini-2.5-flash-thinking`: the plain model, thinking with thoughts shown.
     thinking_suffix = model.endswith(THINKING_SUFFIX)
     system, converted = _messages(messages)

@@ -23,6 +23,8 @@ class Usage:
     cached_tokens: int = 0
     tool_prompt_tokens: int = 0
     total_tokens: int = 0
+    # The part of prompt_tokens spent on images (what the images API reports apart).
+    prompt_image_tokens: int = 0
 
 
 @dataclass(slots=True)

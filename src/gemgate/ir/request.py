@@ -125,6 +125,22 @@ class Generation:
 
 
 @dataclass(slots=True)
+class ImageOutput:
+    """What becomes of the images a model makes before the client gets them (the images API):
+    channel-independent, applied by the pipeline to every generated image."""
+
+    # Delivered at exactly this size; the channel asks its upstream for the nearest shape.
+    width: int | None = None
+    height: int | None = None
+    # Re-encoded as this type when the upstream made another.
+    mime_type: str | None = None
+    # The visible sparkle Gemini paints on its images, removed where it is found.
+    remove_watermark: bool = False
+    # The upstream's full-size original, where it keeps one (the web app).
+    original: bool = False
+
+
+@dataclass(slots=True)
 class Request:
     model: str
     messages: list[Message]
@@ -135,6 +151,10 @@ class Request:
     thinking: Thinking | None = None
     safety: list[dict[str, Any]] | None = None
     stream: bool = False
+    # Answers made by separate upstream calls, run concurrently, returned as candidates
+    # 0..answers-1 (image models make one image per call).
+    answers: int = 1
+    image_output: ImageOutput | None = None
     # Format-private options its encoder needs later (OpenAI's include_usage, say); channels
     # never read it.
     client_options: dict[str, Any] = field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,32 @@ class CredentialState:
     last_error: str | None = None
     successes: int = 0
     failures: int = 0
+    # Wall-clock times, for the operator.
+    last_success_at: float | None = None
+    last_error_at: float | None = None
+    # [minute, requests, errors] for each of the last 60 minutes that saw a request.
+    minutes: deque[list[int]] = field(default_factory=lambda: deque(maxlen=60))
+
+    def note(self, ok: bool, now: float | None = None) -> None:
+        """Count one attempt on this credential, for its last hour."""
+        now = time.time() if now is None else now
+        minute = int(now // 60)
+        minutes = self.minutes
+        if not minutes or minutes[-1][0] != minute:
+            minutes.append([minute, 0, 0])
+        bucket = minutes[-1]
+        bucket[1] += 1
+        if ok:
+            self.last_success_at = now
+        else:
+            bucket[2] += 1
+            self.last_error_at = now
+
+    def last_hour(self, now: float | None = None) -> tuple[int, int]:
+        """Attempts and failed attempts in the last 60 minutes."""
+        start = int((time.time() if now is None else now) // 60) - 59
+        fresh = [b for b in self.minutes if b[0] >= start]
+        return sum(b[1] for b in fresh), sum(b[2] for b in fresh)
 
     def cooling(self, model: str, now: float | None = None) -> float:
         """Seconds left before this credential may serve `model` again (0 when free)."""

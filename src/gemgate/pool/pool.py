@@ -19,19 +19,25 @@ log = logging.getLogger("gemgate.pool")
 T = TypeVar("T")
 # Called when a credential is found broken, so the reason can be stored for the operator.
 InvalidHook = Callable[[Credential, str], Awaitable[None]]
+# Called on every failed attempt (metrics, the operator's list of recent errors).
+FailureHook = Callable[[Credential, str, Failure], None]
 # Called when a credential starts resting for a model: (credential, model, seconds).
 CooldownHook = Callable[[Credential, str, float], None]
 
 
 class Pool:
     def __init__(
-        self, on_invalid: InvalidHook | None = None, on_cooldown: CooldownHook | None = None
+        self,
+        on_invalid: InvalidHook | None = None,
+        on_cooldown: CooldownHook | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self._by_channel: dict[str, list[Credential]] = {}
         self._states: dict[int, CredentialState] = {}
         self._selectors: dict[str, RoundRobin] = {}
         self._on_invalid = on_invalid
         self._on_cooldown = on_cooldown
+        self._on_failure = on_failure
 
     # -- configuration --------------------------------------------------------------------
 
@@ -47,6 +53,9 @@ class Pool:
         kept = {c.id for creds in by_channel.values() for c in creds}
         self._states = {k: v for k, v in self._states.items() if k in kept}
         self._by_channel = by_channel
+
+    def channels(self) -> list[str]:
+        return list(self._by_channel)
 
     def credentials(self, channel: str) -> list[Credential]:
         return list(self._by_channel.get(channel, ()))
@@ -121,7 +130,9 @@ class Pool:
                 async for event in events:
                     yield event
             except GatewayError as exc:
-                self.state(cred.id).last_error = exc.message
+                state = self.state(cred.id)
+                state.last_error = exc.message
+                state.last_error_at = time.time()
                 raise
             return
         raise self._exhausted(channel, model, last)
@@ -162,11 +173,15 @@ class Pool:
     def _succeeded(self, cred: Credential) -> None:
         state = self.state(cred.id)
         state.successes += 1
+        state.note(True)
 
     async def _failed(self, cred: Credential, model: str, failure: Failure) -> None:
         state = self.state(cred.id)
         state.failures += 1
         state.last_error = failure.reason or failure.error.message
+        state.note(False)
+        if self._on_failure is not None:
+            self._on_failure(cred, model, failure)
         if failure.action == "cooldown":
             seconds = failure.cooldown if failure.cooldown is not None else 60.0
             self.rest(cred.id, model, seconds)

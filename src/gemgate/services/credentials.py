@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from gemgate.errors import InvalidRequest, NotFound
-from gemgate.pool import Credential
+from gemgate.errors import GatewayError, InvalidRequest, NotFound
+from gemgate.pool import Credential, CredentialState, UpstreamFailed
 from gemgate.store import CredentialRecord, Store
 
 
@@ -71,6 +73,92 @@ async def add_gemini(
     )
 
 
+# -- adding, one kind per channel ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SecretField:
+    """One value an operator gives to add a credential (a form field, a JSON member)."""
+
+    name: str
+    label: str
+    # secret: masked input; text: one line; document: a pasted or uploaded file (JSON).
+    kind: Literal["secret", "text", "document"] = "secret"
+    required: bool = True
+    hint: str = ""
+
+
+Adder = Callable[[Store, dict[str, str], str | None, str | None], Awaitable[CredentialRecord]]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialKind:
+    """How credentials of one channel are added: what to ask for, and the call that checks and
+    stores it. A channel module registers its kind; the CLI, the admin API and the admin page
+    all add through `add`, so a new channel needs no change there."""
+
+    channel: str
+    title: str
+    fields: tuple[SecretField, ...]
+    add: Adder
+    # A few words beside the form: where to find the value.
+    guide: str = ""
+
+
+KINDS: dict[str, CredentialKind] = {}
+
+
+def register(kind: CredentialKind) -> None:
+    KINDS[kind.channel] = kind
+
+
+async def add(
+    store: Store,
+    channel: str,
+    values: Mapping[str, Any],
+    *,
+    label: str | None = None,
+    proxy: str | None = None,
+) -> CredentialRecord:
+    kind = KINDS.get(channel)
+    if kind is None:
+        known = ", ".join(KINDS) or "none"
+        raise InvalidRequest(f"credentials for {channel!r} cannot be added here (can: {known})")
+    given: dict[str, str] = {}
+    for spec in kind.fields:
+        value = values.get(spec.name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"{spec.name} must be a string")
+        if spec.required and not (value or "").strip():
+            raise InvalidRequest(f"{channel} needs {spec.name} ({spec.label})")
+        given[spec.name] = value or ""
+    label = (label or "").strip() or None
+    if label and len(label) > 200:
+        raise InvalidRequest("a label is at most 200 characters")
+    return await kind.add(store, given, label, checked_proxy((proxy or "").strip() or None))
+
+
+async def _add_gemini_kind(
+    store: Store, values: dict[str, str], label: str | None, proxy: str | None
+) -> CredentialRecord:
+    return await add_gemini(store, values["api_key"], label=label, proxy=proxy)
+
+
+register(
+    CredentialKind(
+        channel="gemini",
+        title="Gemini API key",
+        fields=(SecretField("api_key", "API key", hint="AIza…"),),
+        add=_add_gemini_kind,
+        guide="Create a key at aistudio.google.com/apikey. Each key is one pool member; keys "
+        "from different Google Cloud projects have separate quotas.",
+    )
+)
+
+
+# -- one credential -----------------------------------------------------------------------------
+
+
 async def find(store: Store, ident: int | str) -> CredentialRecord:
     """A credential by id, or by label when no id matches; an ambiguous label is refused."""
     text = str(ident).strip()
@@ -96,6 +184,45 @@ async def set_enabled(store: Store, cred_id: int, enabled: bool) -> CredentialRe
     record = await store.update_credential(cred_id, **values)
     assert record is not None
     return record
+
+
+async def remove(store: Store, ident: int | str) -> CredentialRecord:
+    record = await find(store, ident)
+    await store.remove_credential(record.id)
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    ok: bool
+    message: str
+
+
+async def test(store: Store, channels: Mapping[str, Any], ident: int | str) -> TestResult:
+    """Ask the upstream whether a credential works. A credential found broken is marked
+    invalid with the upstream's words; one found working loses an old invalid mark."""
+    record = await find(store, ident)
+    channel = channels.get(record.channel)
+    if channel is None:
+        raise InvalidRequest(f"the {record.channel} channel is not available in this version yet")
+    credential = to_pool(record)
+    name = f"credential {record.id} ({record.label})"
+    try:
+        probe = getattr(channel, "probe", None)
+        if probe is not None:
+            said = await probe(credential)
+        else:
+            said = f"{len(await channel.list_models(credential))} models"
+    except UpstreamFailed as failed:
+        reason = failed.failure.reason or failed.failure.error.message
+        if failed.failure.action == "invalidate":
+            await mark_invalid(store, record.id, reason)
+        return TestResult(False, f"{name} failed: {reason}")
+    except GatewayError as error:
+        return TestResult(False, f"{name} failed: {error.message}")
+    if record.status != "ok":
+        await store.update_credential(record.id, status="ok", status_reason=None)
+    return TestResult(True, f"{name} works: {said}")
 
 
 async def save_secret(store: Store, cred_id: int, secret: dict[str, Any]) -> None:
@@ -155,6 +282,60 @@ def cooldown_row(
         "until": start + seconds,
         "reason": reason,
     }
+
+
+def live(record: CredentialRecord, state: CredentialState | None) -> dict[str, Any]:
+    """A credential with what the running pool knows of it: its state in one word, why, its
+    cooldowns per model with their end (wall clock), and its last hour."""
+    view = describe(record)
+    now, mono = time.time(), time.monotonic()
+    cooldowns = []
+    if state is not None:
+        for model, until in sorted(state.cooldown_until.items()):
+            if until > mono:
+                cooldowns.append(
+                    {"model": model, "until": now + until - mono, "seconds_left": until - mono}
+                )
+    invalid = record.status == "invalid" or (state is not None and state.invalid_reason)
+    if not record.enabled:
+        word = "disabled"
+    elif invalid:
+        word = "invalid"
+    elif cooldowns:
+        word = "cooling"
+    else:
+        word = "ok"
+    requests, errors = state.last_hour(now) if state is not None else (0, 0)
+    view.update(
+        state=word,
+        reason=reason_in_words(record, state, cooldowns),
+        cooldowns=cooldowns,
+        last_error=state.last_error if state else None,
+        last_error_at=state.last_error_at if state else None,
+        last_success_at=state.last_success_at if state else None,
+        requests_last_hour=requests,
+        errors_last_hour=errors,
+    )
+    return view
+
+
+def reason_in_words(
+    record: CredentialRecord, state: CredentialState | None, cooldowns: list[dict[str, Any]]
+) -> str:
+    if not record.enabled:
+        return "Disabled by an operator: never used until enabled again."
+    reason = record.status_reason or (state.invalid_reason if state else None)
+    if record.status == "invalid" or reason:
+        return (
+            f"The upstream refused this credential ({reason or 'no reason given'}). "
+            "Fix or replace it, then enable it again."
+        )
+    if cooldowns:
+        models = ", ".join(c["model"] for c in cooldowns)
+        return f"Rate limited for {models}; used again for them when the cooldown ends."
+    if state is not None and state.last_success_at:
+        return "Working."
+    return "Not used yet."
 
 
 def _mask_proxy(proxy: str | None) -> str | None:

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gemgate import model_names
 from gemgate.errors import InvalidRequest, NotFound, PermissionDenied
@@ -125,6 +126,74 @@ async def revoke(store: Store, ident: str | int) -> KeyRecord:
     updated = await store.update_key(record.id, revoked_at=record.revoked_at or time.time())
     assert updated is not None
     return updated
+
+
+LIMITS = ("rpm", "tpm", "quota_tokens")
+
+
+def scopes(
+    channels: str | list[str] | None,
+    models: str | list[str] | None,
+    endpoints: str | list[str] | None,
+) -> dict[str, list[str] | None]:
+    """A key's scopes from comma-separated text (the CLI, a form) or lists (JSON)."""
+    return {
+        "channels": _scope(channels, CHANNELS, "channel"),
+        "models": _scope(models, None, "model pattern"),
+        "endpoints": _scope(endpoints, ENDPOINTS, "endpoint"),
+    }
+
+
+def _scope(
+    value: str | list[str] | None, allowed: tuple[str, ...] | None, what: str
+) -> list[str] | None:
+    if isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            raise InvalidRequest(f"each {what} must be a string")
+        value = ",".join(value)
+    elif value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"{what}s must be a list of strings or comma-separated text")
+    if value is None or not value.strip():
+        return None  # a blank form field or an empty list: no restriction
+    return parse_list(value, allowed, what)
+
+
+def limit(name: str, value: Any) -> int | None:
+    """A limit as given: None (no limit) or a whole number of at least 1."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest(f"{name} must be a whole number of at least 1, or empty for no limit")
+    return value
+
+
+async def update(store: Store, ident: str | int, changes: dict[str, Any]) -> KeyRecord:
+    """Change a key's scopes and limits; a None value lifts that restriction."""
+    record = await find(store, ident)
+    if not changes:
+        raise InvalidRequest("nothing to change")
+    updated = await store.update_key(record.id, **changes)
+    assert updated is not None
+    return updated
+
+
+def describe(record: KeyRecord) -> dict[str, Any]:
+    """A key as the operator sees it: never the key itself, only a hint."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "key": record.key_hint,
+        "channels": record.channels or "all",
+        "models": record.models or "all",
+        "endpoints": record.endpoints or "all",
+        "rpm": record.rpm,
+        "tpm": record.tpm,
+        "quota_tokens": record.quota_tokens,
+        "created_at": record.created_at,
+        "revoked_at": record.revoked_at,
+    }
 
 
 def to_client_key(record: KeyRecord) -> ClientKey:

@@ -46,9 +46,16 @@ def files_of(paths: list[str]) -> list[Path]:
 def parse(path: Path) -> dict[str, Any]:
     """The credential secret in one file, or an InvalidRequest naming what is missing."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path}: cannot read it ({exc.__class__.__name__})") from None
+    return parse_text(text, path)
+
+
+def parse_text(text: str, path: Path | str) -> dict[str, Any]:
+    """The credential secret in a file's text (`path` names it in errors)."""
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
@@ -120,6 +127,7 @@ async def store_account(
 ) -> tuple[CredentialRecord, bool]:
     """Add the account, or renew the stored one with the same e-mail or refresh token (a new
     login is how an operator fixes an account marked invalid). True when it was renewed."""
+    proxy = credential_service.checked_proxy(proxy)
     secret = dict(secret)
     if project:
         secret["project_id"] = project
@@ -282,3 +290,36 @@ async def quota(store: Store, settings: Settings, record: CredentialRecord) -> l
             }
         )
     return rows
+
+
+async def _add_pasted(
+    store: Store, values: dict[str, str], label: str | None, proxy: str | None
+) -> CredentialRecord:
+    secret = parse_text(values["oauth_creds"], "oauth_creds.json")
+    record, _ = await store_account(
+        store, secret, label=label, proxy=proxy, project=values.get("project") or None
+    )
+    return record
+
+
+credential_service.register(
+    credential_service.CredentialKind(
+        channel=CHANNEL,
+        title="Gemini CLI account",
+        fields=(
+            credential_service.SecretField(
+                "oauth_creds",
+                "oauth_creds.json",
+                kind="document",
+                hint='{"access_token": "…", "refresh_token": "…", "expiry_date": …}',
+            ),
+            credential_service.SecretField(
+                "project", "Google Cloud project", kind="text", required=False
+            ),
+        ),
+        add=_add_pasted,
+        guide="Run gemini (the Gemini CLI) once and log in with Google; paste the file it "
+        "writes at ~/.gemini/oauth_creds.json. The project is found by itself unless you name one. "
+        "Adding an account that is already here renews its tokens.",
+    )
+)

@@ -141,6 +141,11 @@ class UsageMeter:
             recent.popleft()
         return recent
 
+    @property
+    def pending(self) -> bool:
+        """Whether records wait to be written (a report would miss them)."""
+        return bool(self._pending)
+
     async def flush(self) -> None:
         """Write what was recorded, then re-read every key's total so that usage recorded by
         other instances counts against quotas here too."""

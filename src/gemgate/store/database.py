@@ -327,6 +327,35 @@ class Store:
                 for row in await conn.execute(query)
             ]
 
+    # -- stored Responses answers ---------------------------------------------------------
+
+    async def put_responses(self, rows: list[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.insert(schema.stored_responses), rows)
+
+    async def get_response(self, response_id: str, key_id: int) -> dict[str, Any] | None:
+        t = schema.stored_responses
+        query = sa.select(t.c.response, t.c.turn, t.c.previous_id).where(
+            t.c.id == response_id, t.c.key_id == key_id, t.c.expires_at > time.time()
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row else None
+
+    async def delete_response(self, response_id: str, key_id: int) -> bool:
+        t = schema.stored_responses
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.delete(t).where(t.c.id == response_id, t.c.key_id == key_id)
+            )
+        return bool(result.rowcount)
+
+    async def purge_responses(self, now: float) -> int:
+        t = schema.stored_responses
+        async with self.engine.begin() as conn:
+            result = await conn.execute(sa.delete(t).where(t.c.expires_at <= now))
+        return int(result.rowcount or 0)
+
 
 def _is_id(ident: int | str) -> bool:
     return isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit())

@@ -68,12 +68,17 @@ def _m005_cooldowns(conn: Connection, box: SecretBox) -> None:
     schema.cooldowns.create(conn, checkfirst=True)
 
 
+def _m006_stored_responses(conn: Connection, box: SecretBox) -> None:
+    schema.stored_responses.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Step]] = [
     (1, _m001_initial),
     (2, _m002_usage_records),
     (3, _m003_credential_ids_never_reused),
     (4, _m004_sealed_secrets),
     (5, _m005_cooldowns),
+    (6, _m006_stored_responses),
 ]
 
 

@@ -95,3 +95,19 @@ usage_records = sa.Table(
     sa.Column("total_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
 )
+
+# Responses API answers kept for `previous_response_id` and `GET /v1/responses/{id}`; each is
+# seen only by the key that made it and dropped once `expires_at` has passed.
+stored_responses = sa.Table(
+    "stored_responses",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("key_id", sa.Integer, nullable=False, index=True),
+    # The response object as the client got it; this turn's input and output as input items,
+    # and the answer it continued (a conversation is a chain, so no turn is stored twice).
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("turn", sa.Text, nullable=False),
+    sa.Column("previous_id", sa.String(100), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
