@@ -1,5 +1,6 @@
 """Request size: a body over GEMGATE_MAX_BODY_BYTES (or one that grows past it with the media
-fetched for it) is a 413 in the client's own error shape, and is never read into memory."""
+fetched for it, on a channel that cannot upload them) is a 413 in the client's own error shape,
+and is never read into memory."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from gemgate import ir
+from gemgate.config import Settings
+from gemgate.errors import RequestTooLarge
+from gemgate.fetch import Fetcher
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.harness import Gemgate
@@ -57,6 +62,7 @@ def small(
         fake_gemini,
         {
             "GEMGATE_MAX_BODY_BYTES": str(LIMIT),
+            "GEMGATE_INLINE_MAX_BYTES": str(LIMIT),
             "GEMGATE_FETCH_ALLOW_HOSTS": pictures.removeprefix("http://"),
         },
     )
@@ -148,19 +154,47 @@ def test_a_chunked_body_is_counted_as_it_arrives(small: Gemgate, gemini: FakeGem
     assert gemini.requests == []
 
 
-def test_fetched_media_count_against_the_limit(
+def test_fetched_media_past_the_inline_limit_go_through_the_files_api(
     small: Gemgate, gemini: FakeGeminiAPI, pictures: str
 ) -> None:
     one = {"type": "image_url", "image_url": {"url": f"{pictures}/a.png"}}
     client(small).chat.completions.create(
         model="gemini-2.5-flash", messages=[{"role": "user", "content": [one]}]
     )
-    assert len(gemini.requests) == 1
+    assert gemini.files == {}
+    # Together the two pictures are more than the gemini channel sends inline: the gemini
+    # channel uploads one of them instead of refusing the request.
     two = {"type": "image_url", "image_url": {"url": f"{pictures}/b.png"}}
-    with pytest.raises(openai.APIStatusError) as caught:
-        client(small).chat.completions.create(
-            model="gemini-2.5-flash", messages=[{"role": "user", "content": [one, two]}]
-        )
-    assert caught.value.status_code == 413
-    assert "with the media fetched for it" in caught.value.message
-    assert len(gemini.requests) == 1
+    client(small).chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": [one, two]}]
+    )
+    [file] = gemini.files.values()
+    assert bytes(file.data) == PICTURE
+    parts = gemini.requests[-1].body["contents"][0]["parts"]
+    assert sorted(next(iter(p)) for p in parts) == ["fileData", "inlineData"]
+
+
+async def test_fetched_media_count_against_the_limit_of_a_channel_that_cannot_upload(
+    pictures: str,
+) -> None:
+    allow = pictures.removeprefix("http://")
+    fetcher = Fetcher(Settings(max_body_bytes=LIMIT, fetch_allow_hosts=allow))
+    try:
+        for uploads in (True, False):
+            request = ir.Request(
+                "gemini-2.5-flash",
+                [
+                    ir.Message(
+                        "user", [ir.Media("image/png", uri=f"{pictures}/{n}.png") for n in "ab"]
+                    )
+                ],
+            )
+            if uploads:
+                await fetcher.resolve(request, 1000, uploads=True)
+                assert all(isinstance(p, ir.Media) and p.data for p in request.messages[0].parts)
+                continue
+            with pytest.raises(RequestTooLarge) as caught:
+                await fetcher.resolve(request, 1000)
+            assert "with the media fetched for it" in caught.value.message
+    finally:
+        await fetcher.close()

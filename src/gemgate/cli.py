@@ -244,7 +244,8 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--endpoints",
-            help="Comma-separated endpoints: chat,messages,native,images; 'all' for every one.",
+            help="Comma-separated endpoints: chat,messages,native,images,embeddings,speech;"
+            " 'all' for every one.",
         ),
         click.option("--rpm", type=_LIMIT, help="Requests per minute."),
         click.option("--tpm", type=_LIMIT, help="Tokens per minute."),

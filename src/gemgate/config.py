@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     fetch_allow_hosts: str = ""
     # Largest file fetched for a client-given URL, in bytes.
     fetch_max_bytes: int = 20 * 1024 * 1024
+    # Inline media (counted as base64) a Gemini API request may carry; past it the largest go
+    # through the Files API. Google's limit for a whole request is about 20 MB.
+    inline_max_bytes: int = 18 * 1024 * 1024
+    # Seconds to wait for the Files API to finish processing an upload (videos take a while).
+    files_wait: float = 300.0
     # Seconds a client-given URL may take to download, redirects included.
     fetch_timeout: float = 30.0
     # Seconds a link to a generated image stays valid.
@@ -100,6 +105,12 @@ class Settings(BaseSettings):
     media_cleanup_interval: float = 600.0
     # The model of an images API request that names none.
     image_model: str = "gemini-2.5-flash-image"
+
+    # Models that only speak (comma-separated patterns): their answers are audio, they read the
+    # last user message aloud, and chat clients get the audio in `message.audio`.
+    speech_models: str = "*-tts,*-tts-*"
+    # The ffmpeg binary that encodes speech as mp3, flac, opus or aac (default: ffmpeg on PATH).
+    ffmpeg: str | None = None
 
     # Seconds that streams under way get to finish on shutdown (SIGTERM); those still running
     # then end with their format's error event, their usage recorded.

@@ -24,6 +24,7 @@ from gemgate.config import Settings
 from gemgate.errors import InvalidRequest, RequestTooLarge
 
 MAX_REDIRECTS = 5
+_ENCODE_IN_THREAD = 1024 * 1024
 _YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be"})
 _FILES_API_PREFIX = "https://generativelanguage.googleapis.com/"
 
@@ -121,13 +122,17 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    async def resolve(self, request: ir.Request, body_size: int = 0) -> None:
+    async def resolve(self, request: ir.Request, body_size: int = 0, uploads: bool = False) -> None:
         """Inline every fetchable URL in the request's messages, all at once. What is fetched
-        counts against the request size limit, as the base64 it becomes upstream."""
+        counts against the request size limit, as the base64 it becomes upstream, unless the
+        channel `uploads` media too large to go inline (then each file is bounded by
+        `fetch_max_bytes` alone, and the channel keeps its own request small)."""
         pending = [media for media in _media_of(request) if _needs_fetch(media)]
         if not pending:
             return
         await asyncio.gather(*(self._inline(media) for media in pending))
+        if uploads:
+            return
         size = body_size + sum(len(media.data or "") for media in pending)
         if size > self.max_request:
             raise RequestTooLarge(
@@ -145,7 +150,11 @@ class Fetcher:
         media.mime_type = input_media.checked_type(
             declared or media.mime_type, data[:24], urlsplit(url).path, f"the file at {url}"
         )
-        media.data = base64.b64encode(data).decode()
+        if len(data) > _ENCODE_IN_THREAD:
+            # Tens of megabytes of base64 would hold up every other request on the loop.
+            media.data = (await asyncio.to_thread(base64.b64encode, data)).decode()
+        else:
+            media.data = base64.b64encode(data).decode()
         media.uri = None
 
     async def fetch(self, url: str) -> tuple[bytes, str | None]:

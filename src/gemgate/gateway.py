@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from gemgate.api.request_id import CURRENT
+from gemgate.audio import Encoder
 from gemgate.channels._http import Http
 from gemgate.channels.base import Channel
 from gemgate.channels.gemini_api import GeminiAPI
@@ -87,6 +88,7 @@ class Gateway:
         )
         self.fetcher = Fetcher(settings)
         self.media = MediaStore(settings.data_dir, settings.media_ttl, settings.media_max_bytes)
+        self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None

@@ -16,17 +16,20 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gemgate import answers, image_output, ir
+from gemgate.audio import FORMATS, is_pcm
 from gemgate.channels import features
-from gemgate.errors import GatewayError, InternalError, Unavailable
-from gemgate.formats.base import Format, StreamEncoder
+from gemgate.channels.base import Embedder
+from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavailable
+from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.pool import Credential
 from gemgate.routing import Route
 from gemgate.services.admission import FREE, Ticket
 from gemgate.services.keys import ClientKey
 from gemgate.services.stored_responses import StoredResponses
-from gemgate.services.usage import estimate
+from gemgate.services.usage import BYTES_PER_TOKEN, estimate
 from gemgate.signatures import SignatureCache
+from gemgate.speech_out import SpeechOut
 
 log = logging.getLogger("gemgate.proxy")
 # One line per routed request, when request lines are on (GEMGATE_ACCESS_LOG, or JSON logs).
@@ -69,9 +72,11 @@ async def handle(
             # Clients of this format can only show generated images as links.
             exchange.media_base = gateway.settings.public_url or _BaseUrl(request)
         exchange.image_output = ir_request.image_output
+        if "audio_format" in ir_request.client_options:
+            exchange.speech = speech_out(gateway, ir_request)
         # The one I/O step before the upstream: URLs in messages become inline bytes (formats
         # stay pure). After the key check, so a key cannot make us fetch for a refused request.
-        await gateway.fetcher.resolve(ir_request, len(body))
+        await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
         await restore_signatures(ir_request, route.model, gateway.signatures)
         served = exchange
         # A channel that keeps chats upstream names the account that holds this one.
@@ -105,7 +110,10 @@ async def handle(
         # (the images API, when no image came back).
         encoded = fmt.encode(response, ir_request)
         exchange.finish(200)
-        return Response(encoded, media_type="application/json")
+        # A plain attribute test: a runtime Protocol check costs microseconds per request.
+        answer_type = getattr(fmt, "answer_media_type", None)
+        media_type = answer_type(ir_request) if answer_type else "application/json"
+        return Response(encoded, media_type=media_type)
     except GatewayError as error:
         if exchange is not None:
             exchange.finish(error.status, error.message)
@@ -132,6 +140,8 @@ class Exchange:
     media_base: str | _BaseUrl | None = None
     # What the client wants done to generated images (size, watermark, type).
     image_output: ir.ImageOutput | None = None
+    # Speech the answer's PCM is re-encoded into (made on the first PCM part if still None).
+    speech: SpeechOut | None = None
 
     async def watch(self, events: AsyncGenerator[ir.Event, None]) -> AsyncGenerator[ir.Event, None]:
         cache = self.gateway.signatures
@@ -141,6 +151,13 @@ class Exchange:
                     part = event.part
                     if isinstance(part, ir.ToolCall) and part.signature:
                         cache.remember(part.id, part.signature, self.route.model)
+                    elif isinstance(part, ir.Media) and is_pcm(part.mime_type):
+                        if self.speech is None:
+                            self.speech = SpeechOut(self.gateway.audio, FORMATS["wav"], 1.0, False)
+                        taken = self.speech.take(event, part)
+                        if taken is None:
+                            continue
+                        event = taken
                     elif isinstance(part, ir.Media) and part.data and not part.uri:
                         if self.image_output is not None:
                             part = await image_output.apply(part, self.image_output)
@@ -149,7 +166,13 @@ class Exchange:
                         event = ir.PartEvent(part, event.index)
                 elif isinstance(event, ir.UsageEvent):
                     self.usage = event.usage
+                elif isinstance(event, ir.Finish) and self.speech is not None:
+                    for audio in await self.speech.finish(event.index):
+                        yield audio
                 yield event
+            if self.speech is not None:
+                for audio in await self.speech.finish():
+                    yield audio
 
     def finish(self, status: int, error: str | None = None) -> None:
         """The one point every routed request passes at its end: usage, metrics, the request
@@ -201,6 +224,19 @@ class Exchange:
                         "output_tokens": self.usage.output_tokens,
                     },
                 )
+
+
+def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
+    """The re-encoding of speech a client asked for; a 400 now if the gateway cannot do it."""
+    fmt = FORMATS[request.client_options["audio_format"]]
+    speed = float(request.client_options.get("audio_speed") or 1.0)
+    gateway.audio.check(fmt, speed)
+    return SpeechOut(gateway.audio, fmt, speed, request.stream)
+
+
+def _uploads(channel: object) -> bool:
+    """Whether a channel sends media too large to go inline through an upload of its own."""
+    return bool(getattr(channel, "uploads_large_media", False))
 
 
 class _BaseUrl:
@@ -499,7 +535,7 @@ async def count_tokens(
         features.check_count_tokens(route.channel, features.of(upstream))
         features.check(ir_request, route.channel, features.of(upstream))
         await gateway.admission.admit(key, 0)
-        await gateway.fetcher.resolve(ir_request, len(body))
+        await gateway.fetcher.resolve(ir_request, len(body), _uploads(upstream))
         await restore_signatures(ir_request, route.model, gateway.signatures)
         tokens = await gateway.pool.call(
             route.channel,
@@ -509,3 +545,41 @@ async def count_tokens(
         return Response(render(tokens), media_type="application/json")
     except GatewayError as error:
         return error_response(fmt, error)
+
+
+async def embed(
+    gateway: Gateway, fmt: EmbeddingFormat, request: Request, *, channel: str | None
+) -> Response:
+    """Texts to vectors: decode, route, check the key, one pooled call, encode; usage recorded."""
+    started = time.perf_counter()
+    key: ClientKey = request.scope["state"]["client_key"]
+    exchange: Exchange | None = None
+    try:
+        body = await request.body()
+        ir_request = fmt.decode(body)
+        route = gateway.router.resolve(ir_request.model, channel)
+        key.check(route.channel, route.asked, route.model, fmt.endpoint)
+        upstream = gateway.channels[route.channel]
+        if not isinstance(upstream, Embedder):
+            raise InvalidRequest(
+                f"the {route.channel} channel does not serve embeddings", param="model"
+            )
+        ticket = await gateway.admission.admit(key, len(body) // BYTES_PER_TOKEN + 1)
+        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
+        result = await gateway.pool.call(
+            route.channel,
+            route.model,
+            lambda credential: upstream.embed(ir_request, route.model, credential),
+        )
+        exchange.usage = result.usage
+        exchange.finish(200)
+        return Response(fmt.encode(result, ir_request), media_type="application/json")
+    except GatewayError as error:
+        if exchange is not None:
+            exchange.finish(error.status, error.message)
+        return Response(
+            fmt.error_body(error),
+            status_code=error.status,
+            media_type="application/json",
+            headers=error.headers(),
+        )

@@ -16,15 +16,19 @@ Standalone (benchmarks): python -m tests.fakes.gemini_api --port 9100 --keys k1,
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import io
 import re
 import secrets
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeAlias
@@ -87,7 +91,7 @@ _MISSING_SIGNATURE = (
     "performance. Additional data, function call `default_api:{name}` , position {position}. "
     "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
 )
-_SERVED = ("generateContent", "countTokens", "predict")  # embedContent & co. are not faked
+_SERVED = ("generateContent", "countTokens", "predict", "embedContent")
 
 # Image models (A.2.5, C.6): the aspect ratios every one takes, and the pixel size each ratio
 # comes out at for imageSize 1K (2K and 4K are twice and four times as large).
@@ -957,6 +961,420 @@ def _merge(responses: list[dict[str, Any]]) -> dict[str, Any]:
 # The server
 
 
+# --------------------------------------------------------------------------------------------
+# Speech (TTS models), embeddings and the Files API (issue 15). Kept in one mixin so that other
+# additions to the fake merge cleanly. Facts: Google's Gemini API docs (speech generation,
+# embeddings, files) and the google-genai SDK's own request and response shapes.
+
+TTS_MIME = "audio/L16;codec=pcm;rate=24000"
+TTS_RATE = 24000
+PREBUILT_VOICES = frozenset(
+    {
+        "Zephyr", "Puck", "Charon", "Kore", "Fenrir", "Leda", "Orus", "Aoede", "Callirrhoe",
+        "Autonoe", "Enceladus", "Iapetus", "Umbriel", "Algieba", "Despina", "Erinome",
+        "Algenib", "Rasalgethi", "Laomedeia", "Achernar", "Alnilam", "Schedar", "Gacrux",
+        "Pulcherrima", "Achird", "Zubenelgenubi", "Vindemiatrix", "Sadachbia", "Sadaltager",
+        "Sulafat",
+    }
+)  # fmt: skip
+_VOICE_CONFIG = _Msg(prebuiltVoiceConfig=_Msg(voiceName="string"))
+_SPEECH_CONFIG = _Msg(
+    voiceConfig=_VOICE_CONFIG,
+    languageCode="string",
+    multiSpeakerVoiceConfig=_Msg(
+        speakerVoiceConfigs=[_Msg(speaker="string", voiceConfig=_VOICE_CONFIG)]
+    ),
+)
+_TASK_TYPES = _enum(
+    "TASK_TYPE_UNSPECIFIED",
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+)
+_EMBED_REQUEST = _Msg(
+    model="string",
+    content=_CONTENT,
+    taskType=_TASK_TYPES,
+    title="string",
+    outputDimensionality="int",
+)
+_BATCH_EMBED_REQUEST = _Msg(requests=[_EMBED_REQUEST])
+# CreateFileRequest: a File, of which only a few fields mean anything to a new upload.
+_CREATE_FILE = _Msg(
+    file=_Msg(
+        name="string",
+        displayName="string",
+        mimeType="string",
+        sizeBytes="int",
+        source=_enum("SOURCE_UNSPECIFIED", "UPLOADED", "GENERATED", "REGISTERED"),
+    )
+)
+EMBED_BATCH_LIMIT = 100
+EMBED_DIMENSIONS = 3072
+# Files live 48 hours on the Gemini API.
+FILE_LIFETIME = 48 * 3600
+
+
+def media_models() -> list[dict[str, Any]]:
+    """The TTS and embedding models the fake adds to its catalogue."""
+    tts = ("countTokens", "generateContent")
+    return [
+        _model(
+            "gemini-2.5-flash-preview-tts", "Gemini 2.5 Flash Preview TTS", "TTS.", 8192, 16384,
+            thinking=False, methods=tts,
+        ),
+        _model(
+            "gemini-2.5-pro-preview-tts", "Gemini 2.5 Pro Preview TTS", "TTS.", 8192, 16384,
+            thinking=False, methods=tts,
+        ),
+        _model(
+            "gemini-embedding-2", "Gemini Embedding 2", "Embeddings.", 8192, 1,
+            thinking=False, methods=("embedContent", "countTokens"),
+        ),
+    ]  # fmt: skip
+
+
+def speech_pcm(text: str) -> bytes:
+    """The 24 kHz 16-bit mono PCM the fake speaks for `text`: deterministic, 0.05 s a char."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    count = max(1, len(text)) * TTS_RATE // 20
+    samples = array.array("h", ((seed + i * 7919) % 65536 - 32768 for i in range(count)))
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def embedding_of(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
+    """The vector the fake gives `text`: deterministic values in [-1, 1]."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [
+        round(((digest[i % 32] * 131 + i * 17) % 2001) / 1000.0 - 1.0, 3) for i in range(dimensions)
+    ]
+
+
+def _rfc3339(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".000000Z"
+
+
+def _prompt_text(req: dict[str, Any]) -> str:
+    return "".join(
+        part.get("text") or ""
+        for content in req.get("contents") or ()
+        for part in content.get("parts") or ()
+    )
+
+
+@dataclass
+class FakeFile:
+    name: str
+    mime_type: str
+    size: int
+    key: str
+    data: bytearray = field(default_factory=bytearray)
+    state: str = "PROCESSING"
+    polls_left: int = 1
+    created: float = field(default_factory=time.time)
+    display_name: str | None = None
+
+    def resource(self, base_url: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "mimeType": self.mime_type,
+            "sizeBytes": str(self.size),
+            "createTime": _rfc3339(self.created),
+            "updateTime": _rfc3339(self.created),
+            "expirationTime": _rfc3339(self.created + FILE_LIFETIME),
+            "sha256Hash": base64.b64encode(hashlib.sha256(self.data).digest()).decode(),
+            "uri": f"{base_url}/v1beta/{self.name}",
+            "state": self.state,
+            "source": "UPLOADED",
+        }
+        if self.display_name:
+            out["displayName"] = self.display_name
+        return out
+
+
+@dataclass
+class _UploadSession:
+    key: str
+    size: int
+    mime_type: str
+    display_name: str | None
+    data: bytearray = field(default_factory=bytearray)
+
+
+class MediaAPIs:
+    """TTS answers, embeddings and the Files API of the fake Gemini API."""
+
+    base_url: str
+    models: list[dict[str, Any]]
+    keys: set[str]
+
+    def _init_media(self) -> None:
+        self.models.extend(media_models())
+        self.files: dict[str, FakeFile] = {}
+        self._sessions: dict[str, _UploadSession] = {}
+        # GETs of a new video or audio file that still say PROCESSING.
+        self.processing_polls = 1
+
+    def _reset_media(self) -> None:
+        self.files.clear()
+        self._sessions.clear()
+        self.processing_polls = 1
+
+    # ---- speech -------------------------------------------------------------------------
+
+    @staticmethod
+    def is_speech_model(model: str) -> bool:
+        return model.endswith("-tts") or "-tts-" in model
+
+    def _check_speech(self, req: dict[str, Any], model: str) -> None:
+        """What a TTS model refuses: other modalities, system instructions, tools, voices it
+        does not have."""
+        config = req.get("generationConfig") or {}
+        modalities = config.get("responseModalities") or ["TEXT"]
+        if modalities != ["AUDIO"]:
+            raise _bad(
+                f"The requested combination of response modalities ({', '.join(modalities)}) "
+                f"is not supported by the model. models/{model} accepts the following "
+                "combination of response modalities:\n* AUDIO\n"
+            )
+        if req.get("systemInstruction") is not None:
+            raise _bad(f"Developer instruction is not enabled for models/{model}")
+        if req.get("tools"):
+            raise _bad(f"Function calling is not enabled for models/{model}")
+        for content in req["contents"]:
+            for part in content["parts"]:
+                if part.get("text") is None:
+                    raise _bad(f"models/{model} accepts text input only.")
+        where = "generation_config.speech_config"
+        speech = _check(_SPEECH_CONFIG, config.get("speechConfig"), where)
+        voice = ((speech or {}).get("voiceConfig") or {}).get("prebuiltVoiceConfig") or {}
+        name = voice.get("voiceName")
+        if name is not None and name not in PREBUILT_VOICES:
+            raise _bad(f"Voice {name} is not supported.")
+
+    def _speech_reply(self, req: dict[str, Any], stream: bool, model: str) -> Reply:
+        """The PCM of the prompt's text: one part unary, three pieces when streamed."""
+        pcm = speech_pcm(_prompt_text(req))
+        audio_tokens = len(pcm) // 2 * 25 // TTS_RATE + 1
+        prompt = _tokens(_prompt_text(req))
+        usage = {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": audio_tokens,
+            "totalTokenCount": prompt + audio_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+            "candidatesTokensDetails": [{"modality": "AUDIO", "tokenCount": audio_tokens}],
+        }
+        if not stream:
+            part = {"inlineData": {"mimeType": TTS_MIME, "data": base64.b64encode(pcm).decode()}}
+            return Reply.parts([part], usage=usage)
+        response_id = secrets.token_urlsafe(16)
+        third = len(pcm) // 6 * 2  # whole samples per piece
+        pieces = [pcm[:third], pcm[third : 2 * third], pcm[2 * third :]]
+        chunks = []
+        for i, piece in enumerate(pieces):
+            blob = {"mimeType": TTS_MIME, "data": base64.b64encode(piece).decode()}
+            candidate: dict[str, Any] = {
+                "content": {"role": "model", "parts": [{"inlineData": blob}]},
+                "index": 0,
+            }
+            if i == len(pieces) - 1:
+                candidate["finishReason"] = "STOP"
+            chunks.append(
+                {
+                    "candidates": [candidate],
+                    "usageMetadata": usage,
+                    "modelVersion": model,
+                    "responseId": response_id,
+                }
+            )
+        return Reply.chunks(chunks)
+
+    # ---- embeddings ---------------------------------------------------------------------
+
+    def _embed(self, action: str, body: dict[str, Any], model: str) -> dict[str, Any]:
+        if action == "embedContent":
+            request = _check(_EMBED_REQUEST, body, "")
+            vector, tokens = self._embed_one(request, model, "")
+            out: dict[str, Any] = {"embedding": {"values": vector}}
+        else:
+            batch = _check(_BATCH_EMBED_REQUEST, body, "")
+            requests = batch.get("requests") or []
+            if not requests:
+                raise _bad("* BatchEmbedContentsRequest.requests: requests is not specified\n")
+            if len(requests) > EMBED_BATCH_LIMIT:
+                raise _bad(
+                    "* BatchEmbedContentsRequest.requests: at most "
+                    f"{EMBED_BATCH_LIMIT} requests can be in one batch\n"
+                )
+            vectors, tokens = [], 0
+            for i, request in enumerate(requests):
+                if request.get("model") is None:
+                    raise _bad(f"* BatchEmbedContentsRequest.requests[{i}].model: required\n")
+                vector, n = self._embed_one(request, model, f"requests[{i}].")
+                vectors.append({"values": vector})
+                tokens += n
+            out = {"embeddings": vectors}
+        # Newer embedding models report usage; gemini-embedding-001 does not.
+        if model != "gemini-embedding-001":
+            out["usageMetadata"] = {
+                "promptTokenCount": tokens,
+                "promptTokenDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+            }
+        return out
+
+    @staticmethod
+    def _embed_one(request: dict[str, Any], model: str, where: str) -> tuple[list[float], int]:
+        named = request.get("model")
+        if named is not None and _bare(named) != model:
+            raise _bad(
+                f"* BatchEmbedContentsRequest.{where}model: the model of each request "
+                f"({named}) must be the model of the batch (models/{model})\n"
+            )
+        content = request.get("content")
+        if not content or not content.get("parts"):
+            raise _bad(f"* EmbedContentRequest.{where}content: content is not specified\n")
+        text = "".join(part.get("text") or "" for part in content["parts"])
+        dimensions = request.get("outputDimensionality")
+        if dimensions is not None and not 1 <= int(dimensions) <= EMBED_DIMENSIONS:
+            raise _bad(
+                f"* EmbedContentRequest.{where}output_dimensionality: must be between 1 and "
+                f"{EMBED_DIMENSIONS}\n"
+            )
+        return embedding_of(text, int(dimensions or EMBED_DIMENSIONS)), _tokens(text)
+
+    # ---- Files API ----------------------------------------------------------------------
+
+    async def _files_api(
+        self, request: web.Request, raw: bytes, body: Any, api_key: str | None
+    ) -> web.StreamResponse:
+        try:
+            if request.path == "/upload/v1beta/files" and request.method == "POST":
+                upload_id = request.query.get("upload_id")
+                if upload_id is None:
+                    return self._start_upload(request, body, api_key)
+                return self._upload_bytes(request, raw, upload_id)
+            name = request.path.removeprefix("/v1beta/")
+            if request.method == "GET" and name.startswith("files/") and name.count("/") == 1:
+                self._authenticate(request, api_key)
+                return self._json(self._poll(name, api_key or "").resource(self.base_url))
+            raise _ApiError(404, f"Requested entity was not found: {request.path}")
+        except _ApiError as err:
+            return self._json(err.body(), status=err.code)
+
+    def _start_upload(
+        self, request: web.Request, body: Any, api_key: str | None
+    ) -> web.StreamResponse:
+        self._authenticate(request, api_key)
+        headers = request.headers
+        if headers.get("x-goog-upload-protocol") != "resumable":
+            raise _bad("Only the resumable upload protocol is served here.")
+        if headers.get("x-goog-upload-command") != "start":
+            raise _bad("The first request of an upload must be X-Goog-Upload-Command: start.")
+        size = headers.get("x-goog-upload-header-content-length", "")
+        mime = headers.get("x-goog-upload-header-content-type", "")
+        if not size.isdigit() or not mime:
+            raise _bad("X-Goog-Upload-Header-Content-Length and -Content-Type are required.")
+        meta = _check(_CREATE_FILE, body or {}, "")
+        upload_id = secrets.token_urlsafe(24)
+        self._sessions[upload_id] = _UploadSession(
+            api_key or "", int(size), mime, (meta.get("file") or {}).get("displayName")
+        )
+        url = f"{self.base_url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+        return web.Response(
+            status=200,
+            headers={
+                "x-goog-upload-url": url,
+                "x-goog-upload-status": "active",
+                "x-goog-upload-chunk-granularity": str(8 * 1024 * 1024),
+            },
+        )
+
+    def _upload_bytes(self, request: web.Request, raw: bytes, upload_id: str) -> web.StreamResponse:
+        # The session URL is the permission; no key is needed on it.
+        session = self._sessions.get(upload_id)
+        if session is None:
+            raise _ApiError(404, "No such upload session.")
+        commands = {c.strip() for c in request.headers.get("x-goog-upload-command", "").split(",")}
+        offset = request.headers.get("x-goog-upload-offset", "")
+        if "upload" not in commands or offset != str(len(session.data)):
+            raise _bad(f"Expected an upload command at offset {len(session.data)}.")
+        session.data += raw
+        if "finalize" not in commands:
+            return web.Response(status=200, headers={"x-goog-upload-status": "active"})
+        del self._sessions[upload_id]
+        if len(session.data) != session.size:
+            raise _bad(f"Received {len(session.data)} bytes, {session.size} were announced.")
+        slow = session.mime_type.startswith(("video/", "audio/"))
+        file = FakeFile(
+            name=f"files/{secrets.token_hex(6)}",
+            mime_type=session.mime_type,
+            size=session.size,
+            key=session.key,
+            data=session.data,
+            state="PROCESSING" if slow else "ACTIVE",
+            polls_left=self.processing_polls if slow else 0,
+            display_name=session.display_name,
+        )
+        self.files[file.name] = file
+        return web.Response(
+            body=orjson.dumps({"file": file.resource(self.base_url)}),
+            status=200,
+            content_type="application/json",
+            headers={"x-goog-upload-status": "final"},
+        )
+
+    def _owned(self, name: str, api_key: str) -> FakeFile:
+        file = self.files.get(name)
+        if file is None or file.key != api_key:
+            # A file belongs to the project of the key that uploaded it.
+            raise _ApiError(
+                403,
+                f"You do not have permission to access the File {name.removeprefix('files/')} "
+                "or it may not exist.",
+            )
+        return file
+
+    def _poll(self, name: str, api_key: str) -> FakeFile:
+        file = self._owned(name, api_key)
+        if file.state == "PROCESSING":
+            if file.polls_left <= 0:
+                file.state = "ACTIVE"
+            file.polls_left -= 1
+        return file
+
+    def _check_file_refs(self, req: dict[str, Any], api_key: str | None) -> None:
+        """fileData that names one of this fake's files must be the key's own, and ACTIVE."""
+        prefix = f"{self.base_url}/v1beta/"
+        for content in req.get("contents") or ():
+            for part in content.get("parts") or ():
+                uri = (part.get("fileData") or {}).get("fileUri") or ""
+                if not uri.startswith(prefix):
+                    continue
+                file = self._owned(uri.removeprefix(prefix), api_key or "")
+                if file.state != "ACTIVE":
+                    raise _ApiError(
+                        400,
+                        f"The File {file.name.removeprefix('files/')} is not in an ACTIVE state "
+                        "and usage is not allowed.",
+                        status="FAILED_PRECONDITION",
+                    )
+
+    # The host class provides these.
+    def _authenticate(self, request: web.Request, api_key: str | None) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _json(payload: Any, status: int = 200) -> web.Response:
+        raise NotImplementedError
+
+
 @dataclass
 class _Script:
     reply: Reply
@@ -970,7 +1388,7 @@ def _bare(model: str) -> str:
     return model
 
 
-class FakeGeminiAPI:
+class FakeGeminiAPI(MediaAPIs):
     def __init__(
         self,
         keys: Iterable[str] = ("test-key",),
@@ -998,6 +1416,7 @@ class FakeGeminiAPI:
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
+        self._init_media()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -1079,6 +1498,7 @@ class FakeGeminiAPI:
             self._standing.clear()
             self.requests.clear()
             self.peak_slow = 0
+            self._reset_media()
 
     def issue_signature(self, model: str) -> str:
         """A signature this fake accepts for `model` (for hand-built conversation history)."""
@@ -1147,6 +1567,8 @@ class FakeGeminiAPI:
         )
         stream = action == "streamGenerateContent"
         sse = request.query.get("alt") == "sse"
+        if request.path.startswith(("/upload/v1beta/files", "/v1beta/files/")):
+            return await self._files_api(request, raw, body, api_key)
         try:
             if action is None:
                 raise _ApiError(404, f"Requested entity was not found: {request.path}")
@@ -1162,6 +1584,8 @@ class FakeGeminiAPI:
                 raise _bad("Invalid JSON payload received. Unexpected token.", "")
             if action == "countTokens":
                 return self._json(self._count_tokens(body or {}))
+            if action in ("embedContent", "batchEmbedContents"):
+                return self._json(self._embed(action, body or {}, model))
             if action == "predict":
                 return self._json(self._predict(body or {}, model, api_key))
             return await self._generate(request, body or {}, model, api_key, stream, sse)
@@ -1214,7 +1638,10 @@ class FakeGeminiAPI:
             )
 
     def _find_model(self, model: str, method: str) -> dict[str, Any]:
-        needed = "generateContent" if method == "streamGenerateContent" else method
+        needed = {
+            "streamGenerateContent": "generateContent",
+            "batchEmbedContents": "embedContent",
+        }.get(method, method)
         for entry in self.models:
             if entry.get("name") == f"models/{model}":
                 supported = entry.get("supportedGenerationMethods", [])
@@ -1356,6 +1783,9 @@ class FakeGeminiAPI:
     ) -> web.StreamResponse:
         """Answer a validated GenerateContentRequest (also for fakes that wrap it)."""
         _check_semantics(req)
+        self._check_file_refs(req, api_key)
+        if self.is_speech_model(model):
+            self._check_speech(req, model)
         if model.startswith("gemini-3") and "image" not in model:
             self._check_signatures(req["contents"], model)
         config = req.get("generationConfig") or {}
@@ -1370,6 +1800,8 @@ class FakeGeminiAPI:
             image_shape=_image_shape(model, config),
         )
         reply = self._take_reply(api_key, model)
+        if reply is None and self.is_speech_model(model):
+            reply = self._speech_reply(req, stream, model)
         if reply is None:
             reply = self.respond(model, req) if self.respond else self._default_reply(call)
 

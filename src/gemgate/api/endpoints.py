@@ -16,14 +16,17 @@ from gemgate.api.fronts import (
     ANTHROPIC,
     ANTHROPIC_COUNT,
     CHANNEL_PREFIXES,
+    EMBEDDINGS,
     NATIVE,
     NATIVE_ARRAY,
+    NATIVE_EMBED,
     NATIVE_SSE,
     OPENAI_CHAT,
     OPENAI_RESPONSES,
+    SPEECH,
 )
 from gemgate.channels.base import ModelInfo
-from gemgate.errors import GatewayError, NotFound
+from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_images import Action, OpenAIImages
 from gemgate.gateway import Gateway
@@ -33,6 +36,16 @@ from gemgate.services.keys import ClientKey
 async def chat_completions(request: Request, channel: str | None = None) -> Response:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, OPENAI_CHAT, request, channel=channel)
+
+
+async def embeddings(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.embed(gateway, EMBEDDINGS, request, channel=channel)
+
+
+async def speech(request: Request, channel: str | None = None) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return await proxy.handle(gateway, SPEECH, request, channel=channel)
 
 
 async def images(request: Request, action: Action, channel: str | None = None) -> Response:
@@ -156,10 +169,18 @@ async def native_action(request: Request, channel: str | None = None) -> Respons
         fmt = NATIVE_SSE if request.query_params.get("alt") == "sse" else NATIVE_ARRAY
     elif action in ("generateContent", "countTokens"):
         fmt = NATIVE
+    elif action in ("embedContent", "batchEmbedContents"):
+        fmt = NATIVE_EMBED
     else:
         return proxy.error_response(NATIVE, NotFound(f"no method {action!r} for models"))
 
     async def through_ir() -> Response:
+        if fmt is NATIVE_EMBED:
+            # Embeddings have no neutral form to translate a native body through.
+            routed = gateway.router.resolve(model, channel).channel
+            return proxy.error_response(
+                fmt, InvalidRequest(f"the {routed} channel does not serve embeddings")
+            )
         if action == "countTokens":
             return await proxy.count_tokens(
                 gateway, fmt, request, channel=channel, render=fmt.encode_count, path_model=model
@@ -253,6 +274,8 @@ def routes() -> list[BaseRoute]:
                 methods=["GET", "DELETE"],
             ),
             Route(f"{prefix}/v1/models", partial(v1_models, **bound), methods=["GET"]),
+            Route(f"{prefix}/v1/embeddings", partial(embeddings, **bound), methods=["POST"]),
+            Route(f"{prefix}/v1/audio/speech", partial(speech, **bound), methods=["POST"]),
             Route(
                 f"{prefix}/v1/images/generations",
                 partial(images, action="generations", **bound),

@@ -6,7 +6,9 @@ from gemgate.formats.anthropic_messages import AnthropicMessages
 from gemgate.formats.base import Format
 from gemgate.formats.gemini_native import GeminiNative
 from gemgate.formats.openai_chat import OpenAIChat
+from gemgate.formats.openai_embeddings import OpenAIEmbeddings
 from gemgate.formats.openai_responses import OpenAIResponses
+from gemgate.formats.openai_speech import OpenAISpeech
 
 CHANNEL_PREFIXES = ("gemini", "gemini_cli", "gemini_official")
 # /media/ links are their own permission (signed, expiring) and are opened by image viewers.
@@ -19,7 +21,17 @@ ANTHROPIC_COUNT = AnthropicMessages(counting=True)
 NATIVE = GeminiNative("unary")
 NATIVE_SSE = GeminiNative("sse")
 NATIVE_ARRAY = GeminiNative("array")
-_NATIVE_ACTIONS = (":generateContent", ":streamGenerateContent", ":countTokens")
+# Native embedding methods belong to the embeddings scope, like OpenAI's /v1/embeddings.
+NATIVE_EMBED = GeminiNative("unary", endpoint="embeddings")
+EMBEDDINGS = OpenAIEmbeddings()
+SPEECH = OpenAISpeech()
+_NATIVE_ACTIONS = (
+    ":generateContent",
+    ":streamGenerateContent",
+    ":countTokens",
+    ":embedContent",
+    ":batchEmbedContents",
+)
 
 
 def is_public(path: str) -> bool:

@@ -242,7 +242,52 @@ def generation_config(req: ir.Request, model: str) -> dict[str, Any]:
     thinking = thinking_config(req.thinking, model)
     if thinking:
         config["thinkingConfig"] = thinking
+    if "AUDIO" in (g.response_modalities or ()):
+        # A voice means something only to a model asked to answer in audio.
+        speech = speech_config(g.speech)
+        if speech:
+            config["speechConfig"] = speech
     return config
+
+
+def speech_config(speech: ir.Speech | None) -> dict[str, Any] | None:
+    if speech is None:
+        return None
+    config: dict[str, Any] = {}
+    if speech.voice:
+        config["voiceConfig"] = {"prebuiltVoiceConfig": {"voiceName": speech.voice}}
+    if speech.language:
+        config["languageCode"] = speech.language
+    return config or None
+
+
+def speech_request_body(req: ir.Request, model: str) -> dict[str, Any]:
+    """The body for a speech-only model, which reads one text aloud: the last user message's,
+    with any system text before it as direction ("Say cheerfully: ..."). Such models take no
+    system instruction and no tools, and answer in audio only."""
+    if req.tools:
+        raise InvalidRequest(f"{model} is a speech model: it cannot use tools", param="tools")
+    text = ir.spoken_text(req)
+    if not text:
+        raise InvalidRequest(
+            f"{model} is a speech model: it reads the last user message aloud, which has no text",
+            param="messages",
+        )
+    direction = " ".join(t.text.strip() for t in req.system if t.text.strip())
+    prompt = f"{direction.rstrip(':')}: {text}" if direction else text
+    config = generation_config(req, model)
+    config["responseModalities"] = ["AUDIO"]
+    config.pop("thinkingConfig", None)  # speech models do not think
+    speech = speech_config(req.generation.speech)
+    if speech:
+        config["speechConfig"] = speech
+    body: dict[str, Any] = {
+        "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+        "generationConfig": config,
+    }
+    if req.safety:
+        body["safetySettings"] = req.safety
+    return body
 
 
 def image_config(req: ir.Request, model: str) -> dict[str, Any] | None:

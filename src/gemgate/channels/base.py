@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from gemgate import ir
 from gemgate.pool import Credential
@@ -40,3 +40,12 @@ class Channel(Protocol):
     ) -> int: ...
 
     async def list_models(self, credential: Credential) -> list[ModelInfo]: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A channel that also turns texts into embedding vectors."""
+
+    async def embed(
+        self, request: ir.EmbedRequest, model: str, credential: Credential
+    ) -> ir.Embeddings: ...

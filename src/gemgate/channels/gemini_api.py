@@ -4,6 +4,7 @@ with a pool of API keys. The key travels in `x-goog-api-key`, never in the URL."
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ from gemgate.channels import _gemini_wire as wire
 from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
 from gemgate.channels.base import ModelInfo
+from gemgate.channels.gemini_files import FilesAPI
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
 
@@ -25,6 +27,8 @@ DEFAULT_COOLDOWN = 60.0
 # A daily quota or a model the key's tier does not have at all.
 LONG_COOLDOWN = 3600.0
 _SERVED_PREFIXES = ("gemini-", "gemma-", "learnlm-", "imagen-")
+# Inputs per batchEmbedContents call: Google refuses larger batches.
+EMBED_BATCH = 100
 # Names the Gemini API does not know: Code Assist's separate quota bucket and the gateway's
 # thinking switch, both the gemini_cli channel's.
 _OTHER_CHANNELS_SUFFIXES = ("_vertex", "-thinking")
@@ -32,6 +36,9 @@ _OTHER_CHANNELS_SUFFIXES = ("_vertex", "-thinking")
 
 class GeminiAPI:
     id = "gemini"
+    # Media too large to go inline go up through the Files API (see gemini_files), so media
+    # fetched for a request do not count against the request size limit.
+    uploads_large_media = True
 
     def __init__(self, settings: Settings, http: Http) -> None:
         self.base = settings.gemini_api_base.rstrip("/") + "/v1beta"
@@ -39,11 +46,25 @@ class GeminiAPI:
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
         self._models_ttl = settings.models_cache_ttl
+        self.files = FilesAPI(settings, http, classify)
+        self._speech_only: dict[str, bool] = {}
+        self._speech_models = tuple(
+            p.strip() for p in settings.speech_models.split(",") if p.strip()
+        )
 
     def serves(self, model: str) -> bool:
         if model.endswith(_OTHER_CHANNELS_SUFFIXES):
             return False
         return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
+
+    def speech_only(self, model: str) -> bool:
+        """Whether `model` only speaks (a TTS model), by the operator's `speech_models`."""
+        found = self._speech_only.get(model)
+        if found is None:
+            found = any(fnmatch.fnmatchcase(model, p) for p in self._speech_models)
+            if len(self._speech_only) < 1024:  # model names are few; never grow unbounded
+                self._speech_only[model] = found
+        return found
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
@@ -52,17 +73,24 @@ class GeminiAPI:
             for event in await self._predict(request, model, credential):
                 yield event
             return
-        body = _dumps(wire.request_body(request, model))
+        if self.speech_only(model):
+            payload = wire.speech_request_body(request, model)
+        else:
+            g = request.generation
+            if g.speech is not None or "AUDIO" in (g.response_modalities or ()):
+                # Only speech models answer in audio; anything else would answer in text.
+                raise errors.InvalidRequest(
+                    f"{model} does not speak: audio output comes from the speech models "
+                    "(GEMGATE_SPEECH_MODELS), such as gemini-2.5-flash-preview-tts",
+                    param="audio",
+                )
+            payload = wire.request_body(request, model)
         method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
         url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
-            async with self._post(url, body, credential) as response:
-                if response.status != 200:
-                    raise UpstreamFailed(
-                        classify(response.status, await response.read(), credential)
-                    )
+            async with await self._post_placed(url, payload, credential) as response:
                 if request.stream:
                     async for data in sse_data(response):
                         for event in reader.events(orjson.loads(data)):
@@ -77,6 +105,25 @@ class GeminiAPI:
             if started:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
+
+    async def _post_placed(
+        self, url: str, payload: dict[str, Any], credential: Credential
+    ) -> aiohttp.ClientResponse:
+        """POST a generate body, its large media through the Files API; a 200 response, or
+        `UpstreamFailed`. When Google no longer knows a file remembered as uploaded (deleted or
+        expired early), it is uploaded again, once, rather than blamed on the credential."""
+        for last in (False, True):
+            moved = await self.files.place(payload, credential)
+            response = await self._post(url, _dumps(payload), credential)
+            if response.status == 200:
+                return response
+            raw = await response.read()
+            response.release()
+            if moved and not last and self.files.forgotten(raw):
+                self.files.unplace(moved, credential)
+                continue
+            raise UpstreamFailed(classify(response.status, raw, credential))
+        raise AssertionError("unreachable")
 
     async def _predict(
         self, request: ir.Request, model: str, credential: Credential
@@ -98,6 +145,11 @@ class GeminiAPI:
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
         body.pop("safetySettings", None)
+        try:
+            await self.files.place(body, credential)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = _transport_error(exc)
+            raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
         payload = _dumps({"generateContentRequest": {"model": f"models/{model}", **body}})
         data = await self._call_json(self._model_url(model, "countTokens"), payload, credential)
         return int(data.get("totalTokens", 0))
@@ -114,6 +166,8 @@ class GeminiAPI:
         url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
             body = _count_body_for(body, model)
+        elif action == "batchEmbedContents":
+            body = _embed_batch_for(body, model)
         started = False
         try:
             async with self._post(url, body, credential) as response:
@@ -143,6 +197,43 @@ class GeminiAPI:
                 raise error from None
             raise UpstreamFailed(Failure("retry", error, reason=error.message)) from None
 
+    async def embed(
+        self, request: ir.EmbedRequest, model: str, credential: Credential
+    ) -> ir.Embeddings:
+        """Vectors through `batchEmbedContents`, at most `EMBED_BATCH` inputs per call (Google's
+        limit), the calls of one request on one credential."""
+        url = f"{self.base}/models/{model}:batchEmbedContents"
+        batches = [
+            request.inputs[i : i + EMBED_BATCH] for i in range(0, len(request.inputs), EMBED_BATCH)
+        ]
+        answers = await asyncio.gather(
+            *(
+                self._call_json(url, orjson.dumps(_embed_body(request, model, texts)), credential)
+                for texts in batches
+            )
+        )
+        vectors: list[list[float]] = []
+        usage = ir.Usage()
+        for texts, answer in zip(batches, answers, strict=True):
+            found = [e.get("values") or [] for e in answer.get("embeddings") or ()]
+            if len(found) != len(texts):
+                raise UpstreamFailed(
+                    Failure(
+                        "retry",
+                        errors.UpstreamError(
+                            f"the Gemini API answered {len(found)} embeddings for {len(texts)} "
+                            "inputs"
+                        ),
+                    )
+                )
+            vectors.extend(found)
+            # Newer embedding models report usage; for the others it is estimated.
+            counted = (answer.get("usageMetadata") or {}).get("promptTokenCount")
+            tokens = counted if isinstance(counted, int) else sum(_estimate(t) for t in texts)
+            usage.prompt_tokens += tokens
+            usage.total_tokens += tokens
+        return ir.Embeddings(vectors, usage)
+
     def usage_of(self, tail: bytes) -> ir.Usage | None:
         """The usage Google reported at the end of a relayed answer."""
         return wire.usage_in_tail(tail)
@@ -159,8 +250,8 @@ class GeminiAPI:
             data = await self._call_json(url, None, credential)
             for raw in data.get("models") or ():
                 methods = raw.get("supportedGenerationMethods", ["generateContent"])
-                if "generateContent" not in methods and "predict" not in methods:
-                    continue  # embeddings and the like: nothing a client here could call
+                if not {"generateContent", "predict", "embedContent"} & set(methods):
+                    continue  # nothing a client here could call
                 models.append(
                     ModelInfo(
                         id=str(raw.get("name", "")).removeprefix("models/"),
@@ -227,6 +318,38 @@ def _count_body_for(body: bytes, model: str) -> bytes:
         if isinstance(inner, dict) and "model" in inner:
             inner["model"] = f"models/{model}"
     return orjson.dumps(data)
+
+
+def _embed_batch_for(body: bytes, model: str) -> bytes:
+    """A batchEmbedContents body whose requests name the routed model: Google wants each one to
+    match the model in the URL."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    requests = data.get("requests") if isinstance(data, dict) else None
+    for item in requests if isinstance(requests, list) else ():
+        if isinstance(item, dict) and "model" in item:
+            item["model"] = f"models/{model}"
+    return orjson.dumps(data)
+
+
+def _embed_body(request: ir.EmbedRequest, model: str, texts: list[str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if request.dimensions is not None:
+        extra["outputDimensionality"] = request.dimensions
+    if request.task_type is not None:
+        extra["taskType"] = request.task_type
+    return {
+        "requests": [
+            {"model": f"models/{model}", "content": {"parts": [{"text": text}]}, **extra}
+            for text in texts
+        ]
+    }
+
+
+def _estimate(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

@@ -120,3 +120,15 @@ def object_field(data: dict[str, Any], key: str, name: str | None = None) -> dic
     if value is None or isinstance(value, dict):
         return value
     raise InvalidRequest(f"{name or key} must be an object", param=name or key)
+
+
+class EmbeddingFormat(Protocol):
+    """A client API for embeddings: texts in, vectors out, no stream."""
+
+    endpoint: str
+
+    def decode(self, body: bytes) -> ir.EmbedRequest: ...
+
+    def encode(self, result: ir.Embeddings, request: ir.EmbedRequest) -> bytes: ...
+
+    def error_body(self, error: GatewayError) -> bytes: ...

@@ -44,10 +44,9 @@ SSE_END = b"\r\n\r\n"
 
 
 class GeminiNative:
-    endpoint = "native"
-
-    def __init__(self, mode: Mode = "unary") -> None:
+    def __init__(self, mode: Mode = "unary", endpoint: str = "native") -> None:
         self.mode = mode
+        self.endpoint = endpoint
         self.stream_media_type = "text/event-stream" if mode == "sse" else "application/json"
 
     # -- request --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ search sources as a numbered list (plus `annotations` of type `url_citation`).
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -46,7 +47,7 @@ class OpenAIChat:
     def encode(self, response: ir.Response, request: ir.Request) -> bytes:
         choices = []
         for cand in response.candidates:
-            message = _Message()
+            message = _Message(request)
             for part in cand.parts:
                 message.add(part)
             choices.append(
@@ -79,17 +80,21 @@ class OpenAIChat:
 class _Message:
     """One choice's message, gathered part by part."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: ir.Request) -> None:
+        self.request = request
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []
+        self.audio: list[str] = []
 
     def add(self, part: ir.Part) -> None:
         if isinstance(part, ir.Text):
             (self.reasoning if part.thought else self.content).append(part.text)
         elif isinstance(part, ir.ToolCall):
             self.tool_calls.append(_tool_call(part))
+        elif isinstance(part, ir.Media) and part.mime_type.startswith("audio/") and part.data:
+            self.audio.append(part.data)
         elif isinstance(part, ir.Media) and part.mime_type.startswith("image/"):
             self.images.append(_image(part, len(self.images)))
             self.content.append(_render(part))
@@ -107,6 +112,15 @@ class _Message:
             "content": content or None,
             "refusal": None,
         }
+        if self.audio:
+            # OpenAI's audio answers carry their words as the transcript, not as content.
+            message["content"] = None
+            message["audio"] = {
+                "id": _audio_id(),
+                "data": _join_base64(self.audio),
+                "transcript": content or ir.spoken_text(self.request),
+                "expires_at": int(time.time()),
+            }
         if self.reasoning:
             message["reasoning_content"] = "".join(self.reasoning)
         if self.tool_calls:
@@ -131,6 +145,8 @@ class ChatStream:
         self._images: dict[int, int] = {}
         self._sources: dict[int, list[ir.Source]] = {}
         self._length: dict[int, int] = {}  # content characters sent, for annotation offsets
+        self._request = request
+        self._audio: dict[int, str] = {}  # the audio id of each candidate that has sent audio
         self._usage: ir.Usage | None = None
 
     def event(self, event: ir.Event) -> bytes:
@@ -164,6 +180,9 @@ class ChatStream:
             position = self._tool_calls.get(index, 0)
             self._tool_calls[index] = position + 1
             delta = {"tool_calls": [{"index": position, **_tool_call(part)}]}
+        elif isinstance(part, ir.Media) and part.mime_type.startswith("audio/") and part.data:
+            audio_id = self._audio.setdefault(index, _audio_id())
+            delta = {"audio": {"id": audio_id, "data": part.data}}
         elif isinstance(part, ir.Media) and part.mime_type.startswith("image/"):
             position = self._images.get(index, 0)
             self._images[index] = position + 1
@@ -188,6 +207,15 @@ class ChatStream:
             listing, annotations = _sources(sources, self._length.get(index, 0))
             delta = {**self._content(index, listing), "annotations": annotations}
             frames += self._chunk(index, self._role_delta(index, delta))
+        audio_id = self._audio.pop(index, None)
+        if audio_id is not None:
+            # The last audio update: its words and (gemgate keeps no audio) its expiry, now.
+            spoken = {
+                "id": audio_id,
+                "transcript": ir.spoken_text(self._request),
+                "expires_at": int(time.time()),
+            }
+            frames += self._chunk(index, self._role_delta(index, {"audio": spoken}))
         reason = _finish(event.reason, index in self._tool_calls)
         return frames + self._chunk(index, {}, reason, _native_finish(event.detail))
 
@@ -327,6 +355,16 @@ def usage(u: ir.Usage) -> dict[str, Any]:
     if u.estimated:
         out["estimated"] = True  # counted by gemgate; the upstream gave no counts
     return out
+
+
+def _audio_id() -> str:
+    return "audio_" + new_id()
+
+
+def _join_base64(pieces: list[str]) -> str:
+    if len(pieces) == 1:
+        return pieces[0]
+    return base64.b64encode(b"".join(base64.b64decode(p) for p in pieces)).decode()
 
 
 def _completion_id(response_id: str | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gemgate import input_media, ir, json_depth, model_names, signatures
+from gemgate.audio import audio_format
 from gemgate.errors import InvalidRequest
 from gemgate.formats.base import (
     array_field,
@@ -24,6 +25,7 @@ from gemgate.formats.base import (
     object_field,
     string_field,
 )
+from gemgate.voices import gemini_voice
 
 # Function names that ask for one of Gemini's own tools instead of a declared function.
 BUILTIN_TOOLS: dict[str, ir.BuiltinTool] = {
@@ -45,7 +47,6 @@ _REFUSED = {
     "logprobs": "log probabilities are not returned by gemgate; leave out logprobs",
     "top_logprobs": "log probabilities are not returned by gemgate; leave out top_logprobs",
     "logit_bias": "Gemini has no logit bias; leave out logit_bias",
-    "audio": "audio output is not supported; leave out audio",
 }
 
 
@@ -63,13 +64,17 @@ def decode(body: bytes) -> ir.Request:
     system, converted = _messages(messages)
     tools, choice = _tools(data)
     google = _google_extras(data)
+    generation = _generation(data)
+    audio = _audio_out(data)
+    if audio is not None:
+        generation.speech = audio[0]
     return ir.Request(
         model=model.removesuffix(THINKING_SUFFIX) if thinking_suffix else model,
         messages=converted,
         system=system,
         tools=tools,
         tool_choice=choice,
-        generation=_generation(data),
+        generation=generation,
         thinking=_thinking(data, google, thinking_suffix),
         safety=_safety(google),
         stream=bool(boolean_field(data, "stream")),
@@ -78,8 +83,24 @@ def decode(body: bytes) -> ir.Request:
             # The response names the model the way the client did, suffix and all.
             "model": model,
             "link_media": True,
+            # Speech in the answer is encoded in this format (see gemgate.speech_out).
+            **({"audio_format": audio[1]} if audio is not None else {}),
         },
     )
+
+
+def _audio_out(data: dict[str, Any]) -> tuple[ir.Speech | None, str] | None:
+    """`audio: {voice, format}` (or `modalities` with "audio"): the voice, and the format the
+    answer's audio is encoded in (WAV by default)."""
+    audio = object_field(data, "audio")
+    modalities = data.get("modalities")
+    wants = isinstance(modalities, list) and "audio" in modalities
+    if audio is None:
+        return (None, "wav") if wants else None
+    fmt = audio_format(string_field(audio, "format", "audio.format") or "wav", "audio.format")
+    voice = audio.get("voice")
+    speech = ir.Speech(gemini_voice(voice, "audio.voice")) if voice is not None else None
+    return speech, fmt.name
 
 
 # -- messages ---------------------------------------------------------------------------------

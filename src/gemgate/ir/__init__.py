@@ -1,5 +1,6 @@
 """The neutral model between client formats and upstream channels: pure data, no I/O."""
 
+from gemgate.ir.embeddings import Embeddings, EmbedRequest
 from gemgate.ir.events import (
     Candidate,
     Event,
@@ -26,12 +27,14 @@ from gemgate.ir.request import (
     Message,
     Part,
     Request,
+    Speech,
     Text,
     Thinking,
     Tool,
     ToolCall,
     ToolChoice,
     ToolResult,
+    spoken_text,
 )
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "Candidate",
     "CodeCall",
     "CodeResult",
+    "EmbedRequest",
+    "Embeddings",
     "Event",
     "Finish",
     "FinishReason",
@@ -53,6 +58,7 @@ __all__ = [
     "Request",
     "Response",
     "Source",
+    "Speech",
     "Start",
     "Text",
     "Thinking",
@@ -64,4 +70,5 @@ __all__ = [
     "UsageEvent",
     "add_sources",
     "collect",
+    "spoken_text",
 ]

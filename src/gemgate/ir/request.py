@@ -98,6 +98,14 @@ class Thinking:
 
 
 @dataclass(slots=True)
+class Speech:
+    """Speech out: which of Gemini's prebuilt voices speaks (None: the model's default)."""
+
+    voice: str | None = None
+    language: str | None = None
+
+
+@dataclass(slots=True)
 class Generation:
     temperature: float | None = None
     top_p: float | None = None
@@ -113,6 +121,7 @@ class Generation:
     response_schema: dict[str, Any] | None = None
     response_modalities: list[str] | None = None
     image_config: dict[str, Any] | None = None
+    speech: Speech | None = None
 
 
 @dataclass(slots=True)
@@ -149,3 +158,13 @@ class Request:
     # Format-private options its encoder needs later (OpenAI's include_usage, say); channels
     # never read it.
     client_options: dict[str, Any] = field(default_factory=dict)
+
+
+def spoken_text(request: Request) -> str:
+    """The text of the last user message: what a speech model is asked to say aloud."""
+    for message in reversed(request.messages):
+        if message.role == "user":
+            texts = [p.text for p in message.parts if isinstance(p, Text) and not p.thought]
+            if texts:
+                return "".join(texts)
+    return ""

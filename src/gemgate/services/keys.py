@@ -14,7 +14,7 @@ from gemgate.errors import InvalidRequest, NotFound, PermissionDenied
 from gemgate.store import KeyRecord, Store
 
 CHANNELS = ("gemini", "gemini_cli", "gemini_official")
-ENDPOINTS = ("chat", "messages", "native", "images")
+ENDPOINTS = ("chat", "messages", "native", "images", "embeddings", "speech")
 KEY_PREFIX = "gg-"
 
 
