@@ -92,6 +92,7 @@ class Gateway:
         self.drain = Drain()
         self._revision = -1
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -107,11 +108,15 @@ class Gateway:
         )
 
     async def stop(self) -> None:
-        for task in (self._watcher, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # The watcher is let finish its round, never cancelled: a write cut in the middle
+        # would lose the usage records it had taken.
+        self._stopping.set()
+        if self._watcher is not None:
+            await self._watcher
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.usage.flush()
         await self.web.chats.flush()
         await self.cooldowns.flush()
@@ -138,7 +143,10 @@ class Gateway:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.reload_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.reload_interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.reload()
                 await self.cooldowns.load_into(self.pool)
