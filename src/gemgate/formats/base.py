@@ -132,3 +132,23 @@ class EmbeddingFormat(Protocol):
     def encode(self, result: ir.Embeddings, request: ir.EmbedRequest) -> bytes: ...
 
     def error_body(self, error: GatewayError) -> bytes: ...
+
+
+def narrow_tools(
+    tools: list[ir.Tool], choice: ir.ToolChoice | None
+) -> tuple[list[ir.Tool], ir.ToolChoice | None]:
+    """Tools and choice as Gemini can take them: a choice of allowed names under "auto"
+    becomes offering only those functions; a name that is not among the tools is a 400."""
+    if choice is not None and choice.mode == "auto" and choice.names is not None:
+        # Gemini honours allowed names only when a call is required; for "auto" the other
+        # functions are simply not offered.
+        allowed = set(choice.names)
+        tools = [t for t in tools if not isinstance(t, ir.FunctionTool) or t.name in allowed]
+        choice = None
+    declared = {t.name for t in tools if isinstance(t, ir.FunctionTool)}
+    for name in (choice.names or []) if choice else []:
+        if name not in declared:
+            raise InvalidRequest(
+                f"tool_choice names {name!r}, which is not among the tools", param="tool_choice"
+            )
+    return tools, choice

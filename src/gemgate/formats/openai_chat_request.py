@@ -21,6 +21,7 @@ from gemgate.formats.base import (
     integer_field,
     json_or_text,
     load_json_object,
+    narrow_tools,
     number_field,
     object_field,
     string_field,
@@ -328,19 +329,7 @@ def _tools(data: dict[str, Any]) -> tuple[list[ir.Tool], ir.ToolChoice | None]:
     if data.get("web_search_options") is not None:
         tools.append(ir.BuiltinTool("googleSearch"))
     choice = _tool_choice(data.get("tool_choice"))
-    if choice is not None and choice.mode == "auto" and choice.names is not None:
-        # Gemini honours allowed names only when a call is required; for "auto" the other
-        # functions are simply not offered.
-        allowed = set(choice.names)
-        tools = [t for t in tools if not isinstance(t, ir.FunctionTool) or t.name in allowed]
-        choice = None
-    declared = {t.name for t in tools if isinstance(t, ir.FunctionTool)}
-    for name in (choice.names or []) if choice else []:
-        if name not in declared:
-            raise InvalidRequest(
-                f"tool_choice names {name!r}, which is not among the tools", param="tool_choice"
-            )
-    return tools, choice
+    return narrow_tools(tools, choice)
 
 
 def _tool(tool: dict[str, Any], i: int) -> ir.Tool:

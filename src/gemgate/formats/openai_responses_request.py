@@ -23,6 +23,7 @@ from gemgate.formats.base import (
     boolean_field,
     integer_field,
     json_or_text,
+    narrow_tools,
     number_field,
     string_field,
 )
@@ -404,19 +405,7 @@ def _tools(raw: Any, choice_raw: Any) -> tuple[list[ir.Tool], ir.ToolChoice | No
         else:
             tools.append(_tool(tool, i))
     choice = _tool_choice(choice_raw)
-    if choice is not None and choice.mode == "auto" and choice.names is not None:
-        # Gemini honours allowed names only when a call is required; for "auto" the other
-        # functions are simply not offered.
-        allowed = set(choice.names)
-        tools = [t for t in tools if not isinstance(t, ir.FunctionTool) or t.name in allowed]
-        choice = None
-    declared = {t.name for t in tools if isinstance(t, ir.FunctionTool)}
-    for name in (choice.names or []) if choice else []:
-        if name not in declared:
-            raise InvalidRequest(
-                f"tool_choice names {name!r}, which is not among the tools", param="tool_choice"
-            )
-    return tools, choice
+    return narrow_tools(tools, choice)
 
 
 def _kind(data: dict[str, Any], where: str) -> str | None:
