@@ -538,7 +538,9 @@ def test_the_n_images_are_asked_for_at_once(gateway: Gemgate, gemini: FakeGemini
     gemini.always(Reply.parts([image], delay=1.0))
     result = client(gateway).images.generate(model="gemini-2.5-flash-image", prompt="x", n=4)
     assert len(result.data) == 4
-    assert gemini.peak_slow == 4
+    # All four under way together (a call left over from an earlier test, which the fake may
+    # still be answering, can only add to the count).
+    assert gemini.peak_slow >= 4
 
 
 def test_an_edit_of_something_not_an_image_is_refused(
