@@ -152,3 +152,20 @@ def narrow_tools(
                 f"tool_choice names {name!r}, which is not among the tools", param="tool_choice"
             )
     return tools, choice
+
+
+def source_listing(
+    sources: list[ir.Source], offset: int
+) -> tuple[str, list[tuple[ir.Source, int, int]]]:
+    """A numbered Markdown list of sources, and where each line of it stands (start and end
+    offsets into the whole text, which is `offset` characters long before the list): OpenAI's
+    APIs cite each source by those offsets, each in its own annotation shape."""
+    listing = "\n\nSources:\n"
+    spans = []
+    for number, source in enumerate(sources, 1):
+        title = (source.title or source.url).replace("]", ")")
+        line = f"{number}. [{title}]({source.url})"
+        start = offset + len(listing)
+        listing += line + "\n"
+        spans.append((source, start, start + len(line)))
+    return listing, spans

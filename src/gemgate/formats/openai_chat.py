@@ -17,7 +17,7 @@ import orjson
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError
 from gemgate.formats import openai_chat_request
-from gemgate.formats.base import render_code
+from gemgate.formats.base import render_code, source_listing
 from gemgate.ids import new_id
 
 _FINISH = {
@@ -304,27 +304,20 @@ def _render(part: ir.Part) -> str:
 
 
 def _sources(sources: list[ir.Source], offset: int) -> tuple[str, list[dict[str, Any]]]:
-    """A numbered Markdown list of sources, and a `url_citation` for each line of it, with
-    offsets into the whole content (which is `offset` characters long before the list)."""
-    listing = "\n\nSources:\n"
-    annotations = []
-    for number, source in enumerate(sources, 1):
-        title = (source.title or source.url).replace("]", ")")
-        line = f"{number}. [{title}]({source.url})"
-        start = offset + len(listing)
-        listing += line + "\n"
-        annotations.append(
-            {
-                "type": "url_citation",
-                "url_citation": {
-                    "url": source.url,
-                    "title": source.title or source.url,
-                    "start_index": start,
-                    "end_index": start + len(line),
-                },
-            }
-        )
-    return listing, annotations
+    """The source listing, and a chat `url_citation` annotation for each of its lines."""
+    listing, spans = source_listing(sources, offset)
+    return listing, [
+        {
+            "type": "url_citation",
+            "url_citation": {
+                "url": source.url,
+                "title": source.title or source.url,
+                "start_index": begin,
+                "end_index": stop,
+            },
+        }
+        for source, begin, stop in spans
+    ]
 
 
 def _finish(reason: ir.FinishReason | None, has_tool_calls: bool) -> str | None:

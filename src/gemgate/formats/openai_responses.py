@@ -25,7 +25,7 @@ from gemgate import ir
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats import openai_responses_request as request_format
 from gemgate.formats import responses_signatures
-from gemgate.formats.base import load_json_object, render_code
+from gemgate.formats.base import load_json_object, render_code, source_listing
 from gemgate.formats.openai_chat import error_object
 from gemgate.ids import new_id
 from gemgate.services.stored_responses import StoredResponses
@@ -537,25 +537,18 @@ def _render(part: ir.Part) -> str:
 
 
 def _listing(sources: list[ir.Source], offset: int) -> tuple[str, list[dict[str, Any]]]:
-    """A numbered Markdown list of sources, and a `url_citation` for each line of it, with
-    offsets into the whole text (which is `offset` characters long before the list)."""
-    listing = "\n\nSources:\n"
-    annotations = []
-    for number, source in enumerate(sources, 1):
-        title = (source.title or source.url).replace("]", ")")
-        line = f"{number}. [{title}]({source.url})"
-        start = offset + len(listing)
-        listing += line + "\n"
-        annotations.append(
-            {
-                "type": "url_citation",
-                "url": source.url,
-                "title": source.title or source.url,
-                "start_index": start,
-                "end_index": start + len(line),
-            }
-        )
-    return listing, annotations
+    """The source listing, and a Responses `url_citation` annotation for each of its lines."""
+    listing, spans = source_listing(sources, offset)
+    return listing, [
+        {
+            "type": "url_citation",
+            "url": source.url,
+            "title": source.title or source.url,
+            "start_index": begin,
+            "end_index": stop,
+        }
+        for source, begin, stop in spans
+    ]
 
 
 def usage(u: ir.Usage) -> dict[str, Any]:
