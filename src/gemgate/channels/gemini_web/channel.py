@@ -9,7 +9,8 @@ client: the first content is held until the frame says which model answered.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -32,11 +33,13 @@ from gemgate.channels.gemini_web.client import (
 )
 from gemgate.channels.gemini_web.request import (
     FREE_SUFFIX,
+    TOOLS,
     ModelTable,
     WebModel,
     inner_request,
     new_chat_metadata,
     new_request_id,
+    split_tool,
 )
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
@@ -52,6 +55,11 @@ THINKING = "-thinking"
 _TRANSIENT = {1013, 1003, 1099, 1152, 1155}
 _MODEL_ERRORS = {1050, 1052}
 
+# What follows the answer's text for a model that asks for a tool (TOOLS in request.py), by
+# tool name: the tool's artefacts, fetched once the turn is over, as more IR events.
+AfterTurn = Callable[["WebSession", "AnswerReader", ir.Request], AsyncIterator[ir.Event]]
+_AFTER_TURN: dict[str, AfterTurn] = {}
+
 
 class GeminiWeb:
     id = "gemini_official"
@@ -59,7 +67,8 @@ class GeminiWeb:
         function_tools=False,
         builtin_tools=frozenset(),
         ignored_builtin_tools=frozenset({"googleSearch"}),
-        images_out=False,
+        # Only through a tool model (`-imagen`); the images API picks that tool itself.
+        images_out=True,
         count_tokens=False,
         native_passthrough=False,
         structured_output=False,
@@ -91,17 +100,26 @@ class GeminiWeb:
     def serves(self, model: str) -> bool:
         # Unprefixed, only the names the web app alone has (the 2.5 names stay the API's);
         # OpenAI clients' `-thinking` suffix reaches channels already split off.
+        # A tool suffix is the web app's alone, so it claims the 2.5 names that carry one.
         bare = model.removesuffix(FREE_SUFFIX)
+        if split_tool(bare)[1] is not None:
+            return self.models.lookup(bare) is not None
         return bare in self.models.models or f"{bare}{THINKING}" in self.models.models
 
     def _model(self, request: ir.Request, model: str) -> WebModel:
-        if self.models.lookup(model) is None and request.thinking is not None:
+        found = self.models.lookup(model)
+        if found is None and request.thinking is not None:
             # `gemini-3-thinking` from an OpenAI client arrives as `gemini-3` + thinking.
             free = model.endswith(FREE_SUFFIX)
-            thinking = model.removesuffix(FREE_SUFFIX) + THINKING + (FREE_SUFFIX if free else "")
-            if self.models.lookup(thinking) is not None:
-                return self.models.resolve(thinking)
-        return self.models.resolve(model)
+            named, _ = split_tool(model.removesuffix(FREE_SUFFIX))
+            suffix = model.removesuffix(FREE_SUFFIX)[len(named) :]
+            found = self.models.lookup(named + THINKING + suffix + (FREE_SUFFIX if free else ""))
+        web_model = found or self.models.resolve(model)
+        modalities = request.generation.response_modalities or ()
+        if web_model.tool is None and any(m.upper() == "IMAGE" for m in modalities):
+            # The images API (or a client asking for image output) wants the image tool.
+            web_model = replace(web_model, tool=TOOLS["-imagen"])
+        return web_model
 
     async def preferred_credential(self, request: ir.Request, model: str) -> int | None:
         """The account holding the web chat this request continues, if any."""
@@ -217,6 +235,11 @@ class GeminiWeb:
         reader = AnswerReader(model, self.models.guest_ids, request.model)
         async for event in self._send(session, model, capacity, body, request_id, reader):
             yield event
+        after = _AFTER_TURN.get(model.tool.name) if model.tool is not None else None
+        if after is not None:
+            async for event in after(session, reader, request):
+                yield event
+        yield ir.Finish("stop")
         answer = reader.answer_text()
         if reader.cid and reader.rid and reader.rcid:
             new_chat = conversations.Chat(
@@ -323,6 +346,8 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
+        # The chosen candidate's rich-content block, as of the last frame that had one.
+        self.rich: Any = None
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -353,7 +378,6 @@ class AnswerReader:
             raise transient(f"the Gemini web app failed (BardErrorInfo {self.code})")
         if not self.done:
             log.info("a web answer ended without its completion mark")
-        yield ir.Finish("stop")
 
     def _payload(self, payload: Any) -> list[ir.Event]:
         out: list[ir.Event] = []
@@ -373,6 +397,8 @@ class AnswerReader:
             candidate = turn.candidates[0]
             self.rcid = candidate.rcid or self.rcid
             self.done = self.done or candidate.done
+            if candidate.rich is not None:
+                self.rich = candidate.rich
             if not self.held and not self.started:
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)

@@ -263,6 +263,8 @@ class Candidate:
     text: str
     thoughts: str
     done: bool
+    # The rich-content block [12] as it came (media, citations): read by the tool that asked.
+    rich: Any = None
 
 
 @dataclass(slots=True)
@@ -313,6 +315,7 @@ def _candidate(raw: list[Any]) -> Candidate:
         text=text if isinstance(text, str) else "",
         thoughts=thoughts if isinstance(thoughts, str) else "",
         done=state == 2,
+        rich=raw[12] if size > 12 else None,
     )
 
 
