@@ -27,6 +27,8 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
+from tests.fakes.gemini_web_images import ImageHost
+
 BUILD_LABEL = "boq_assistant-bard-web-server_20261120.07_p0"
 PUSH_ID = "feeds/mcudyrk2a4khkz"
 SENTINEL = b'[000,"-0000000000000000000"]'
@@ -58,6 +60,11 @@ class WebReply:
     # Held after the first text frame until the test sets it: proves a client saw the first
     # words before the answer was complete.
     gate: threading.Event | None = None
+    # Generated images (rich field 7) in the final frame: None makes one when the request asks
+    # for image generation (slot 49 = 14). `images_in`: "stream" (positional field 7),
+    # "sparse" (the sparse bundle) or "chat" (only in the chat read back with hNvQHb).
+    images: int | None = None
+    images_in: str = "stream"
 
     @classmethod
     def error_code(cls, code: int) -> WebReply:
@@ -85,6 +92,7 @@ class Conversation:
     rcid: str = ""
     ctx: str = ""
     turns: list[str] = field(default_factory=list)
+    answers: list[tuple[str, list[Any]]] = field(default_factory=list)  # (rid, candidate)
 
 
 @dataclass
@@ -149,6 +157,7 @@ class FakeGeminiWeb:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.images = ImageHost(self)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -187,6 +196,7 @@ class FakeGeminiWeb:
         runner = self._runner
         if runner is not None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.images.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop = self._thread = None
@@ -204,6 +214,7 @@ class FakeGeminiWeb:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, port).start()
         self.port = self._runner.addresses[0][1]
+        await self.images.start()
 
     # ---- scripting ----------------------------------------------------------------------
 
@@ -224,6 +235,7 @@ class FakeGeminiWeb:
             self._queue.clear()
             self.requests.clear()
             self.rotations = 0
+        self.images.reset()
 
     def expire(self, psid: str) -> None:
         """The account's 1PSIDTS expires; a rotation from the last issued one revives it."""
@@ -253,6 +265,8 @@ class FakeGeminiWeb:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if path.startswith(("/gg-dl/", "/rd-gg-dl/", "/ogi/")) and request.method == "GET":
+            return await self.images.handle(request)
         try:
             if path.endswith("/app") and request.method == "GET":
                 return self._app_page(request)
@@ -359,14 +373,14 @@ class FakeGeminiWeb:
         body = b")]}'\n\n"
         for call in calls:
             rpcid, ident = call[0], call[3] if len(call) > 3 else "generic"
-            answer = self._rpc(rpcid, account)
+            answer = self._rpc(rpcid, account, call[1] if len(call) > 1 else "")
             body += frame(
                 [["wrb.fr", rpcid, orjson.dumps(answer).decode(), None, None, None, ident]]
             )
         body += frame([["di", 42], ["af.httprm", 41, "-1", 3]])
         return web.Response(body=body, content_type="application/json")
 
-    def _rpc(self, rpcid: str, account: Account | None) -> Any:
+    def _rpc(self, rpcid: str, account: Account | None, payload: str = "") -> Any:
         if rpcid == "otAQ7b":
             status = 1000 if account is not None else 1016
             ids = [GUEST_MODEL] if account is None else [FAST, PRO, GUEST_MODEL]
@@ -381,6 +395,10 @@ class FakeGeminiWeb:
             body[16] = [8] if account is not None and account.tier == 2 else []
             body[17] = [115] if account is not None and account.tier == 4 else []
             return body
+        if rpcid == "c8o8Fe":
+            return self.images.full_size(payload, account)
+        if rpcid == "hNvQHb" and account is not None:
+            return self._read_chat(payload, account)
         if rpcid == "jSf9Qc" and account is not None:
             reset = int(account.reset_at or time.time() + 3600)
             return [account.tier, [[0, 1.0, 1, [[reset, 0]]]], 0]
@@ -493,11 +511,24 @@ class FakeGeminiWeb:
         _, display, _ = MODELS.get(answered, ("?", "unknown", 0))
         model_info = [answered, None, None, display, True]
 
+        made: list[Any] = []
+        drawing = inner[49] == 14 if len(inner) > 49 else False
+        count = reply.images if reply.images is not None else (1 if drawing else 0)
+        if count and account is not None:
+            made = self.images.make(account.psid, conversation.cid, rid, rcid, count)
+        rich = ImageHost.rich(made, sparse=reply.images_in != "stream") if made else None
+
         def body(text: str, thoughts: str, done: bool) -> list[Any]:
             candidate: list[Any] = [None] * 38
             candidate[0], candidate[1], candidate[8] = rcid, [text], [2 if done else 1]
             if thoughts:
                 candidate[37] = [[thoughts]]
+            if done:
+                if rich is not None and reply.images_in != "chat":
+                    candidate[12] = rich
+                stored = list(candidate)  # as the chat read back has it, images and all
+                stored[12] = rich
+                conversation.answers.append((rid, stored))
             out: list[Any] = [None] * 43
             out[1] = [conversation.cid, rid]
             out[4] = [candidate]
@@ -513,8 +544,13 @@ class FakeGeminiWeb:
         if reply.stall:
             await asyncio.sleep(reply.stall)
         text = reply.text if reply.text is not None else self._echo(prompt, files, account)
-        if reply.placeholder:
-            text += "\n\nhttp://googleusercontent.com/image_generation_content/0\n"
+        if drawing and account is None:
+            text = "Are you signed in? Sign in to create images."
+        elif made and reply.text is None:
+            text = "Here you go!"
+        if reply.placeholder or made:
+            for n in range(max(1, len(made))):
+                text += f"\n\nhttp://googleusercontent.com/image_generation_content/{n}\n"
         thoughts = reply.thoughts if thinking == 2 and account is not None else ""
         if thinking == 2 and account is not None and not thoughts:
             thoughts = "**Considering the question**\n\nThe user wants an answer."
@@ -559,6 +595,21 @@ class FakeGeminiWeb:
         if model_id not in MODELS or MODELS[model_id][2] != mode or thinking not in (1, 2):
             return GUEST_MODEL, 1, 1052
         return model_id, thinking, None
+
+    def _read_chat(self, payload: str, account: Account) -> Any:
+        """hNvQHb: the chat's turns, newest first, each `[[cid, rid], …, [candidates]]`."""
+        try:
+            cid = orjson.loads(payload)[0]
+        except (orjson.JSONDecodeError, IndexError, TypeError):
+            raise Refused(400, "bad hNvQHb payload") from None
+        conversation = self.conversations.get(cid)
+        if conversation is None or conversation.psid != account.psid:
+            return []
+        turns = [
+            [[cid, rid], None, None, [[candidate]]]
+            for rid, candidate in reversed(conversation.answers)
+        ]
+        return [turns]
 
     def _check_files(self, files: list[Any], account: Account | None) -> int | None:
         if account is None:

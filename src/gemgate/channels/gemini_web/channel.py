@@ -19,7 +19,7 @@ import orjson
 from gemgate import errors, ir
 from gemgate.channels.base import ModelInfo
 from gemgate.channels.features import Features
-from gemgate.channels.gemini_web import conversations, frames, uploads
+from gemgate.channels.gemini_web import conversations, frames, images, uploads
 from gemgate.channels.gemini_web.client import (
     SIGNED_OUT,
     Exclusive,
@@ -58,7 +58,9 @@ _MODEL_ERRORS = {1050, 1052}
 # What follows the answer's text for a model that asks for a tool (TOOLS in request.py), by
 # tool name: the tool's artefacts, fetched once the turn is over, as more IR events.
 AfterTurn = Callable[["WebSession", "AnswerReader", ir.Request], AsyncIterator[ir.Event]]
-_AFTER_TURN: dict[str, AfterTurn] = {}
+_AFTER_TURN: dict[str, AfterTurn] = {
+    "image": images.deliver,
+}
 
 
 class GeminiWeb:

@@ -257,6 +257,20 @@ def at(value: Any, *path: int) -> Any:
     return value
 
 
+def rich_field(block: Any, number: int) -> Any:
+    """Field `number` of a JSPB block (§6.4): at its index, else in the sparse dict that ends
+    the block under `str(number + 1)`. Null, empty or a dict at the index counts as absent."""
+    if not isinstance(block, list):
+        return None
+    value = block[number] if number < len(block) else None
+    if value not in (None, [], {}) and not isinstance(value, dict):
+        return value
+    sparse = block[-1] if block else None
+    if isinstance(sparse, dict):
+        return sparse.get(str(number + 1))
+    return None
+
+
 @dataclass(slots=True)
 class Candidate:
     rcid: str | None

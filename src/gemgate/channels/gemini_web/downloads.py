@@ -1,0 +1,140 @@
+"""Downloading what the web app made (images, and any other artefact behind a Google media URL)
+with the account's cookies, the way the reference measured it works (§8.2, §8.3):
+
+- only the cookies of domain `.google.com` go along (sending the host-only `accounts.google.com`
+  ones too gives 403), on every hop;
+- redirects are followed by hand, because HTTP clients drop cookies across hosts and the
+  `gg-dl` URLs redirect to another host;
+- a `gg-dl` URL answers with a text pointer where `rd-gg-dl` answers with the bytes, so a hop
+  to `gg-dl` is rewritten to `rd-gg-dl`; a text pointer that still comes is followed.
+
+Cookies only ever go to Google's media hosts, the web app's own host and loopback (a fake).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from gemgate.channels.gemini_web.client import PSID, PSIDTS, WebSession
+
+log = logging.getLogger("gemgate.gemini_web")
+
+MAX_HOPS = 8
+# Cookies a `.google.com` export can hold that are not domain cookies of .google.com: host-only
+# cookies of accounts.google.com and www.google.com.
+_NOT_DOMAIN_COOKIES = frozenset({"LSID", "ACCOUNT_CHOOSER", "SMSV", "OTZ", "LSOLH"})
+_COOKIE_HOSTS = (".google.com", ".googleusercontent.com")
+_MEDIA_PREFIXES = ("image/", "video/", "audio/")
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+)
+
+
+@dataclass(slots=True)
+class Downloaded:
+    data: bytes
+    mime_type: str
+    url: str  # where the bytes finally came from
+
+
+class DownloadFailed(Exception):
+    """Why a media URL gave no bytes (HTTP status or what came instead), for the log and
+    the client's error; never carries a cookie."""
+
+
+def google_cookies(session: WebSession) -> str:
+    names = [
+        n for n in session.cookies if not n.startswith("__Host-") and n not in _NOT_DOMAIN_COOKIES
+    ]
+    # The session pair first, as a browser orders them.
+    names.sort(key=lambda n: (n not in (PSID, PSIDTS), n))
+    return "; ".join(f"{n}={session.cookies[n]}" for n in names)
+
+
+def rd_gg_dl(url: str) -> str:
+    """A `gg-dl` media URL as its `rd-gg-dl` twin, which answers with bytes."""
+    parts = urlsplit(url)
+    if not parts.path.startswith("/gg-dl/"):
+        return url
+    return parts._replace(path="/rd-gg-dl/" + parts.path[len("/gg-dl/") :]).geturl()
+
+
+async def fetch(session: WebSession, url: str) -> Downloaded:
+    """The bytes behind a media URL the web app gave, with every hop done by hand."""
+    client = session.client
+    web_host = urlsplit(client.web_base).hostname
+    cookie = google_cookies(session)
+    seen: set[str] = set()
+    last = "no answer"
+    for _ in range(MAX_HOPS):
+        if url in seen:
+            raise DownloadFailed("the media URL redirects in a loop")
+        seen.add(url)
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http"):
+            raise DownloadFailed(f"the web app gave a media URL that is not http(s): {last}")
+        headers = {
+            "Origin": "https://gemini.google.com",
+            "Referer": "https://gemini.google.com/",
+        }
+        if _takes_cookies(parts.hostname or "", web_host):
+            headers["Cookie"] = cookie
+        reply = await client.send(
+            session, "GET", url, headers=headers, cookies=False, redirects=False
+        )
+        content_type = _content_type(reply.headers)
+        if reply.status in (301, 302, 303, 307, 308):
+            location = reply.headers.get("location") if reply.headers is not None else None
+            if not location:
+                raise DownloadFailed(f"HTTP {reply.status} without a Location")
+            url = rd_gg_dl(urljoin(url, location))
+            last = f"HTTP {reply.status}"
+            continue
+        if reply.status != 200:
+            raise DownloadFailed(f"HTTP {reply.status} from {parts.hostname}")
+        mime = _media_type(content_type, reply.content)
+        if mime is not None:
+            return Downloaded(reply.content, mime, url)
+        pointer = reply.text.strip()
+        if pointer.startswith(("https://", "http://")) and len(pointer) < 8192:
+            # A text pointer (the gg-dl and full-size routes answer with the next URL).
+            url = rd_gg_dl(pointer.split()[0])
+            last = "a text pointer"
+            continue
+        rewritten = rd_gg_dl(url)
+        if rewritten != url and rewritten not in seen:
+            url = rewritten
+            continue
+        raise DownloadFailed(f"{parts.hostname} answered {content_type or 'no type'}, not media")
+    raise DownloadFailed(f"more than {MAX_HOPS} hops")
+
+
+def _takes_cookies(host: str, web_host: str | None) -> bool:
+    host = host.lower()
+    if host == web_host or host.endswith(_COOKIE_HOSTS) or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _content_type(headers: object) -> str:
+    value = headers.get("content-type") if headers is not None else None  # type: ignore[attr-defined]
+    return str(value or "").split(";", 1)[0].strip().lower()
+
+
+def _media_type(content_type: str, data: bytes) -> str | None:
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if content_type.startswith(_MEDIA_PREFIXES):
+        return content_type
+    return None
