@@ -22,6 +22,7 @@ from google import genai
 from google.genai import types
 from PIL import Image
 
+from gemgate.channels.gemini_web import downloads, images
 from tests.fakes.gemini_web import FakeGeminiWeb, WebReply
 from tests.fakes.gemini_web_images import (
     LARGE_PREVIEW,
@@ -231,6 +232,26 @@ def test_a_refused_prompt_is_a_content_policy_violation(
     assert words in error["message"]
 
 
+def test_an_image_that_cannot_be_downloaded_is_a_clear_error(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    web.images.refuse_all = True
+    with pytest.raises(openai.APIStatusError) as failed:
+        oai(gateway).images.generate(model="gemini-3-fast-imagen", prompt="a cat")
+    assert failed.value.status_code == 502
+    assert "could not be downloaded (HTTP 403" in failed.value.message
+    assert PSID not in failed.value.message
+
+
+def test_the_images_api_on_a_plain_web_model_asks_for_the_image_tool(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    result = oai(gateway).images.generate(model="gemini-3-pro", prompt="a kite", size="1024x1536")
+    assert _image(_b64(result.data[0].b64_json)).size == (1024, 1536)
+    (call,) = _drawing_calls(web)
+    assert call.prompt == "a kite\n\nMake the image portrait, aspect ratio 2:3."
+
+
 @pytest.mark.parametrize("images", [[RED], [RED, BLUE]])
 def test_edit_uploads_the_source_images(
     gateway: Gemgate, web: FakeGeminiWeb, images: list[bytes]
@@ -284,6 +305,43 @@ def test_generate_and_edit_by_curl(gateway: Gemgate, web: FakeGeminiWeb, tmp_pat
     body = json.loads(out.stdout)
     assert _image(_b64(body["data"][0]["b64_json"])).size == (ORIGINAL, ORIGINAL)
     assert [len(c.files) for c in _drawing_calls(web)] == [0, 0, 2]
+
+
+# -- reading answers and URLs (the tolerant side) ------------------------------------------------
+
+
+def _item(url: str, image_id: str = "img1") -> list[Any]:
+    return [[None, None, None, [None, 1, "a cat", url]], [image_id]]
+
+
+@pytest.mark.parametrize(
+    "rich",
+    [
+        [None] * 7 + [[[_item("https://lh3.googleusercontent.com/gg-dl/a")]]],  # positional
+        [None, None, {"8": [[_item("https://lh3.googleusercontent.com/gg-dl/a")]]}],  # sparse
+        [None] * 7 + [{}, {"8": [[_item("https://lh3.googleusercontent.com/gg-dl/a")]]}],
+        [{"8": [[_item("https://lh3.googleusercontent.com/gg-dl/a")]]}],  # older sparse form
+    ],
+)
+def test_generated_images_are_read_from_every_form_of_field_7(rich: list[Any]) -> None:
+    (found,) = images.generated(rich)
+    assert found == images.Generated("https://lh3.googleusercontent.com/gg-dl/a", "img1", "a cat")
+
+
+def test_blocks_without_images_give_none() -> None:
+    assert images.generated(None) == []
+    assert images.generated([None, [], {"1": []}]) == []
+    assert images.generated([None] * 7 + [[[["not an image"]]]]) == []
+
+
+def test_sizes_and_the_rd_gg_dl_rewrite() -> None:
+    base = "https://lh3.googleusercontent.com/gg-dl/AbC"
+    assert images.sized(base, "s2048-rj") == base + "=s2048-rj"
+    assert images.sized(base + "=s1024-rj", "s2048-rj") == base + "=s2048-rj"
+    assert downloads.rd_gg_dl("https://work.fife.usercontent.google.com/gg-dl/AbC=s1024") == (
+        "https://work.fife.usercontent.google.com/rd-gg-dl/AbC=s1024"
+    )
+    assert downloads.rd_gg_dl(base.replace("gg-dl", "fife")) == base.replace("gg-dl", "fife")
 
 
 # -- images in chat, on every front -------------------------------------------------------------

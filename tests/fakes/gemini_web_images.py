@@ -90,6 +90,7 @@ class ImageHost:
         self.made: dict[str, Made] = {}
         self.hops: list[tuple[str, str, int]] = []  # (host, path, status) of media requests
         self.full_size_broken = False  # c8o8Fe answers nothing (the fallback path)
+        self.refuse_all = False  # every media URL is a 403 (cookies no longer good for them)
         self.media_port = 0
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
@@ -110,6 +111,7 @@ class ImageHost:
         with self._lock:
             self.hops.clear()
         self.full_size_broken = False
+        self.refuse_all = False
 
     @property
     def preview_base(self) -> str:
@@ -175,7 +177,7 @@ class ImageHost:
         made = self.made.get(token.removeprefix("full-"))
         if made is None:
             return web.Response(status=404, text="Not Found")
-        if not self._cookies_ok(request, made):
+        if self.refuse_all or not self._cookies_ok(request, made):
             return web.Response(status=403, text="Forbidden")
         on_media_host = request.host.split(":")[0] == MEDIA_HOST
         if kind == "ogi" and not on_media_host:

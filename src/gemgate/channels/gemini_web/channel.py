@@ -61,6 +61,10 @@ AfterTurn = Callable[["WebSession", "AnswerReader", ir.Request], AsyncIterator[i
 _AFTER_TURN: dict[str, AfterTurn] = {
     "image": images.deliver,
 }
+# What a tool adds to the prompt, by tool name (the web app takes its options in words).
+_PROMPT_NOTE: dict[str, Callable[[ir.Request], str]] = {
+    "image": images.prompt_note,
+}
 
 
 class GeminiWeb:
@@ -222,8 +226,9 @@ class GeminiWeb:
         page, account = await session.ready()
         capacity = self.models.config.get("free_capacity", 1) if model.free else account.capacity
         request_id = new_request_id()
+        note = _PROMPT_NOTE.get(model.tool.name) if model.tool is not None else None
         inner = inner_request(
-            turn.prompt,
+            turn.prompt + (note(request) if note is not None else ""),
             model=model,
             language=page.language,
             metadata=chat.metadata() if chat else new_chat_metadata(),
@@ -348,8 +353,10 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
-        # The chosen candidate's rich-content block, as of the last frame that had one.
+        # The chosen candidate's rich-content block, as of the last frame that had one, and
+        # its text as it came (placeholders say what the tool made).
         self.rich: Any = None
+        self.raw_text = ""
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -401,6 +408,7 @@ class AnswerReader:
             self.done = self.done or candidate.done
             if candidate.rich is not None:
                 self.rich = candidate.rich
+            self.raw_text = candidate.text or self.raw_text
             if not self.held and not self.started:
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from gemgate import errors, ir
+from gemgate import errors, image_size, ir
 from gemgate.channels.gemini_web import downloads, frames
 from gemgate.channels.gemini_web.client import WebSession
 from gemgate.pool import UpstreamFailed
@@ -32,8 +32,13 @@ log = logging.getLogger("gemgate.gemini_web")
 IMAGES_FIELD = 7
 LARGE = "s2048-rj"
 _PLACEHOLDER_ID = "http://googleusercontent.com/image_generation_content/{}"
-# Turns read back from the chat when the stream carried no image (the newest few suffice).
+# Turns read back from the chat when the stream carried no image (the newest few suffice),
+# and how often and how far apart, while the text says an image is coming (§8.3: the
+# selector's artefacts are read after the turn; they may lag it by a moment).
 _READ_LIMIT = 10
+CHAT_READS = 5
+CHAT_READ_GAP = 2.0
+_MADE = "/image_generation_content/"
 
 
 class Answer(Protocol):
@@ -43,6 +48,7 @@ class Answer(Protocol):
     rid: str | None
     rcid: str | None
     rich: Any
+    raw_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +91,13 @@ async def deliver(
     says why (the images API turns that into a content-policy refusal)."""
     found = generated(answer.rich)
     if not found and answer.cid:
-        found = await _from_chat(session, answer)
+        reads = CHAT_READS if _MADE in answer.raw_text else 1
+        for attempt in range(reads):
+            if attempt:
+                await asyncio.sleep(CHAT_READ_GAP)
+            found = await _from_chat(session, answer)
+            if found:
+                break
     if not found:
         return
     original = request.image_output is not None and request.image_output.original
@@ -111,6 +123,19 @@ async def deliver(
             f"the Gemini web app made {len(found)} image(s) but they could not be downloaded "
             f"({failures[0]}); the account's cookies may have expired"
         )
+
+
+def prompt_note(request: ir.Request) -> str:
+    """The shape the client asked for, in words: the web app has no size option, and an image
+    made near the asked shape loses little when the pipeline cuts it to the exact size."""
+    output = request.image_output
+    if output is None or not output.width or not output.height:
+        return ""
+    ratio = image_size.nearest_ratio(output.width, output.height)
+    if ratio == "1:1":
+        return "\n\nMake the image square (aspect ratio 1:1)."
+    shape = "landscape" if output.width > output.height else "portrait"
+    return f"\n\nMake the image {shape}, aspect ratio {ratio}."
 
 
 async def _download(
