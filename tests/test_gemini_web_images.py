@@ -376,6 +376,27 @@ def test_openai_chat_streams_the_image(gateway: Gemgate, web: FakeGeminiWeb) -> 
     assert content.startswith("Here you go!") and "![image](" in content
 
 
+def test_a_follow_up_in_openai_chat_edits_in_the_same_web_chat(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    first = [{"role": "user", "content": "Draw a cat."}]
+    answer = oai(gateway).chat.completions.create(model="gemini-3-fast-imagen", messages=first)  # type: ignore[arg-type]
+    said = answer.choices[0].message.content
+    assert said and "![image](" in said
+    follow_up = [
+        *first,
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": "Now make it blue."},
+    ]
+    again = oai(gateway).chat.completions.create(model="gemini-3-fast-imagen", messages=follow_up)  # type: ignore[arg-type]
+    assert "![image](" in (again.choices[0].message.content or "")
+    one, two = _drawing_calls(web)
+    assert two.prompt == "Now make it blue."
+    assert one.inner is not None and two.inner is not None and not one.inner[2][0]
+    chat = web.conversations[two.inner[2][0]]  # the second turn continued the first's chat
+    assert chat.turns == ["Draw a cat.", "Now make it blue."]
+
+
 def test_anthropic_clients_get_an_image_block(gateway: Gemgate, web: FakeGeminiWeb) -> None:
     claude = anthropic.Anthropic(
         base_url=f"{gateway.url}{PREFIX}",

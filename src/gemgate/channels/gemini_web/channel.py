@@ -57,7 +57,7 @@ _MODEL_ERRORS = {1050, 1052}
 
 # What follows the answer's text for a model that asks for a tool (TOOLS in request.py), by
 # tool name: the tool's artefacts, fetched once the turn is over, as more IR events.
-AfterTurn = Callable[["WebSession", "AnswerReader", ir.Request], AsyncIterator[ir.Event]]
+AfterTurn = Callable[[WebSession, "AnswerReader", ir.Request], AsyncIterator[ir.Event]]
 _AFTER_TURN: dict[str, AfterTurn] = {
     "image": images.deliver,
 }
