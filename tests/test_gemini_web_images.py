@@ -232,6 +232,16 @@ def test_a_refused_prompt_is_a_content_policy_violation(
     assert words in error["message"]
 
 
+def test_a_host_without_rd_gg_dl_still_gives_the_image(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    web.images.no_rd_gg_dl = True
+    result = oai(gateway).images.generate(
+        model="gemini-3-fast-imagen", prompt="a cat", extra_body={"return_origin_image": True}
+    )
+    assert _image(_b64(result.data[0].b64_json)).size == (ORIGINAL, ORIGINAL)
+
+
 def test_an_image_that_cannot_be_downloaded_is_a_clear_error(
     gateway: Gemgate, web: FakeGeminiWeb
 ) -> None:

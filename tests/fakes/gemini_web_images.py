@@ -91,6 +91,8 @@ class ImageHost:
         self.hops: list[tuple[str, str, int]] = []  # (host, path, status) of media requests
         self.full_size_broken = False  # c8o8Fe answers nothing (the fallback path)
         self.refuse_all = False  # every media URL is a 403 (cookies no longer good for them)
+        # The older host: `gg-dl` answers with the bytes, `rd-gg-dl` does not exist.
+        self.no_rd_gg_dl = False
         self.media_port = 0
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
@@ -112,6 +114,7 @@ class ImageHost:
             self.hops.clear()
         self.full_size_broken = False
         self.refuse_all = False
+        self.no_rd_gg_dl = False
 
     @property
     def preview_base(self) -> str:
@@ -189,7 +192,11 @@ class ImageHost:
             return web.Response(
                 status=302, headers={"Location": f"{self.media_base}{request.path_qs}"}
             )
-        if kind == "gg-dl":
+        if kind == "rd-gg-dl" and self.no_rd_gg_dl:
+            return web.Response(status=404, text="Not Found")
+        if kind == "gg-dl" and self.no_rd_gg_dl:
+            kind = "rd-gg-dl"
+        elif kind == "gg-dl":
             return web.Response(
                 text=f"{self.media_base}/rd-gg-dl/{rest}", content_type="text/plain"
             )

@@ -70,6 +70,8 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
     web_host = urlsplit(client.web_base).hostname
     cookie = google_cookies(session)
     seen: set[str] = set()
+    # A URL this client rewrote to rd-gg-dl -> the one it was given, tried if the rewrite fails.
+    given: dict[str, str] = {}
     last = "no answer"
     for _ in range(MAX_HOPS):
         if url in seen:
@@ -92,10 +94,13 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
             location = reply.headers.get("location") if reply.headers is not None else None
             if not location:
                 raise DownloadFailed(f"HTTP {reply.status} without a Location")
-            url = rd_gg_dl(urljoin(url, location))
+            url = _rewritten(urljoin(url, location), given)
             last = f"HTTP {reply.status}"
             continue
         if reply.status != 200:
+            if url in given and given[url] not in seen:
+                url = given[url]
+                continue
             raise DownloadFailed(f"HTTP {reply.status} from {parts.hostname}")
         mime = _media_type(content_type, reply.content)
         if mime is not None:
@@ -103,7 +108,7 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
         pointer = reply.text.strip()
         if pointer.startswith(("https://", "http://")) and len(pointer) < 8192:
             # A text pointer (the gg-dl and full-size routes answer with the next URL).
-            url = rd_gg_dl(pointer.split()[0])
+            url = _rewritten(pointer.split()[0], given)
             last = "a text pointer"
             continue
         rewritten = rd_gg_dl(url)
@@ -112,6 +117,13 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
             continue
         raise DownloadFailed(f"{parts.hostname} answered {content_type or 'no type'}, not media")
     raise DownloadFailed(f"more than {MAX_HOPS} hops")
+
+
+def _rewritten(url: str, given: dict[str, str]) -> str:
+    rewritten = rd_gg_dl(url)
+    if rewritten != url:
+        given[rewritten] = url
+    return rewritten
 
 
 def _takes_cookies(host: str, web_host: str | None) -> bool:
