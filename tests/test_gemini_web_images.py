@@ -30,6 +30,7 @@ from tests.fakes.gemini_web_images import (
     ORIGINAL,
     PREVIEW,
     clean_picture,
+    clean_png,
     mark_place,
     marked_png,
 )
@@ -206,6 +207,16 @@ def test_remove_watermark_restores_the_corner(gateway: Gemgate, web: FakeGeminiW
     assert np.array_equal(cleaned[outside], marked[outside])
 
 
+def test_remove_watermark_leaves_an_unmarked_image_as_it_came(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    web.images.marked = False
+    result = oai(gateway).images.generate(
+        model="gemini-3-fast-imagen", prompt="a field", extra_body={"remove_watermark": True}
+    )
+    assert _b64(result.data[0].b64_json) == clean_png(PREVIEW, PREVIEW)
+
+
 @pytest.mark.parametrize("where", ["sparse", "chat"])
 def test_images_found_in_the_sparse_bundle_and_in_the_chat_read_back(
     gateway: Gemgate, web: FakeGeminiWeb, where: str
@@ -376,9 +387,10 @@ def test_openai_chat_links_the_image(gateway: Gemgate, web: FakeGeminiWeb) -> No
         assert response.read() == marked_png(PREVIEW, PREVIEW)
 
 
-def test_openai_chat_streams_the_image(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+@pytest.mark.parametrize("model", ["gemini-3-pro-imagen", "gemini-3-thinking-imagen"])
+def test_openai_chat_streams_the_image(gateway: Gemgate, web: FakeGeminiWeb, model: str) -> None:
     stream = oai(gateway).chat.completions.create(
-        model="gemini-3-pro-imagen",
+        model=model,
         messages=[{"role": "user", "content": "Draw a cat."}],
         stream=True,
     )

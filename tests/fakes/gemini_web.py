@@ -541,6 +541,11 @@ class FakeGeminiWeb:
             return frame([["wrb.fr", None, orjson.dumps(body_value).decode()]])
 
         await response.write(wrap([None, [conversation.cid, rid], None, None, None]))
+        if made:
+            # While the image is made, the frames name the running tool (§6.2).
+            running = [None, ["data_analysis_tool", [None, None, "Loading Nano Banana Pro..."]]]
+            meta = [conversation.cid, rid]
+            await response.write(wrap([None, meta, None, None, None, None, running]))
         if reply.stall:
             await asyncio.sleep(reply.stall)
         text = reply.text if reply.text is not None else self._echo(prompt, files, account)

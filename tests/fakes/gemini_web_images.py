@@ -82,6 +82,13 @@ def marked_png(width: int, height: int, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+@cache
+def clean_png(width: int, height: int, seed: int = 0) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(clean_picture(width, height, seed)).save(out, "PNG")
+    return out.getvalue()
+
+
 class ImageHost:
     """Generated images of one fake web app, and the routes that serve them."""
 
@@ -93,6 +100,7 @@ class ImageHost:
         self.refuse_all = False  # every media URL is a 403 (cookies no longer good for them)
         # The older host: `gg-dl` answers with the bytes, `rd-gg-dl` does not exist.
         self.no_rd_gg_dl = False
+        self.marked = True  # False: files without the sparkle (as seed 000 says of previews)
         self.media_port = 0
         self._lock = threading.Lock()
         self._runner: web.AppRunner | None = None
@@ -115,6 +123,7 @@ class ImageHost:
         self.full_size_broken = False
         self.refuse_all = False
         self.no_rd_gg_dl = False
+        self.marked = True
 
     @property
     def preview_base(self) -> str:
@@ -219,6 +228,6 @@ class ImageHost:
         account = self.fake._account(cookies)
         return account is not None and account.psid == made.psid
 
-    @staticmethod
-    def _png(width: int, height: int, made: Made) -> web.Response:
-        return web.Response(body=marked_png(width, height, made.seed), content_type="image/png")
+    def _png(self, width: int, height: int, made: Made) -> web.Response:
+        make = marked_png if self.marked else clean_png
+        return web.Response(body=make(width, height, made.seed), content_type="image/png")
