@@ -353,10 +353,8 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
-        # The chosen candidate's rich-content block, as of the last frame that had one, and
-        # its text as it came (placeholders say what the tool made).
-        self.rich: Any = None
-        self.raw_text = ""
+        self.rich: Any = None  # the chosen candidate's latest rich-content block
+        self.raw_text = ""  # its text as it came: placeholders say what a tool made
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -406,8 +404,7 @@ class AnswerReader:
             candidate = turn.candidates[0]
             self.rcid = candidate.rcid or self.rcid
             self.done = self.done or candidate.done
-            if candidate.rich is not None:
-                self.rich = candidate.rich
+            self.rich = candidate.rich or self.rich
             self.raw_text = candidate.text or self.raw_text
             if not self.held and not self.started:
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))

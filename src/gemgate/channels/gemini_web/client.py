@@ -352,7 +352,7 @@ class Reply:
     url: str
     set_cookies: list[str]
     content: bytes = b""
-    headers: Any = None  # the response's headers, for the callers that read more of them
+    location: str | None = None  # where a redirect points, when it was not followed
 
     @property
     def text(self) -> str:
@@ -470,7 +470,7 @@ class WebClient:
             str(response.url),
             _set_cookies(response.headers),
             response.content,
-            response.headers,
+            response.headers.get("location"),
         )
         if cookies:
             session.merge(reply.set_cookies)

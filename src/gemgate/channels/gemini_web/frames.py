@@ -257,28 +257,13 @@ def at(value: Any, *path: int) -> Any:
     return value
 
 
-def rich_field(block: Any, number: int) -> Any:
-    """Field `number` of a JSPB block (§6.4): at its index, else in the sparse dict that ends
-    the block under `str(number + 1)`. Null, empty or a dict at the index counts as absent."""
-    if not isinstance(block, list):
-        return None
-    value = block[number] if number < len(block) else None
-    if value not in (None, [], {}) and not isinstance(value, dict):
-        return value
-    sparse = block[-1] if block else None
-    if isinstance(sparse, dict):
-        return sparse.get(str(number + 1))
-    return None
-
-
 @dataclass(slots=True)
 class Candidate:
     rcid: str | None
     text: str
     thoughts: str
     done: bool
-    # The rich-content block [12] as it came (media, citations): read by the tool that asked.
-    rich: Any = None
+    rich: Any = None  # the rich-content block [12] (§6.4), read with `rich_field`
 
 
 @dataclass(slots=True)
@@ -324,13 +309,26 @@ def _candidate(raw: list[Any]) -> Candidate:
         text = alternate if isinstance(alternate, str) else ""
     thoughts = _first(_first(raw[37])) if size > 37 else None
     state = _first(raw[8]) if size > 8 else None
+    rich = raw[12] if size > 12 else None
     return Candidate(
         rcid=raw[0] if isinstance(raw[0], str) else None,
         text=text if isinstance(text, str) else "",
         thoughts=thoughts if isinstance(thoughts, str) else "",
         done=state == 2,
-        rich=raw[12] if size > 12 else None,
+        rich=rich if isinstance(rich, list) and rich else None,
     )
+
+
+def rich_field(block: Any, number: int) -> Any:
+    """Field `number` of a JSPB block: at its index, or for a sparse high field in the dict
+    that ends the block under `str(number + 1)` (§6.4). None, [] and {} mean absent."""
+    if not isinstance(block, list):
+        return None
+    value = block[number] if number < len(block) else None
+    if value is None or value == [] or isinstance(value, dict):
+        bundle = block[-1] if block and isinstance(block[-1], dict) else None
+        value = bundle.get(str(number + 1)) if bundle is not None else None
+    return None if value in (None, [], {}) else value
 
 
 def _first(value: Any) -> Any:

@@ -25,6 +25,7 @@ import orjson
 from gemgate import errors, image_size, ir
 from gemgate.channels.gemini_web import downloads, frames
 from gemgate.channels.gemini_web.client import WebSession
+from gemgate.channels.gemini_web.read_chat import read_chat
 from gemgate.pool import UpstreamFailed
 
 log = logging.getLogger("gemgate.gemini_web")
@@ -200,25 +201,17 @@ def _first_url(value: Any) -> str | None:
 
 
 async def _from_chat(session: WebSession, answer: Answer) -> list[Generated]:
-    """The images of this turn as the chat read back has them (hNvQHb, §10.1): turns newest
-    first, each `[0][1]` its rid and `[3][0]` its candidates."""
-    page, _ = await session.ready()
-    payload = orjson.dumps([answer.cid, _READ_LIMIT, None, 1, [1], [4], None, 1]).decode()
+    """The images of this turn as the chat read back has them (hNvQHb)."""
+    assert answer.cid is not None
     try:
-        body = await session.batch(page, "hNvQHb", payload)
+        turns = await read_chat(session, answer.cid, _READ_LIMIT)
     except UpstreamFailed as failed:
         log.info("gemini_official: could not read the chat back for its images: %s", failed)
         return []
-    turns = frames.at(body, 0)
-    if not isinstance(turns, list):
-        return []
-    turn = next((t for t in turns if frames.at(t, 0, 1) == answer.rid), None)
-    if turn is None and turns and not any(isinstance(frames.at(t, 0, 1), str) for t in turns):
+    turn = next((t for t in turns if t.rid == answer.rid), None)
+    if turn is None and turns and all(t.rid is None for t in turns):
         turn = turns[0]  # turns without their ids: the newest is this one
-    if turn is None:
+    if turn is None or not turn.candidates:
         return []
-    candidates = frames.at(turn, 3, 0)
-    if not isinstance(candidates, list) or not candidates:
-        return []
-    chosen = next((c for c in candidates if frames.at(c, 0) == answer.rcid), candidates[0])
-    return generated(frames.at(chosen, 12))
+    chosen = next((c for c in turn.candidates if frames.at(c, 0) == answer.rcid), None)
+    return generated(frames.at(chosen or turn.candidates[0], 12))
