@@ -229,6 +229,14 @@ def test_images_found_in_the_sparse_bundle_and_in_the_chat_read_back(
     ]
 
 
+def test_an_answer_that_is_only_the_image(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    web.script(WebReply(text=""))
+    result = oai(gateway).images.generate(model="gemini-3-fast-imagen", prompt="an owl")
+    assert _b64(result.data[0].b64_json) == marked_png(PREVIEW, PREVIEW)
+    assert result.data[0].revised_prompt is None
+    assert len(web.chats()) == 1  # taken as an answer, not retried
+
+
 def test_a_refused_prompt_is_a_content_policy_violation(
     gateway: Gemgate, web: FakeGeminiWeb
 ) -> None:

@@ -379,7 +379,7 @@ class AnswerReader:
             self.verified = True
         for event in self._release():
             yield event
-        if not self.started:
+        if not self.started and not self._made_something():
             if self.code == 1096 or self.code is None:
                 raise transient("the Gemini web app ended without an answer")
             raise transient(f"the Gemini web app failed (BardErrorInfo {self.code})")
@@ -416,6 +416,10 @@ class AnswerReader:
                 self.held.append(ir.PartEvent(ir.Text(text)))
             out.extend(self._release())
         return out
+
+    def _made_something(self) -> bool:
+        """An answer with no words of its own can still be one: an image and its placeholder."""
+        return self.rich is not None or "googleusercontent.com/" in self.raw_text
 
     def _release(self) -> list[ir.Event]:
         if not self.verified or not self.held:
