@@ -237,6 +237,12 @@ def test_an_answer_that_is_only_the_image(gateway: Gemgate, web: FakeGeminiWeb) 
     assert len(web.chats()) == 1  # taken as an answer, not retried
 
 
+def test_an_image_turn_may_name_the_image_model(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    web.script(WebReply(answered_by="6d4c0f2a8b1e9357"))
+    result = oai(gateway).images.generate(model="gemini-3-pro-imagen", prompt="an owl")
+    assert _b64(result.data[0].b64_json) == marked_png(PREVIEW, PREVIEW)
+
+
 def test_a_refused_prompt_is_a_content_policy_violation(
     gateway: Gemgate, web: FakeGeminiWeb
 ) -> None:
