@@ -462,3 +462,31 @@ def test_native_clients_get_inline_data(gateway: Gemgate, web: FakeGeminiWeb) ->
     assert len(inline) == 1
     assert inline[0].data == marked_png(PREVIEW, PREVIEW)
     assert inline[0].mime_type == "image/png"
+
+
+def test_native_streams_carry_inline_data(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = genai.Client(
+        api_key=gateway.client_key,  # type: ignore[attr-defined]
+        http_options=types.HttpOptions(base_url=f"{gateway.url}{PREFIX}", timeout=30_000),
+    )
+    chunks = list(
+        client.models.generate_content_stream(model="gemini-3-pro-imagen", contents="Draw a cat.")
+    )
+    parts = [
+        part
+        for chunk in chunks
+        if chunk.candidates and chunk.candidates[0].content
+        for part in chunk.candidates[0].content.parts or []
+    ]
+    inline = [p.inline_data.data for p in parts if p.inline_data is not None]
+    assert inline == [marked_png(PREVIEW, PREVIEW)]
+
+
+def test_responses_clients_get_an_image_generation_call(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    response = oai(gateway).responses.create(model="gemini-3-fast-imagen", input="Draw a cat.")
+    calls = [item for item in response.output if item.type == "image_generation_call"]
+    assert len(calls) == 1
+    assert _b64(calls[0].result) == marked_png(PREVIEW, PREVIEW)  # type: ignore[union-attr]
+    assert "Here you go!" in response.output_text
