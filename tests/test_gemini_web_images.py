@@ -360,7 +360,7 @@ def _item(url: str, image_id: str = "img1") -> list[Any]:
 )
 def test_generated_images_are_read_from_every_form_of_field_7(rich: list[Any]) -> None:
     (found,) = images.generated(rich)
-    assert found == images.Generated("https://lh3.googleusercontent.com/gg-dl/a", "img1", "a cat")
+    assert found == images.Generated("https://lh3.googleusercontent.com/gg-dl/a", "img1")
 
 
 def test_blocks_without_images_give_none() -> None:

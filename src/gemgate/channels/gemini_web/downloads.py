@@ -14,13 +14,10 @@ Cookies only ever go to Google's media hosts, the web app's own host and loopbac
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from gemgate.channels.gemini_web.client import PSID, PSIDTS, WebSession
-
-log = logging.getLogger("gemgate.gemini_web")
 
 MAX_HOPS = 8
 # Cookies a `.google.com` export can hold that are not domain cookies of .google.com: host-only
@@ -38,7 +35,6 @@ _MAGIC = (
 class Downloaded:
     data: bytes
     mime_type: str
-    url: str  # where the bytes finally came from
 
 
 class DownloadFailed(Exception):
@@ -102,7 +98,7 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
             raise DownloadFailed(f"HTTP {reply.status} from {parts.hostname}")
         mime = _media_type(reply.content)
         if mime is not None:
-            return Downloaded(reply.content, mime, url)
+            return Downloaded(reply.content, mime)
         pointer = reply.text.strip()
         if pointer.startswith(("https://", "http://")) and len(pointer) < 8192:
             # A text pointer (the gg-dl and full-size routes answer with the next URL).

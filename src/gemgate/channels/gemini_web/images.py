@@ -56,7 +56,6 @@ class Answer(Protocol):
 class Generated:
     url: str  # the preview
     image_id: str
-    description: str
 
 
 def generated(rich: Any) -> list[Generated]:
@@ -74,13 +73,8 @@ def generated(rich: Any) -> list[Generated]:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             continue
         image_id = frames.at(item, 1, 0)
-        description = frames.at(item, 0, 3, 2)
         found.append(
-            Generated(
-                url,
-                image_id if isinstance(image_id, str) else _PLACEHOLDER_ID.format(n),
-                description if isinstance(description, str) else "",
-            )
+            Generated(url, image_id if isinstance(image_id, str) else _PLACEHOLDER_ID.format(n))
         )
     return found
 
