@@ -7,7 +7,8 @@ loop): `/app`, `/_/BardChatUi/data/batchexecute`, `…/StreamGenerate` (gemini.g
 `_reqid`, the model header against inner slots 79/80, and the request slots; it answers in the
 length-prefixed framing (lengths in UTF-16 units) with cumulative text, thoughts, the model that
 answered in body[42], in-band BardErrorInfo codes, and serves a signed-out account as a guest
-with HTTP 200 and the cheaper model, the way the real one does.
+with HTTP 200 and the cheaper model, the way the real one does. Generated images and the media
+hosts that serve them are in gemini_web_images.py.
 
     with FakeGeminiWeb() as fake:
         fake.add_account("psid-a", tier=2)
