@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemgate.api.request_id import CURRENT
 from gemgate.audio import Encoder
@@ -35,7 +35,9 @@ from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
 from gemgate.store import Store
-from gemgate.store.redis_state import SharedState
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate")
 
@@ -48,11 +50,11 @@ class Gateway:
         self.keys = KeyRing()
         self.usage = UsageMeter(self.store)
         # Runtime state shared with other instances, when there are any (GEMGATE_REDIS_URL).
-        self.shared = (
-            SharedState(settings.redis_url, settings.redis_namespace, new_id())
-            if settings.redis_url
-            else None
-        )
+        self.shared: SharedState | None = None
+        if settings.redis_url:
+            from gemgate.store.redis_state import SharedState  # loaded only when used
+
+            self.shared = SharedState(settings.redis_url, settings.redis_namespace, new_id())
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(
