@@ -19,6 +19,7 @@ from gemgate.formats.base import (
     integer_field,
     json_or_text,
     load_json_object,
+    media_format,
     number_field,
     object_field,
     render_code,
@@ -108,6 +109,7 @@ class AnthropicMessages:
             ),
             thinking=_thinking(data.get("thinking"), data.get("output_config")),
             stream=bool(boolean_field(data, "stream")) and not self.counting,
+            client_options=media_format(data),
         )
 
     # -- response -------------------------------------------------------------------------
@@ -187,6 +189,8 @@ class MessagesStream:
         if isinstance(event, ir.UsageEvent):
             self.usage = event.usage
             return self._start()
+        if isinstance(event, ir.Progress):
+            return self.ping()  # Anthropic's keep-alive has no room for words
         return b""
 
     def ping(self) -> bytes:
@@ -581,9 +585,12 @@ def _render(part: ir.Part) -> str:
     if code is not None:
         return code
     if isinstance(part, ir.Media):
+        kind = part.mime_type.split("/")[0]
+        shown = "!" if kind == "image" else ""
+        if part.uri:
+            return f"\n{shown}[{kind}]({part.uri})\n"
         if part.data:
-            return f"\n![image](data:{part.mime_type};base64,{part.data})\n"
-        return f"\n{part.uri}\n" if part.uri else ""
+            return f"\n{shown}[{kind}](data:{part.mime_type};base64,{part.data})\n"
     return ""
 
 

@@ -19,6 +19,7 @@ from gemgate.formats.base import (
     array_field,
     boolean_field,
     load_json_object,
+    media_format,
     object_field,
     string_field,
 )
@@ -80,6 +81,7 @@ class GeminiNative:
             thinking=_thinking(_get(config, "thinkingConfig")),
             safety=_safety(_get(data, "safetySettings")),
             stream=self.mode != "unary",
+            client_options=media_format(data),
         )
 
     # -- response -------------------------------------------------------------------------
@@ -191,6 +193,10 @@ class NativeStream:
                 self.finish[event.index] = event
         elif isinstance(event, ir.UsageEvent):
             self.usage = event.usage
+        elif isinstance(event, ir.Progress):
+            # A blank line: an SSE reader dispatches nothing, a JSON reader skips whitespace
+            # (google-genai would choke on an SSE comment).
+            return b"\r\n"
         return b""
 
     def end(self) -> bytes:

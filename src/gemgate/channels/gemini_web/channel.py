@@ -18,7 +18,7 @@ import orjson
 from gemgate import errors, ir
 from gemgate.channels.base import ModelInfo
 from gemgate.channels.features import Features
-from gemgate.channels.gemini_web import conversations, frames, uploads
+from gemgate.channels.gemini_web import conversations, frames, modes, research, uploads, video
 from gemgate.channels.gemini_web.client import (
     SIGNED_OUT,
     Exclusive,
@@ -91,7 +91,7 @@ class GeminiWeb:
     def serves(self, model: str) -> bool:
         # Unprefixed, only the names the web app alone has (the 2.5 names stay the API's);
         # OpenAI clients' `-thinking` suffix reaches channels already split off.
-        bare = model.removesuffix(FREE_SUFFIX)
+        bare = modes.split(model)[0].removesuffix(FREE_SUFFIX)
         return bare in self.models.models or f"{bare}{THINKING}" in self.models.models
 
     def _model(self, request: ir.Request, model: str) -> WebModel:
@@ -105,7 +105,7 @@ class GeminiWeb:
 
     async def preferred_credential(self, request: ir.Request, model: str) -> int | None:
         """The account holding the web chat this request continues, if any."""
-        if not self.serves(model) and self.models.lookup(model) is None:
+        if not self.serves(model) and self.models.lookup(modes.split(model)[0]) is None:
             return None
         found = await self.chats.find(request, model)
         return found[0].credential_id if found else None
@@ -115,6 +115,7 @@ class GeminiWeb:
         tells `credentials test` whether the cookies still sign in)."""
         _, account = await self.client.session_for(credential).ready()
         names = []
+        paid = account.capacity > self.models.config.get("free_capacity", 1)
         for name in self.models.names():
             model = self.models.lookup(name)
             capacity = 1 if model is None or model.free else account.capacity
@@ -122,6 +123,8 @@ class GeminiWeb:
                 not account.model_ids or model.id_for(capacity) in account.model_ids
             ):
                 names.append(name)
+                if not model.free and name not in self.models.aliases:
+                    names += [name + m.suffix for m in modes.MODES if paid or not m.paid]
         return [ModelInfo(id=name, display_name=f"Gemini web app: {name}") for name in names]
 
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
@@ -148,7 +151,15 @@ class GeminiWeb:
     async def _generate(
         self, request: ir.Request, model: str, credential: Credential, session: WebSession
     ) -> AsyncIterator[ir.Event]:
-        web_model = self._model(request, model)
+        base, mode = modes.split(model)
+        web_model = self._model(request, base)
+        if mode is not None and mode.paid and web_model.free:
+            raise errors.InvalidRequest(
+                f"{model}: {mode.suffix} needs an account's paid Gemini plan, and -free runs "
+                "without the account's tier",
+                param="model",
+                code="model_not_available",
+            )
         if session.rotation_due():
             await session.rotate()
         _, account = await session.ready()
@@ -158,11 +169,19 @@ class GeminiWeb:
                 Failure("cooldown", errors.RateLimited(message), cooldown=USAGE_COOLDOWN,
                         reason=message)
             )  # fmt: skip
+        if mode is not None and mode.paid and account.capacity <= self._free_capacity:
+            raise cannot_serve(model, mode, "the account has no paid Gemini plan")
+        if mode is not None and mode.paid:
+            # A video or a research is a task of its own, never a continued chat.
+            async for event in self._turn(request, web_model, session, None, request.messages,
+                                          mode):  # fmt: skip
+                yield event
+            return
         found = await self.chats.find(request, model)
         chat = found[0] if found and found[0].credential_id == credential.id else None
         if chat is not None and found is not None:
             try:
-                async for event in self._turn(request, web_model, session, chat, found[1]):
+                async for event in self._turn(request, web_model, session, chat, found[1], mode):
                     yield event
                 return
             except UpstreamFailed as failed:
@@ -172,8 +191,12 @@ class GeminiWeb:
                     raise
                 log.info("credential %s: could not continue a web chat; starting a new one",
                          credential.id)  # fmt: skip
-        async for event in self._turn(request, web_model, session, None, request.messages):
+        async for event in self._turn(request, web_model, session, None, request.messages, mode):
             yield event
+
+    @property
+    def _free_capacity(self) -> int:
+        return int(self.models.config.get("free_capacity", 1))
 
     async def _turn(
         self,
@@ -182,6 +205,7 @@ class GeminiWeb:
         session: WebSession,
         chat: conversations.Chat | None,
         messages: list[ir.Message],
+        mode: modes.Mode | None = None,
     ) -> AsyncIterator[ir.Event]:
         turn = conversations.build_turn(
             request,
@@ -200,10 +224,14 @@ class GeminiWeb:
                 await uploads.upload(session, "conversation.txt", "text/plain", turn.history_file)
             )
         page, account = await session.ready()
-        capacity = self.models.config.get("free_capacity", 1) if model.free else account.capacity
+        capacity = self._free_capacity if model.free else account.capacity
+        prompt = turn.prompt
+        if mode is modes.VIDEO:
+            # Nothing known selects Veo but asking for a video (reference §8.5).
+            prompt = "Generate a video for this request.\n\n" + prompt
         request_id = new_request_id()
         inner = inner_request(
-            turn.prompt,
+            prompt,
             model=model,
             language=page.language,
             metadata=chat.metadata() if chat else new_chat_metadata(),
@@ -211,11 +239,20 @@ class GeminiWeb:
             files=files,
             request_id=request_id,
         )
-        body = urlencode(
-            {"at": page.at, "f.req": orjson.dumps([None, orjson.dumps(inner).decode()]).decode()}
-        ).encode()
+        _with_mode(inner, mode)
         reader = AnswerReader(model, self.models.guest_ids, request.model)
-        async for event in self._send(session, model, capacity, body, request_id, reader):
+        sent = self._send(session, model, capacity, _body(page.at, inner), request_id, reader)
+        if mode is modes.VIDEO or mode is modes.DEEPSEARCH:
+            # Held until the answer shows the video or the plan: an account that answers
+            # with a refusal instead gives a clear error before anything is sent.
+            held = [event async for event in sent if not isinstance(event, ir.Finish)]
+            follow = self._video if mode is modes.VIDEO else self._research
+            async for event in follow(request, model, session, capacity, reader, held):
+                yield event
+            yield ir.Finish("stop")
+            yield ir.UsageEvent(reader.usage(turn.prompt))
+            return
+        async for event in sent:
             yield event
         answer = reader.answer_text()
         if reader.cid and reader.rid and reader.rcid:
@@ -225,6 +262,82 @@ class GeminiWeb:
             )  # fmt: skip
             self.chats.remember(request, request.model, answer, new_chat)
         yield ir.UsageEvent(reader.usage(turn.prompt))
+
+    async def _video(
+        self,
+        request: ir.Request,
+        model: WebModel,
+        session: WebSession,
+        capacity: int,
+        reader: AnswerReader,
+        held: list[ir.Event],
+    ) -> AsyncIterator[ir.Event]:
+        found = video.find(reader.rich)
+        if found is None:
+            raise cannot_serve(request.model, modes.VIDEO, _refusal(reader))
+        for event in held:
+            yield event
+        settings = self.settings
+        async for event in _after_start(
+            video.rendered(
+                self.client, session, found,
+                interval=settings.web_poll_interval, limit=settings.web_video_timeout,
+            )
+        ):  # fmt: skip
+            yield event
+
+    async def _research(
+        self,
+        request: ir.Request,
+        model: WebModel,
+        session: WebSession,
+        capacity: int,
+        reader: AnswerReader,
+        held: list[ir.Event],
+    ) -> AsyncIterator[ir.Event]:
+        plan = research.find_plan(reader.rich)
+        if plan is None or not reader.cid or not reader.rid or not reader.rcid:
+            raise cannot_serve(request.model, modes.DEEPSEARCH, _refusal(reader))
+        # The plan and the web app's words about it are the research's reasoning; the report
+        # is the answer.
+        for event in held:
+            if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
+                event = ir.PartEvent(ir.Text(event.part.text, thought=True))
+            yield event
+        yield ir.PartEvent(ir.Text("\n\n" + plan.markdown(), thought=True))
+        page, _ = await session.ready()
+        metadata = [reader.cid, reader.rid, reader.rcid, None, None, None, None, None, None,
+                    reader.context or ""]  # fmt: skip
+        request_id = new_request_id()
+        inner = inner_request(
+            plan.confirm, model=model, language=page.language, metadata=metadata, turn=1,
+            files=None, request_id=request_id,
+        )  # fmt: skip
+        _with_mode(inner, modes.DEEPSEARCH)
+        confirm = AnswerReader(model, self.models.guest_ids, request.model)
+        settings = self.settings
+
+        async def rest() -> AsyncIterator[ir.Event]:
+            async for event in self._send(
+                session, model, capacity, _body(page.at, inner), request_id, confirm
+            ):
+                if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
+                    yield ir.PartEvent(ir.Text(event.part.text, thought=True))
+            cid = confirm.cid or reader.cid
+            assert cid is not None
+            async for item in research.awaited_report(
+                session, cid,
+                interval=settings.web_poll_interval, limit=settings.web_research_timeout,
+            ):  # fmt: skip
+                if isinstance(item, research.Report):
+                    yield ir.PartEvent(ir.Text(item.text))
+                    if item.sources:
+                        yield ir.Grounding(item.sources)
+                else:
+                    yield item
+
+        async for event in _after_start(rest()):
+            yield event
 
     async def _send(
         self,
@@ -298,6 +411,49 @@ class GeminiWeb:
         raise transient(f"the Gemini web app answered HTTP {status}")
 
 
+def _body(at: str, inner: list[Any]) -> bytes:
+    return urlencode(
+        {"at": at, "f.req": orjson.dumps([None, orjson.dumps(inner).decode()]).decode()}
+    ).encode()
+
+
+def _with_mode(inner: list[Any], mode: modes.Mode | None) -> None:
+    if mode is None:
+        return
+    if mode.gem:
+        inner[19] = mode.gem
+    if mode is modes.DEEPSEARCH:
+        research.prepare(inner)
+
+
+def cannot_serve(model: str, mode: modes.Mode, why: str) -> UpstreamFailed:
+    """This account cannot serve a mode: another account may; if none can, the client gets
+    this 400 naming the suffix."""
+    message = f"{model}: this gemini_official account cannot serve {mode.suffix} ({why})"
+    return UpstreamFailed(
+        Failure(
+            "retry",
+            errors.InvalidRequest(message, param="model", code="model_not_available"),
+            reason=message,
+        )
+    )
+
+
+def _refusal(reader: AnswerReader) -> str:
+    text = " ".join(reader.answer_text().split())
+    return f"the web app answered: {text[:200]!r}" if text else "the web app gave nothing"
+
+
+async def _after_start(events: AsyncIterator[ir.Event]) -> AsyncIterator[ir.Event]:
+    """Events after the answer has begun: an account failure can no longer move the request
+    to another account, so it reaches the client as the error it carries."""
+    try:
+        async for event in events:
+            yield event
+    except UpstreamFailed as failed:
+        raise failed.failure.error from None
+
+
 def _with_token(body: bytes, at: str) -> bytes:
     form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
     form["at"] = at
@@ -323,6 +479,7 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
+        self.rich: Any = None  # the chosen candidate's latest rich-content block
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -373,6 +530,7 @@ class AnswerReader:
             candidate = turn.candidates[0]
             self.rcid = candidate.rcid or self.rcid
             self.done = self.done or candidate.done
+            self.rich = candidate.rich or self.rich
             if not self.held and not self.started:
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)
