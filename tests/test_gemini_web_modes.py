@@ -15,6 +15,8 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import types
 
 from tests.fakes.gemini_web import (
     CONFIRM_PROMPT,
@@ -396,3 +398,34 @@ def test_a_video_that_never_finishes_times_out(
         assert time.monotonic() - started < 5
     finally:
         server.stop()
+
+
+def google(gateway: Gemgate) -> genai.Client:
+    return genai.Client(
+        api_key=gateway.client_key,  # type: ignore[attr-defined]
+        http_options=types.HttpOptions(base_url=f"{gateway.url}{PREFIX}", timeout=30_000),
+    )
+
+
+def test_research_and_video_through_gemini_native(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    client = google(gateway)
+    urls = [url for url, _ in REPORT_SOURCES]
+    reply = client.models.generate_content(model="gemini-3-pro-deepsearch", contents="Tidal?")
+    assert reply.text == REPORT_TEXT
+    grounding = reply.candidates[0].grounding_metadata  # type: ignore[index]
+    assert [c.web.uri for c in grounding.grounding_chunks] == urls  # type: ignore[union-attr]
+
+    # The stream's keep-alive (blank lines) does not trouble the SDK; sources come last.
+    web.research_reads = 3
+    chunks = list(
+        client.models.generate_content_stream(model="gemini-3-pro-deepsearch", contents="Tidal?")
+    )
+    parts = [p for c in chunks if c.candidates and c.candidates[0].content for p in c.candidates[0].content.parts or ()]  # noqa: E501
+    assert "".join(p.text or "" for p in parts if not p.thought) == REPORT_TEXT
+    last = chunks[-1].candidates[0].grounding_metadata  # type: ignore[index]
+    assert [c.web.uri for c in last.grounding_chunks] == urls  # type: ignore[union-attr]
+
+    reply = client.models.generate_content(model="gemini-3-fast-video", contents="A cat surfing")
+    files = [p.file_data for p in reply.candidates[0].content.parts if p.file_data]  # type: ignore[index, union-attr]
+    assert files and files[0].mime_type == "video/mp4"
+    assert fetch(files[0].file_uri) == VIDEO_BYTES  # type: ignore[arg-type]

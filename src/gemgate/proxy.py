@@ -169,8 +169,8 @@ class Exchange:
                     elif isinstance(part, ir.Media) and part.data and not part.uri:
                         if self.video_base and part.mime_type.startswith("video/"):
                             linked = await self.gateway.media.link(part, str(self.video_base))
-                            event = ir.PartEvent(ir.Media(part.mime_type, uri=linked.uri), event.index)
-                            yield event
+                            link_only = ir.Media(part.mime_type, uri=linked.uri)
+                            yield ir.PartEvent(link_only, event.index)
                             continue
                         if self.image_output is not None:
                             part = await image_output.apply(part, self.image_output)

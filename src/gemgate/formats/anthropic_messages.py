@@ -23,6 +23,7 @@ from gemgate.formats.base import (
     number_field,
     object_field,
     render_code,
+    source_listing,
     string_field,
 )
 from gemgate.ids import new_id
@@ -116,7 +117,7 @@ class AnthropicMessages:
 
     def encode(self, response: ir.Response, request: ir.Request) -> bytes:
         cand = response.candidates[0]
-        content = _blocks(cand.parts)
+        content = _blocks(cand.parts + _listing(cand.sources))
         has_tools = any(block["type"] == "tool_use" for block in content)
         text = "".join(block["text"] for block in content if block["type"] == "text")
         stop_reason, stop_sequence = _stop(cand.finish, has_tools, text, request.generation.stop)
@@ -169,6 +170,7 @@ class MessagesStream:
         self.thinking_signature: str | None = None
         self.has_tools = False
         self.tail = ""  # the end of the answer text, to tell which stop sequence ended it
+        self.sources: list[ir.Source] = []
 
     def event(self, event: ir.Event) -> bytes:
         if isinstance(event, ir.Start):
@@ -191,13 +193,18 @@ class MessagesStream:
             return self._start()
         if isinstance(event, ir.Progress):
             return self.ping()  # Anthropic's keep-alive has no room for words
+        if isinstance(event, ir.Grounding) and event.index == 0:
+            ir.add_sources(self.sources, event.sources)
         return b""
 
     def ping(self) -> bytes:
         return self._start() + _sse("ping", {"type": "ping"})
 
     def end(self) -> bytes:
-        out = self._start() + self._close()
+        out = self._start()
+        for part in _listing(self.sources):
+            out += self._part(part)
+        out += self._close()
         stop_reason, stop_sequence = _stop(
             self.finish, self.has_tools, self.tail, self.stop_sequences
         )
@@ -564,6 +571,12 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
             else:
                 blocks.append({"type": "text", "text": text})
     return blocks
+
+
+def _listing(sources: list[ir.Source]) -> list[ir.Part]:
+    """Sources as a Markdown list after the answer: Anthropic's citation blocks need the
+    cited passages, which a Gemini answer does not give."""
+    return [ir.Text(source_listing(sources, 0)[0])] if sources else []
 
 
 def _image_block(part: ir.Part) -> dict[str, Any] | None:
