@@ -237,6 +237,7 @@ def test_deep_research_plan_confirmed_polled_and_reported(
         f"{n}. [{title}]({url})\n" for n, (url, title) in enumerate(REPORT_SOURCES, 1)
     )
     assert message.content == REPORT_TEXT + listing
+    assert answer.usage is not None and answer.usage.completion_tokens >= len(REPORT_TEXT) // 4
     reasoning = (message.model_extra or {}).get("reasoning_content") or ""
     assert "Research plan: Tidal power" in reasoning and "Find how tidal barrages work" in reasoning
     annotations = message.annotations or []

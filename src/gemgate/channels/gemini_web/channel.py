@@ -247,10 +247,13 @@ class GeminiWeb:
             # with a refusal instead gives a clear error before anything is sent.
             held = [event async for event in sent if not isinstance(event, ir.Finish)]
             follow = self._video if mode is modes.VIDEO else self._research
+            shown = {False: 0, True: 0}  # characters of answer and of thoughts
             async for event in follow(request, model, session, capacity, reader, held):
+                if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
+                    shown[event.part.thought] += len(event.part.text)
                 yield event
             yield ir.Finish("stop")
-            yield ir.UsageEvent(reader.usage(turn.prompt))
+            yield ir.UsageEvent(estimate(turn.prompt, shown[False], shown[True]))
             return
         async for event in sent:
             yield event
@@ -600,17 +603,21 @@ class AnswerReader:
         return self.text.sent
 
     def usage(self, prompt: str) -> ir.Usage:
-        """The web app reports no token counts: an estimate (about four characters a token)."""
-        prompt_tokens = max(1, len(prompt) // 4)
-        output = max(1, len(self.text.sent) // 4) if self.text.sent else 0
-        thoughts = len(self.thoughts.sent) // 4
-        return ir.Usage(
-            prompt_tokens=prompt_tokens,
-            output_tokens=output,
-            thought_tokens=thoughts,
-            total_tokens=prompt_tokens + output + thoughts,
-            estimated=True,
-        )
+        return estimate(prompt, len(self.text.sent), len(self.thoughts.sent))
+
+
+def estimate(prompt: str, answer_chars: int, thought_chars: int) -> ir.Usage:
+    """The web app reports no token counts: an estimate (about four characters a token)."""
+    prompt_tokens = max(1, len(prompt) // 4)
+    output = max(1, answer_chars // 4) if answer_chars else 0
+    thoughts = thought_chars // 4
+    return ir.Usage(
+        prompt_tokens=prompt_tokens,
+        output_tokens=output,
+        thought_tokens=thoughts,
+        total_tokens=prompt_tokens + output + thoughts,
+        estimated=True,
+    )
 
 
 class UsageLimit(Exception):
