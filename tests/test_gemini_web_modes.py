@@ -44,6 +44,7 @@ def web(fake: FakeGeminiWeb) -> Iterator[FakeGeminiWeb]:
     fake.reset()
     fake.video_polls, fake.research_reads = 2, 2
     yield fake
+    fake.alternate_layout = False
     fake.reset()
 
 
@@ -430,3 +431,13 @@ def test_research_and_video_through_gemini_native(gateway: Gemgate, web: FakeGem
     files = [p.file_data for p in reply.candidates[0].content.parts if p.file_data]  # type: ignore[index, union-attr]
     assert files and files[0].mime_type == "video/mp4"
     assert fetch(files[0].file_uri) == VIDEO_BYTES  # type: ignore[arg-type]
+
+
+def test_the_other_layouts_the_reference_allows(gateway: Gemgate, web: FakeGeminiWeb) -> None:
+    web.alternate_layout = True
+    answer = oai(gateway).chat.completions.create(**ask("gemini-3-fast-video"))  # type: ignore[call-overload]
+    assert fetch(video_link(answer.choices[0].message.content)) == VIDEO_BYTES
+    answer = oai(gateway).chat.completions.create(**ask("gemini-3-pro-deepsearch", "Tidal?"))  # type: ignore[call-overload]
+    message = answer.choices[0].message
+    assert message.content.startswith(REPORT_TEXT)
+    assert [a.url_citation.url for a in message.annotations or []] == [u for u, _ in REPORT_SOURCES]

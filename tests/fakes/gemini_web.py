@@ -208,6 +208,9 @@ class FakeGeminiWeb:
         self.videos: dict[str, Video] = {}
         self.video_polls = 2  # 206 answers a video gives before its bytes
         self.research_reads = 2  # hNvQHb reads that find a report still being written
+        # The other places the reference allows: video field 59 positional, the plan in field
+        # 56 of the sparse bundle, a report's citations in document [5].
+        self.alternate_layout = False
         self._queue: list[tuple[str | None, WebReply]] = []
         self._reqids: dict[str, set[int]] = {}
         self._lock = threading.Lock()
@@ -492,7 +495,10 @@ class FakeGeminiWeb:
             entries = [[None, None, None, [["https://favicon/x.ico", url, title]]]
                        for url, title in REPORT_SOURCES]  # fmt: skip
             rich[43] = [[[" [cite: 1]"], entries[:1]], [[" [cite: 1, 2]"], entries]]
-        document[17] = [body, rich]
+        if self.alternate_layout:
+            document[5], document[17] = rich, [body]
+        else:
+            document[17] = [body, rich]
         return document
 
     def _video(self, request: web.Request) -> web.Response:
@@ -702,6 +708,8 @@ class FakeGeminiWeb:
             rich[55] = ["Tidal power", steps, "Ready in a few mins", [CONFIRM_PROMPT],
                         ["https://gemini.google.com/deep-research"], ["Edit plan"]]  # fmt: skip
             rich[69] = 1
+            if self.alternate_layout:
+                rich = [None] * 13 + [{"57": rich[55], "70": 1}]
             return Special("Here's a research plan for that topic.", rich=rich)
         gem = inner[19]
         if gem is not None:
@@ -723,6 +731,8 @@ class FakeGeminiWeb:
             info: list[Any] = [None] * 8
             info[7] = [url + "/thumb", url]
             rich = [None] * 13 + [{"60": [[[[info]]]]}]  # field 59, in the sparse bundle
+            if self.alternate_layout:
+                rich = [None] * 59 + [[[[[info]]]]]
             return Special("Your video is being generated. It will be ready soon.", rich=rich)
         return Special(None)
 

@@ -87,6 +87,8 @@ def report_of(candidate: list[Any]) -> Report | None:
     if not isinstance(body, str) or not body.strip():
         return None  # still being written
     citations = rich_field(at(document, 17, 1), 43) or rich_field(at(document, 5), 43)
+    if citations is None and isinstance(at(document, 5, 0, 0, 0), str):
+        citations = at(document, 5)  # the groups themselves, not a block holding them
     return Report(clean(body, final=True), sources(citations))
 
 

@@ -54,7 +54,7 @@ async def rendered(
             data = base64.b64encode(reply.content).decode()
             yield ir.PartEvent(ir.Media(mime, data=data))
             return
-        if reply.status != 206:
+        if reply.status not in (200, 206):  # a 200 without bytes is still rendering too
             raise errors.UpstreamError(
                 f"the Gemini web app's video could not be downloaded (HTTP {reply.status})"
             )
