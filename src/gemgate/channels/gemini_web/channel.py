@@ -170,7 +170,7 @@ class GeminiWeb:
                         reason=message)
             )  # fmt: skip
         if mode is not None and mode.paid and account.capacity <= self._free_capacity:
-            raise cannot_serve(model, mode, "the account has no paid Gemini plan")
+            raise modes.cannot_serve(model, mode, "the account has no paid Gemini plan")
         if mode is not None and mode.paid:
             # A video or a research is a task of its own, never a continued chat.
             async for event in self._turn(request, web_model, session, None, request.messages,
@@ -246,9 +246,11 @@ class GeminiWeb:
             # Held until the answer shows the video or the plan: an account that answers
             # with a refusal instead gives a clear error before anything is sent.
             held = [event async for event in sent if not isinstance(event, ir.Finish)]
-            follow = self._video if mode is modes.VIDEO else self._research
+            follow = self._follow(request, model, session, capacity, reader, mode)
+            if mode is modes.DEEPSEARCH:
+                held = research.as_reasoning(held)
             shown = {False: 0, True: 0}  # characters of answer and of thoughts
-            async for event in follow(request, model, session, capacity, reader, held):
+            async for event in modes.after_start(held, follow):
                 if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
                     shown[event.part.thought] += len(event.part.text)
                 yield event
@@ -266,81 +268,51 @@ class GeminiWeb:
             self.chats.remember(request, request.model, answer, new_chat)
         yield ir.UsageEvent(reader.usage(turn.prompt))
 
-    async def _video(
+    def _follow(
         self,
         request: ir.Request,
         model: WebModel,
         session: WebSession,
         capacity: int,
         reader: AnswerReader,
-        held: list[ir.Event],
+        mode: modes.Mode,
     ) -> AsyncIterator[ir.Event]:
-        found = video.find(reader.rich)
-        if found is None:
-            raise cannot_serve(request.model, modes.VIDEO, _refusal(reader))
-        for event in held:
-            yield event
+        """What comes after a video's or a research's first turn: the video awaited, or the
+        plan confirmed and the report awaited. Raises before anything when the answer has
+        neither (the account is not entitled)."""
         settings = self.settings
-        async for event in _after_start(
-            video.rendered(
+        if mode is modes.VIDEO:
+            found = video.find(reader.rich)
+            if found is None:
+                raise modes.cannot_serve(request.model, mode, _refusal(reader))
+            return video.rendered(
                 self.client, session, found,
                 interval=settings.web_poll_interval, limit=settings.web_video_timeout,
-            )
-        ):  # fmt: skip
-            yield event
-
-    async def _research(
-        self,
-        request: ir.Request,
-        model: WebModel,
-        session: WebSession,
-        capacity: int,
-        reader: AnswerReader,
-        held: list[ir.Event],
-    ) -> AsyncIterator[ir.Event]:
+            )  # fmt: skip
         plan = research.find_plan(reader.rich)
         if plan is None or not reader.cid or not reader.rid or not reader.rcid:
-            raise cannot_serve(request.model, modes.DEEPSEARCH, _refusal(reader))
-        # The plan and the web app's words about it are the research's reasoning; the report
-        # is the answer.
-        for event in held:
-            if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
-                event = ir.PartEvent(ir.Text(event.part.text, thought=True))
-            yield event
-        yield ir.PartEvent(ir.Text("\n\n" + plan.markdown(), thought=True))
-        page, _ = await session.ready()
-        metadata = [reader.cid, reader.rid, reader.rcid, None, None, None, None, None, None,
-                    reader.context or ""]  # fmt: skip
-        request_id = new_request_id()
-        inner = inner_request(
-            plan.confirm, model=model, language=page.language, metadata=metadata, turn=1,
-            files=None, request_id=request_id,
-        )  # fmt: skip
-        _with_mode(inner, modes.DEEPSEARCH)
-        confirm = AnswerReader(model, self.models.guest_ids, request.model)
-        settings = self.settings
+            raise modes.cannot_serve(request.model, mode, _refusal(reader))
+        chat = [reader.cid, reader.rid, reader.rcid, None, None, None, None, None, None,
+                reader.context or ""]  # fmt: skip
 
-        async def rest() -> AsyncIterator[ir.Event]:
+        async def confirm(prompt: str) -> AsyncIterator[ir.Event]:
+            page, _ = await session.ready()
+            request_id = new_request_id()
+            inner = inner_request(
+                prompt, model=model, language=page.language, metadata=chat, turn=1,
+                files=None, request_id=request_id,
+            )  # fmt: skip
+            research.prepare(inner)
+            answer = AnswerReader(model, self.models.guest_ids, request.model)
             async for event in self._send(
-                session, model, capacity, _body(page.at, inner), request_id, confirm
+                session, model, capacity, _body(page.at, inner), request_id, answer
             ):
-                if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
-                    yield ir.PartEvent(ir.Text(event.part.text, thought=True))
-            cid = confirm.cid or reader.cid
-            assert cid is not None
-            async for item in research.awaited_report(
-                session, cid,
-                interval=settings.web_poll_interval, limit=settings.web_research_timeout,
-            ):  # fmt: skip
-                if isinstance(item, research.Report):
-                    yield ir.PartEvent(ir.Text(item.text))
-                    if item.sources:
-                        yield ir.Grounding(item.sources)
-                else:
-                    yield item
+                yield event
 
-        async for event in _after_start(rest()):
-            yield event
+        return research.carried_out(
+            session, reader.cid, plan, confirm,
+            interval=settings.web_poll_interval, limit=settings.web_research_timeout,
+        )  # fmt: skip
 
     async def _send(
         self,
@@ -429,32 +401,9 @@ def _with_mode(inner: list[Any], mode: modes.Mode | None) -> None:
         research.prepare(inner)
 
 
-def cannot_serve(model: str, mode: modes.Mode, why: str) -> UpstreamFailed:
-    """This account cannot serve a mode: another account may; if none can, the client gets
-    this 400 naming the suffix."""
-    message = f"{model}: this gemini_official account cannot serve {mode.suffix} ({why})"
-    return UpstreamFailed(
-        Failure(
-            "retry",
-            errors.InvalidRequest(message, param="model", code="model_not_available"),
-            reason=message,
-        )
-    )
-
-
 def _refusal(reader: AnswerReader) -> str:
     text = " ".join(reader.answer_text().split())
     return f"the web app answered: {text[:200]!r}" if text else "the web app gave nothing"
-
-
-async def _after_start(events: AsyncIterator[ir.Event]) -> AsyncIterator[ir.Event]:
-    """Events after the answer has begun: an account failure can no longer move the request
-    to another account, so it reaches the client as the error it carries."""
-    try:
-        async for event in events:
-            yield event
-    except UpstreamFailed as failed:
-        raise failed.failure.error from None
 
 
 def _with_token(body: bytes, at: str) -> bytes:

@@ -6,9 +6,12 @@ What each does is in the channel; this table says only what a suffix needs to be
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from gemgate import errors, ir
 from gemgate.channels.gemini_web.request import FREE_SUFFIX
+from gemgate.pool import Failure, UpstreamFailed
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +38,31 @@ def split(name: str) -> tuple[str, Mode | None]:
         if bare.endswith(mode.suffix) and len(bare) > len(mode.suffix):
             return bare.removesuffix(mode.suffix) + (FREE_SUFFIX if free else ""), mode
     return name, None
+
+
+def cannot_serve(model: str, mode: Mode, why: str) -> UpstreamFailed:
+    """This account cannot serve a mode: another account may; if none can, the client gets
+    this 400 naming the suffix."""
+    message = f"{model}: this gemini_official account cannot serve {mode.suffix} ({why})"
+    return UpstreamFailed(
+        Failure(
+            "retry",
+            errors.InvalidRequest(message, param="model", code="model_not_available"),
+            reason=message,
+        )
+    )
+
+
+async def after_start(
+    first: list[ir.Event], rest: AsyncIterator[ir.Event]
+) -> AsyncIterator[ir.Event]:
+    """The first turn's events, then the rest: once the answer has begun, an account failure
+    can no longer move the request to another account, so it reaches the client as the
+    error it carries."""
+    for event in first:
+        yield event
+    try:
+        async for event in rest:
+            yield event
+    except UpstreamFailed as failed:
+        raise failed.failure.error from None

@@ -13,7 +13,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +129,38 @@ async def awaited_report(
             )
         yield ir.Progress(f"deep research running, {waited:.0f}s so far")
         await asyncio.sleep(interval)
+
+
+def as_reasoning(events: list[ir.Event]) -> list[ir.Event]:
+    """The web app's words around a research (the plan, "I'm on it") are its reasoning; only
+    the report is the answer."""
+    return [
+        ir.PartEvent(ir.Text(e.part.text, thought=True), e.index)
+        if isinstance(e, ir.PartEvent) and isinstance(e.part, ir.Text)
+        else e
+        for e in events
+    ]
+
+
+async def carried_out(
+    session: WebSession,
+    cid: str,
+    plan: Plan,
+    confirm: Callable[[str], AsyncIterator[ir.Event]],
+    *,
+    interval: float,
+    limit: float,
+) -> AsyncIterator[ir.Event]:
+    """The plan shown as reasoning, confirmed (turn 2, `confirm` sends it), and the research
+    awaited: progress while it runs, then the report and its sources."""
+    yield ir.PartEvent(ir.Text("\n\n" + plan.markdown(), thought=True))
+    async for event in confirm(plan.confirm):
+        if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
+            yield as_reasoning([event])[0]
+    async for item in awaited_report(session, cid, interval=interval, limit=limit):
+        if isinstance(item, Report):
+            yield ir.PartEvent(ir.Text(item.text))
+            if item.sources:
+                yield ir.Grounding(item.sources)
+        else:
+            yield item
