@@ -441,3 +441,18 @@ def test_the_other_layouts_the_reference_allows(gateway: Gemgate, web: FakeGemin
     message = answer.choices[0].message
     assert message.content.startswith(REPORT_TEXT)
     assert [a.url_citation.url for a in message.annotations or []] == [u for u, _ in REPORT_SOURCES]
+
+
+def test_video_through_the_responses_api_and_a_bad_media_format(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    response = oai(gateway).responses.create(model="gemini-3-fast-video", input="A cat surfing")
+    assert fetch(video_link(response.output_text)) == VIDEO_BYTES
+    web.reset()
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai(gateway).chat.completions.create(
+            **ask("gemini-3-fast-video"),  # type: ignore[call-overload]
+            extra_body={"media_format": "mp4"},
+        )
+    assert "media_format" in raised.value.message
+    assert web.chats() == []
