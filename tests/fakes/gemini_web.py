@@ -697,8 +697,8 @@ class FakeGeminiWeb:
             research = conversation.research
             if research is not None and not research.started and prompt == research.confirm:
                 research.started = True
-                return Special("I'm on it. I'll let you know when the report is ready.",
-                               complete=False)  # fmt: skip
+                words = "" if self.alternate_layout else "I'm on it. The report is coming."
+                return Special(words, complete=False)
             conversation.research = Research()
             rich: list[Any] = [None] * 70
             steps = [

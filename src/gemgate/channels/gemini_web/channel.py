@@ -303,7 +303,7 @@ class GeminiWeb:
                 files=None, request_id=request_id,
             )  # fmt: skip
             research.prepare(inner)
-            answer = AnswerReader(model, self.models.guest_ids, request.model)
+            answer = AnswerReader(model, self.models.guest_ids, request.model, wordless=True)
             async for event in self._send(
                 session, model, capacity, _body(page.at, inner), request_id, answer
             ):
@@ -416,10 +416,15 @@ class AnswerReader:
     """One answer's frames in, IR events out: text deltas of the chosen candidate, thoughts
     as thought text, and the in-band errors turned into pool outcomes."""
 
-    def __init__(self, model: WebModel, guest_ids: frozenset[str], asked: str) -> None:
+    def __init__(
+        self, model: WebModel, guest_ids: frozenset[str], asked: str, wordless: bool = False
+    ) -> None:
         self.model = model
         self.guest_ids = guest_ids
         self.asked = asked
+        # An answer may end without words once the chat is known (a research confirmed: the
+        # work goes on on the server).
+        self.wordless = wordless
         self.started = False
         self.verified = False
         self.held: list[ir.Event] = []
@@ -456,6 +461,8 @@ class AnswerReader:
             self.verified = True
         for event in self._release():
             yield event
+        if not self.started and self.wordless and self.cid and self.code in (None, 1096):
+            return
         if not self.started:
             if self.code == 1096 or self.code is None:
                 raise transient("the Gemini web app ended without an answer")
