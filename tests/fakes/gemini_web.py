@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
+from tests.fakes.gemini_web_images import ImageHost
+
 BUILD_LABEL = "boq_assistant-bard-web-server_20261120.07_p0"
 PUSH_ID = "feeds/mcudyrk2a4khkz"
 SENTINEL = b'[000,"-0000000000000000000"]'
@@ -72,6 +74,11 @@ class WebReply:
     # Held after the first text frame until the test sets it: proves a client saw the first
     # words before the answer was complete.
     gate: threading.Event | None = None
+    # Generated images (rich field 7) in the final frame: None makes one when the request asks
+    # for image generation (slot 49 = 14). `images_in`: "stream" (positional field 7),
+    # "sparse" (the sparse bundle) or "chat" (only in the chat read back with hNvQHb).
+    images: int | None = None
+    images_in: str = "stream"
 
     @classmethod
     def error_code(cls, code: int) -> WebReply:
@@ -217,6 +224,7 @@ class FakeGeminiWeb:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.images = ImageHost(self)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -255,6 +263,7 @@ class FakeGeminiWeb:
         runner = self._runner
         if runner is not None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.images.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop = self._thread = None
@@ -272,6 +281,7 @@ class FakeGeminiWeb:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, port).start()
         self.port = self._runner.addresses[0][1]
+        await self.images.start()
 
     # ---- scripting ----------------------------------------------------------------------
 
@@ -292,6 +302,7 @@ class FakeGeminiWeb:
             self._queue.clear()
             self.requests.clear()
             self.rotations = 0
+        self.images.reset()
 
     def expire(self, psid: str) -> None:
         """The account's 1PSIDTS expires; a rotation from the last issued one revives it."""
@@ -321,6 +332,8 @@ class FakeGeminiWeb:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if path.startswith(("/gg-dl/", "/rd-gg-dl/", "/ogi/")) and request.method == "GET":
+            return await self.images.handle(request)
         try:
             if path.endswith("/app") and request.method == "GET":
                 return self._app_page(request)
@@ -429,7 +442,7 @@ class FakeGeminiWeb:
         body = b")]}'\n\n"
         for call in calls:
             rpcid, ident = call[0], call[3] if len(call) > 3 else "generic"
-            answer = self._rpc(rpcid, account, call[1])
+            answer = self._rpc(rpcid, account, call[1] if len(call) > 1 else "")
             body += frame(
                 [["wrb.fr", rpcid, orjson.dumps(answer).decode(), None, None, None, ident]]
             )
@@ -437,8 +450,6 @@ class FakeGeminiWeb:
         return web.Response(body=body, content_type="application/json")
 
     def _rpc(self, rpcid: str, account: Account | None, payload: str = "") -> Any:
-        if rpcid == "hNvQHb":
-            return self._read_chat(account, payload)
         if rpcid == "otAQ7b":
             status = 1000 if account is not None else 1016
             ids = [GUEST_MODEL] if account is None else [FAST, PRO, GUEST_MODEL]
@@ -453,6 +464,10 @@ class FakeGeminiWeb:
             body[16] = [8] if account is not None and account.tier == 2 else []
             body[17] = [115] if account is not None and account.tier == 4 else []
             return body
+        if rpcid == "c8o8Fe":
+            return self.images.full_size(payload, account)
+        if rpcid == "hNvQHb":
+            return self._read_chat(account, payload)
         if rpcid == "jSf9Qc" and account is not None:
             reset = int(account.reset_at or time.time() + 3600)
             return [account.tier, [[0, 1.0, 1, [[reset, 0]]]], 0]
@@ -629,6 +644,14 @@ class FakeGeminiWeb:
         model_info = [answered, None, None, display, True]
         last: list[Any] = []
 
+        made: list[Any] = []
+        drawing = inner[49] == 14 if len(inner) > 49 else False
+        count = reply.images if reply.images is not None else (1 if drawing else 0)
+        if count and account is not None:
+            made = self.images.make(account.psid, conversation.cid, rid, rcid, count)
+        image_rich = ImageHost.rich(made, sparse=reply.images_in != "stream") if made else None
+        rich = image_rich or rich
+
         def body(text: str, thoughts: str, done: bool) -> list[Any]:
             final = done
             done = done and complete
@@ -636,9 +659,13 @@ class FakeGeminiWeb:
             candidate[0], candidate[1], candidate[8] = rcid, [text], [2 if done else 1]
             if thoughts:
                 candidate[37] = [[thoughts]]
-            if final and rich is not None:
-                candidate[12] = rich
-            last[:] = [candidate]
+            if final:
+                shown = rich is not None and (image_rich is None or reply.images_in != "chat")
+                if shown:
+                    candidate[12] = rich
+                stored = list(candidate)  # as the chat read back has it, images and all
+                stored[12] = rich
+                last[:] = [stored]
             out: list[Any] = [None] * 43
             out[1] = [conversation.cid, rid]
             out[4] = [candidate]
@@ -651,13 +678,23 @@ class FakeGeminiWeb:
             return frame([["wrb.fr", None, orjson.dumps(body_value).decode()]])
 
         await response.write(wrap([None, [conversation.cid, rid], None, None, None]))
+        if made:
+            # While the image is made, the frames name the running tool (§6.2).
+            running = [None, ["data_analysis_tool", [None, None, "Loading Nano Banana Pro..."]]]
+            meta = [conversation.cid, rid]
+            await response.write(wrap([None, meta, None, None, None, None, running]))
         if reply.stall:
             await asyncio.sleep(reply.stall)
         text = reply.text if reply.text is not None else special.text
         if text is None:
             text = self._echo(prompt, files, account)
-        if reply.placeholder:
-            text += "\n\nhttp://googleusercontent.com/image_generation_content/0\n"
+        if drawing and account is None:
+            text = "Are you signed in? Sign in to create images."
+        elif made and reply.text is None:
+            text = "Here you go!"
+        if reply.placeholder or made:
+            for n in range(max(1, len(made))):
+                text += f"\n\nhttp://googleusercontent.com/image_generation_content/{n}\n"
         thoughts = reply.thoughts if thinking == 2 and account is not None else ""
         if thinking == 2 and account is not None and not thoughts:
             thoughts = "**Considering the question**\n\nThe user wants an answer."

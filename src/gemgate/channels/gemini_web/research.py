@@ -1,10 +1,11 @@
 """Deep research (`-deepsearch`) on the web app, as reference §9.2 describes it.
 
-Turn 1 asks with the research slots and gets a plan (rich field 55, or 56); turn 2, in the
-same chat and with the same slots, sends the plan's confirm prompt and the stream ends while
-the research runs on the server. The report is then read with `hNvQHb` until a turn's
-immersive document (candidate `[30][0]`) has its Markdown body; until then it carries a
-placeholder task id and an empty body. Sources come from the document's citation field 43.
+Turn 1 asks with the research slots (49 = 1, 54, 55, a fresh token at 3 and 4) and gets a
+plan (rich field 55, or 56); turn 2, in the same chat and with the same slots, sends the plan's
+confirm prompt, and the stream ends while the research runs on the server. The report is
+then read with `hNvQHb` until a turn's immersive document (candidate `[30][0]`) has its
+Markdown body; until then it carries a placeholder task id and an empty body. Sources come
+from the document's citation field 43.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ _NUMBER = re.compile(r"\d+")
 
 
 def prepare(inner: list[Any]) -> None:
-    """The research slots of a turn: the tool selector (49 = 1), the flags at 54 and 55, and
-    a fresh `!`-token and hex nonce at 3 and 4, which the server accepts unchecked here."""
+    """A research turn's fresh `!`-token and hex nonce at slots 3 and 4, which the server
+    accepts unchecked here (the tool's other slots are in the TOOLS table)."""
     inner[3] = "!" + secrets.token_urlsafe(2600)  # about 3.5 kB, as the web app's own client
     inner[4] = secrets.token_hex(16)
-    inner[49] = 1
-    inner[54] = [[[[[1]]]]]
-    inner[55] = [[1]]
 
 
 @dataclass(slots=True)

@@ -4,8 +4,8 @@ until it has rendered (reference §8.3, §8.5).
 The answer's rich block carries field 59 with the video's URL; the turn may be complete long
 before the video is. A GET of the URL answers 206 while it still renders and 200 with the
 bytes once done, so it is polled, with asyncio sleeps in between (other requests go on), up to
-a time limit. Downloads carry the account's cookies and follow redirects by hand, sending them
-again on every hop (HTTP clients drop them across hosts).
+a time limit. Downloads go as every web-app download does (downloads.py: the account's
+Google cookies, redirects by hand).
 """
 
 from __future__ import annotations
@@ -16,20 +16,22 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 from gemgate import errors, ir
-from gemgate.channels.gemini_web.client import Reply, WebClient, WebSession
+from gemgate.channels.gemini_web import downloads
+from gemgate.channels.gemini_web.client import WebSession
 from gemgate.channels.gemini_web.frames import at, rich_field
-from gemgate.media import sniff_mime
-
-_MAX_HOPS = 5
 
 
 @dataclass(frozen=True, slots=True)
 class VideoRef:
     url: str
     thumbnail: str | None = None
+
+
+def prompt_note(request: ir.Request) -> str:
+    """Nothing known selects Veo but asking for a video in words (§8.5)."""
+    return "\n\nGenerate a video for this request."
 
 
 def find(rich: Any) -> VideoRef | None:
@@ -43,21 +45,23 @@ def find(rich: Any) -> VideoRef | None:
 
 
 async def rendered(
-    client: WebClient, session: WebSession, video: VideoRef, *, interval: float, limit: float
+    session: WebSession, video: VideoRef, *, interval: float, limit: float
 ) -> AsyncIterator[ir.Event]:
     """Progress while the video renders, then the video itself as inline media."""
     started = time.monotonic()
     while True:
-        reply = await download(client, session, video.url)
-        if reply.status == 200 and reply.content:
-            mime = sniff_mime(reply.content[:16]) or "video/mp4"
-            data = base64.b64encode(reply.content).decode()
-            yield ir.PartEvent(ir.Media(mime, data=data))
-            return
-        if reply.status not in (200, 206):  # a 200 without bytes is still rendering too
+        try:
+            got = await downloads.fetch(session, video.url)
+        except downloads.StillRendering:
+            pass
+        except downloads.DownloadFailed as failed:
             raise errors.UpstreamError(
-                f"the Gemini web app's video could not be downloaded (HTTP {reply.status})"
-            )
+                f"the Gemini web app's video could not be downloaded: {failed}"
+            ) from None
+        else:
+            data = base64.b64encode(got.data).decode()
+            yield ir.PartEvent(ir.Media(got.mime_type, data=data))
+            return
         waited = time.monotonic() - started
         if waited + interval > limit:
             raise errors.UpstreamTimeout(
@@ -66,13 +70,3 @@ async def rendered(
             )
         yield ir.Progress(f"video rendering, {waited:.0f}s so far")
         await asyncio.sleep(interval)
-
-
-async def download(client: WebClient, session: WebSession, url: str) -> Reply:
-    headers = {"Origin": "https://gemini.google.com", "Referer": "https://gemini.google.com/"}
-    for _ in range(_MAX_HOPS):
-        reply = await client.send(session, "GET", url, headers=headers, redirects=False)
-        if reply.status not in (301, 302, 303, 307, 308) or not reply.location:
-            return reply
-        url = urljoin(url, reply.location)
-    raise errors.UpstreamError("the Gemini web app's video download redirected too often")
