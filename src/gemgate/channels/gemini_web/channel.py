@@ -470,7 +470,7 @@ class AnswerReader:
         self.model = model
         self.guest_ids = guest_ids
         self.asked = asked
-        # An answer may end without words once the chat is known (a research confirmed: the
+        # An answer that may end without words (a research confirmed in a known chat: the
         # work goes on on the server).
         self.wordless = wordless
         self.started = False
@@ -510,7 +510,7 @@ class AnswerReader:
             self.verified = True
         for event in self._release():
             yield event
-        if not self.started and self.wordless and self.cid and self.code in (None, 1096):
+        if not self.started and self.wordless and self.code in (None, 1096):
             return
         if not self.started:
             if self.code == 1096 or self.code is None:
