@@ -386,11 +386,17 @@ def test_an_account_without_the_entitlement_gets_a_clear_error(
         server.stop()
 
 
-def test_a_video_that_never_finishes_times_out(
+def test_a_video_or_research_that_never_finishes_times_out(
     tmp_path: Path, fake: FakeGeminiWeb, web: FakeGeminiWeb
 ) -> None:
-    web.video_polls = 1000
-    server = start(tmp_path, fake, {PAID: {"tier": 2}}, GEMGATE_WEB_VIDEO_TIMEOUT="1")
+    web.video_polls, web.research_reads = 1000, 1000
+    server = start(
+        tmp_path,
+        fake,
+        {PAID: {"tier": 2}},
+        GEMGATE_WEB_VIDEO_TIMEOUT="1",
+        GEMGATE_WEB_RESEARCH_TIMEOUT="1",
+    )
     try:
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as raised:
@@ -398,6 +404,11 @@ def test_a_video_that_never_finishes_times_out(
         assert raised.value.status_code == 504
         assert "still rendering" in raised.value.message
         assert time.monotonic() - started < 5
+        # Once a stream has begun, the time-out is the stream's last event.
+        lines = stream_lines(server, ask("gemini-3-pro-deepsearch", "Tidal?"))
+        error = json.loads(lines[-1].removeprefix("data: "))["error"]
+        assert "deep research was still running" in error["message"]
+        assert any(line.startswith(": deep research running") for line in lines)
     finally:
         server.stop()
 
