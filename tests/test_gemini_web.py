@@ -128,10 +128,17 @@ def test_chat_and_stream_on_every_front(
     stream = oai(gateway).chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Say hi"}], stream=True
     )
-    deltas = [
-        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
-    ]
+    chunks = [c for c in stream if c.choices]
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
     assert "".join(deltas) == expected and len(deltas) > 1
+    # The web app's frames that add nothing (no text yet, thoughts unchanged) send nothing:
+    # one role chunk opens the answer, and every later chunk carries something.
+    empty = [
+        c for c in chunks[1:]
+        if not c.choices[0].delta.content and not c.choices[0].finish_reason
+        and not (c.choices[0].delta.model_extra or {}).get("reasoning_content")
+    ]  # fmt: skip
+    assert empty == []
 
     message = claude(gateway).messages.create(
         model=model, max_tokens=100, messages=[{"role": "user", "content": "Say hi"}]

@@ -312,7 +312,8 @@ class AnswerReader:
         self.model = model
         self.guest_ids = guest_ids
         self.asked = asked
-        self.started = False
+        self.started = False  # a part has gone out: too late to fail over
+        self.opened = False  # the Start event is made (once, before the first part)
         self.verified = False
         self.held: list[ir.Event] = []
         self.text = frames.TextDiff()
@@ -373,7 +374,8 @@ class AnswerReader:
             candidate = turn.candidates[0]
             self.rcid = candidate.rcid or self.rcid
             self.done = self.done or candidate.done
-            if not self.held and not self.started:
+            if not self.opened:
+                self.opened = True
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)
             if thought:
