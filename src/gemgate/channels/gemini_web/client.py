@@ -475,11 +475,19 @@ class WebClient:
     async def stream(
         self, session: WebSession, url: str, headers: dict[str, str], body: bytes
     ) -> AsyncIterator[Reply | bytes]:
-        """POST and yield the reply head, then its body chunks as they arrive."""
+        """POST and yield the reply head, then its body as it arrives: all that has come
+        by each wake-up in one piece (the transport hands over one piece per network read,
+        and every piece costs a trip through the parser and the generators above)."""
         headers = {**headers, "Cookie": session.cookie_header()}
         try:
             response = await self.http.request(
-                "POST", url, headers=headers, data=body, proxy=self._proxy(session), stream=True
+                "POST",
+                url,
+                headers=headers,
+                data=body,
+                proxy=self._proxy(session),
+                stream=True,
+                quote=False,  # built with urlencode: already quoted
             )
         except RequestException as exc:
             raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
@@ -487,10 +495,30 @@ class WebClient:
             reply = Reply(response.status_code, url, _set_cookies(response.headers))
             session.merge(reply.set_cookies)
             yield reply
-            async for chunk in response.aiter_content():
-                yield chunk
+            async for piece in _arrived(response.queue):
+                yield piece
         finally:
             await response.aclose()
+
+
+async def _arrived(queue: asyncio.Queue[Any]) -> AsyncIterator[bytes]:
+    """The body from curl_cffi's stream queue, where its transfer puts bytes, then an error
+    or its end mark: every piece already there joined to the one waited for."""
+    while True:
+        item = await queue.get()
+        pieces = []
+        while isinstance(item, bytes):
+            pieces.append(item)
+            if queue.empty():
+                item = None
+                break
+            item = queue.get_nowait()
+        if pieces:
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if isinstance(item, BaseException):
+            raise item
+        if item is not None:
+            return  # the end mark
 
 
 def _set_cookies(headers: Any) -> list[str]:
