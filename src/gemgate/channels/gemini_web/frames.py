@@ -137,35 +137,16 @@ def _by_length(data: bytes, newline: int, units: int) -> int:
         return _SHORT  # every unit takes at least one byte
     if data[newline:end].isascii():
         return end
-    # At most three bytes a unit. Decoded so that every byte survives the round trip, even
-    # one that is not UTF-8.
+    # Counted on the text as UTF-16, at C speed. At most three bytes a unit; a byte that is
+    # not UTF-8 survives the round trip (as a lone surrogate, one unit, as the app counts it).
     text = data[newline : newline + 3 * units].decode("utf-8", "surrogateescape")
-    found = _text_end(text, units)
-    if found < 0:
-        return found
-    return newline + len(text[:found].encode("utf-8", "surrogateescape"))
-
-
-def _text_end(text: str, units: int) -> int:
-    """The index in `text` where `units` UTF-16 units end, _SHORT or _NO_FIT."""
-    if _units(text) < units:
+    wide = text.encode("utf-16-le", "surrogatepass")
+    if len(wide) < 2 * units:
         return _SHORT
-    end = units
-    # Characters outside the BMP count twice, so the end is at most `units` characters away;
-    # each step below moves it by the surplus it measures, at C speed.
-    for _ in range(8):
-        counted = _units(text[:end])
-        if counted == units:
-            return end
-        if counted > units:
-            end -= max(1, (counted - units) // 2)
-        else:
-            end += units - counted
-    return _NO_FIT
-
-
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+    if 0xD8 <= wide[2 * units - 1] <= 0xDB:
+        return _NO_FIT  # the count ends between the two halves of a character
+    head = wide[: 2 * units].decode("utf-16-le", "surrogatepass")
+    return newline + len(head.encode("utf-8", "surrogateescape"))
 
 
 def _boundary_ok(data: bytes, end: int, final: bool) -> bool:
