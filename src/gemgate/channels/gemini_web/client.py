@@ -28,6 +28,7 @@ from curl_cffi.requests.exceptions import RequestException
 from gemgate import errors
 from gemgate.channels.gemini_web import frames
 from gemgate.channels.gemini_web.request import ModelTable
+from gemgate.channels.gemini_web.streaming import Reply, StreamFailed, StreamingPost
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
 
@@ -346,18 +347,6 @@ class WebSession:
         return True
 
 
-@dataclass(slots=True)
-class Reply:
-    status: int
-    url: str
-    set_cookies: list[str]
-    content: bytes = b""
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
 class WebClient:
     """The transport seam: every call to the web hosts goes through `send` or `stream`."""
 
@@ -379,6 +368,9 @@ class WebClient:
         self._write_secret = write_secret
         self._sessions: dict[int, WebSession] = {}
         self._http: AsyncSession[Any] | None = None
+        self._streaming = StreamingPost(
+            settings.web_impersonate, settings.connect_timeout, settings.read_timeout
+        )
 
     def session_for(self, credential: Credential) -> WebSession:
         session = self._sessions.get(credential.id)
@@ -412,6 +404,7 @@ class WebClient:
         return self._http
 
     async def close(self) -> None:
+        self._streaming.close()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -475,50 +468,22 @@ class WebClient:
     async def stream(
         self, session: WebSession, url: str, headers: dict[str, str], body: bytes
     ) -> AsyncIterator[Reply | bytes]:
-        """POST and yield the reply head, then its body as it arrives: all that has come
-        by each wake-up in one piece (the transport hands over one piece per network read,
-        and every piece costs a trip through the parser and the generators above)."""
+        """POST and yield the reply head, then its body as it arrives."""
         headers = {**headers, "Cookie": session.cookie_header()}
+        chunks = self._streaming.post(self.http.acurl, url, headers, body, self._proxy(session))
         try:
-            response = await self.http.request(
-                "POST",
-                url,
-                headers=headers,
-                data=body,
-                proxy=self._proxy(session),
-                stream=True,
-                quote=False,  # built with urlencode: already quoted
-            )
-        except RequestException as exc:
-            raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
+            head = await anext(chunks)
+        except StreamFailed as exc:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise transient(f"could not reach the Gemini web app: {exc}") from None
         try:
-            reply = Reply(response.status_code, url, _set_cookies(response.headers))
-            session.merge(reply.set_cookies)
-            yield reply
-            async for piece in _arrived(response.queue):
-                yield piece
+            assert isinstance(head, Reply)
+            session.merge(head.set_cookies)
+            yield head
+            async for chunk in chunks:
+                yield chunk
         finally:
-            await response.aclose()
-
-
-async def _arrived(queue: asyncio.Queue[Any]) -> AsyncIterator[bytes]:
-    """The body from curl_cffi's stream queue, where its transfer puts bytes, then an error
-    or its end mark: every piece already there joined to the one waited for."""
-    while True:
-        item = await queue.get()
-        pieces = []
-        while isinstance(item, bytes):
-            pieces.append(item)
-            if queue.empty():
-                item = None
-                break
-            item = queue.get_nowait()
-        if pieces:
-            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        if isinstance(item, BaseException):
-            raise item
-        if item is not None:
-            return  # the end mark
+            await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _set_cookies(headers: Any) -> list[str]:
