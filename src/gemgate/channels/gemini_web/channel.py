@@ -324,6 +324,7 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
+        self._last_payload: Any = None
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -357,6 +358,9 @@ class AnswerReader:
         yield ir.Finish("stop")
 
     def _payload(self, payload: Any) -> list[ir.Event]:
+        if payload == self._last_payload:
+            return []  # the frame before again (a tool or a queue still at work): nothing new
+        self._last_payload = payload
         out: list[ir.Event] = []
         for entry in frames.entries(payload):
             if entry.error_code is not None and entry.error_code != 1096:

@@ -28,7 +28,7 @@ from curl_cffi.requests.exceptions import RequestException
 from gemgate import errors
 from gemgate.channels.gemini_web import frames
 from gemgate.channels.gemini_web.request import ModelTable
-from gemgate.channels.gemini_web.streaming import Reply, StreamFailed, StreamingPost
+from gemgate.channels.gemini_web.streaming import Head, StreamFailed, StreamingPost
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
 
@@ -347,6 +347,18 @@ class WebSession:
         return True
 
 
+@dataclass(slots=True)
+class Reply:
+    status: int
+    url: str
+    set_cookies: list[str]
+    content: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
 class WebClient:
     """The transport seam: every call to the web hosts goes through `send` or `stream`."""
 
@@ -477,10 +489,12 @@ class WebClient:
             await chunks.aclose()  # type: ignore[attr-defined]
             raise transient(f"could not reach the Gemini web app: {exc}") from None
         try:
-            assert isinstance(head, Reply)
-            session.merge(head.set_cookies)
-            yield head
+            assert isinstance(head, Head)
+            reply = Reply(head.status, url, head.set_cookies)
+            session.merge(reply.set_cookies)
+            yield reply
             async for chunk in chunks:
+                assert isinstance(chunk, bytes)
                 yield chunk
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]

@@ -365,10 +365,12 @@ class TextDiff:
 
     def __init__(self) -> None:
         self.sent = ""
+        self._last, self._last_final = "", False
 
     def delta(self, cumulative: str, final: bool) -> str:
-        if not cumulative:
-            return ""
+        if not cumulative or (cumulative == self._last and final == self._last_final):
+            return ""  # nothing, or the same as the frame before (the thoughts moved on)
+        self._last, self._last_final = cumulative, final
         text = clean(cumulative, final)
         if not final:
             text = _hold_back(text)
@@ -402,6 +404,8 @@ def _hold_back(text: str) -> str:
     """Keep back a trailing fragment that may yet become a placeholder link."""
     cut = max(text.rfind(" "), text.rfind("\n")) + 1
     tail = text[cut:]
-    if tail and any(p.startswith(tail) or tail.startswith(p) for p in _PLACEHOLDER_STARTS):
+    if tail[:1] != "h":  # both links start so: the usual tail is done with at once
+        return text
+    if any(p.startswith(tail) or tail.startswith(p) for p in _PLACEHOLDER_STARTS):
         return text[:cut].rstrip("\n")
     return text

@@ -32,15 +32,11 @@ _KEEP = 64
 
 
 @dataclass(slots=True)
-class Reply:
-    status: int
-    url: str
-    set_cookies: list[str]
-    content: bytes = b""
+class Head:
+    """The reply's status and the cookies it sets (of the last reply, after redirects)."""
 
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
+    status: int
+    set_cookies: list[str]
 
 
 class StreamFailed(Exception):
@@ -121,7 +117,7 @@ class StreamingPost:
         headers: dict[str, str],
         body: bytes,
         proxy: str | None,
-    ) -> AsyncIterator[Reply | bytes]:
+    ) -> AsyncIterator[Head | bytes]:
         """The reply's head, then its body: all that has come by each wake-up in one piece."""
         curl = self._handles.pop() if self._handles else Curl()
         sink = _Sink()
@@ -135,7 +131,7 @@ class StreamingPost:
                 raise StreamFailed(done.exception())
             status = curl.getinfo(CurlInfo.RESPONSE_CODE)
             assert isinstance(status, int)
-            yield Reply(status, url, sink.set_cookies())
+            yield Head(status, sink.set_cookies())
             while True:
                 if sink.pieces:
                     pieces, sink.pieces = sink.pieces, []
