@@ -642,3 +642,25 @@ def test_an_account_with_a_proxy_chats_through_it(tmp_path: Path, web: FakeGemin
     finally:
         server.stop()
         proxy.close()
+
+
+def test_a_client_that_leaves_mid_answer_frees_its_upstream_stream(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    for _ in range(3):
+        gate = threading.Event()
+        web.script(WebReply(text="one two three four five six", chunks=3, gate=gate))
+        stream = oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Count"}], stream=True
+        )
+        first = next(c for c in stream if c.choices and c.choices[0].delta.content)
+        assert first.choices[0].delta.content
+        stream.close()  # the client goes away while the web app still has the rest to send
+        gate.set()
+    # The transfers that were cut left nothing behind: the next answers come whole.
+    for word in ("again", "and again"):
+        answer = oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": word}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        assert text == f"You said: {word}. Emoji 🙂 & done."
