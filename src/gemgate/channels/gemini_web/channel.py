@@ -473,7 +473,8 @@ class AnswerReader:
         # An answer that may end without words (a research confirmed in a known chat: the
         # work goes on on the server).
         self.wordless = wordless
-        self.started = False
+        self.started = False  # a part has gone out: too late to fail over
+        self.opened = False  # the Start event is made (once, before the first part)
         self.verified = False
         self.held: list[ir.Event] = []
         self.text = frames.TextDiff()
@@ -486,6 +487,7 @@ class AnswerReader:
         self.code: int | None = None
         self.rich: Any = None  # the chosen candidate's latest rich-content block
         self.raw_text = ""  # its text as it came: placeholders say what a tool made
+        self._last_payload: Any = None
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
         parser = frames.FrameReader()
@@ -520,6 +522,9 @@ class AnswerReader:
             log.info("a web answer ended without its completion mark")
 
     def _payload(self, payload: Any) -> list[ir.Event]:
+        if payload == self._last_payload:
+            return []  # the frame before again (a tool or a queue still at work): nothing new
+        self._last_payload = payload
         out: list[ir.Event] = []
         for entry in frames.entries(payload):
             if entry.error_code is not None and entry.error_code != 1096:
@@ -539,7 +544,8 @@ class AnswerReader:
             self.done = self.done or candidate.done
             self.rich = candidate.rich or self.rich
             self.raw_text = candidate.text or self.raw_text
-            if not self.held and not self.started:
+            if not self.opened:
+                self.opened = True
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)
             if thought:
