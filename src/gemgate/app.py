@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from gemgate.admin import api as admin_api
 from gemgate.admin import pages as admin_pages
 from gemgate.admin.auth import AdminAuth
+from gemgate.admin.google_login import GoogleLogins
 from gemgate.api.body_limit import BodyLimit
 from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
@@ -25,6 +26,7 @@ from gemgate.config import Settings
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
+from gemgate.services.quota_readings import QuotaReadings
 
 
 def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
@@ -72,6 +74,8 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
     )
     app.state.gateway = gateway
     app.state.admin_auth = AdminAuth.from_settings(settings)
+    app.state.quota_readings = QuotaReadings()
+    app.state.google_logins = GoogleLogins()
     # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
     # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
     # through them all to Starlette.

@@ -11,23 +11,32 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gemgate.admin import charts
-from gemgate.admin.api import key_changes, live_credentials
+from gemgate.admin.api import (
+    client_address,
+    key_changes,
+    live_credentials,
+    quota_readings,
+    too_many_tries,
+)
 from gemgate.admin.auth import LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, AdminAuth
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.gateway import Gateway
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
-from gemgate.services import usage_report
+from gemgate.services import oauth_import, usage_report
+from gemgate.services import quota_readings as quota
 
 HERE = Path(__file__).parent
 FLASH_COOKIE = "gemgate_flash"
 Page = Callable[[Request, "Session"], Awaitable[Response]]
+
 
 def _ago(timestamp: float | None) -> str:
     if not timestamp:
@@ -88,9 +97,7 @@ class Session:
         return self.form.get(name, [])
 
 
-def render(
-    request: Request, template: str, status: int = 200, **context: Any
-) -> HTMLResponse:
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     flash = request.cookies.get(FLASH_COOKIE)
     context.setdefault("flash", _read_flash(flash) if flash else None)
     html = templates().get_template(template).render(request=request, **context)
@@ -118,10 +125,14 @@ def _read_flash(raw: str) -> dict[str, str]:
 def back(path: str, text: str, kind: str = "ok") -> RedirectResponse:
     """Post/redirect/get, with a one-time message for the next page."""
     response = RedirectResponse(path, status_code=303)
+    set_flash(response, text, kind)
+    return response
+
+
+def set_flash(response: Response, text: str, kind: str = "ok") -> None:
     response.set_cookie(
         FLASH_COOKIE, quote(f"{kind}:{text}"[:600]), path="/admin", httponly=True, samesite="strict"
     )
-    return response
 
 
 def page(func: Page) -> Callable[[Request], Awaitable[Response]]:
@@ -137,7 +148,10 @@ def page(func: Page) -> Callable[[Request], Awaitable[Response]]:
             return RedirectResponse("/admin/login", status_code=303)
         session = Session(auth, session_id, request)
         if request.method == "POST":
-            session.form = await _form(request)
+            try:
+                session.form = await _form(request)
+            except GatewayError as error:
+                return back(_referer_path(request), error.message, "error")
             if not auth.check_csrf(session_id, session.get("csrf")):
                 return render(request, "refused.html", 403, reason="csrf")
         try:
@@ -158,16 +172,42 @@ def _referer_path(request: Request) -> str:
     return path if path.startswith("/admin") else "/admin/"
 
 
+# An uploaded file is a credential document (oauth_creds.json, cookies.txt): small.
+UPLOAD_BYTES = 256 * 1024
+
+
 async def _form(request: Request) -> dict[str, list[str]]:
-    # Plain url-encoded forms only: no upload needs multipart yet.
-    body = (await request.body()).decode("utf-8", "replace")
-    form: dict[str, list[str]] = {}
-    for name, value in parse_qsl(body, keep_blank_values=True):
-        form.setdefault(name, []).append(value)
+    """The form's fields as text; an uploaded file as its text, under its field's name."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        body = (await request.body()).decode("utf-8", "replace")
+        form: dict[str, list[str]] = {}
+        for name, value in parse_qsl(body, keep_blank_values=True):
+            form.setdefault(name, []).append(value)
+        return form
+    form = {}
+    try:
+        data = await request.form(max_files=4, max_fields=50, max_part_size=UPLOAD_BYTES)
+    except MultiPartException as exc:
+        raise InvalidRequest(f"the form could not be read: {exc.message}") from None
+    async with data:
+        for name, value in data.multi_items():
+            if isinstance(value, str):
+                form.setdefault(name, []).append(value)
+                continue
+            raw = await value.read(UPLOAD_BYTES + 1)
+            if len(raw) > UPLOAD_BYTES:
+                raise InvalidRequest(
+                    f"{value.filename or name} is over {UPLOAD_BYTES // 1024} KB: not a "
+                    "credential file"
+                )
+            if raw:
+                # A file is a text document; undecodable bytes become U+FFFD and fail parsing.
+                form.setdefault(name, []).append(raw.decode("utf-8-sig", "replace"))
     return form
 
 
-def _gateway(request: Request) -> Gateway:
+def gateway_of(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
@@ -202,7 +242,14 @@ async def login(request: Request) -> Response:
     given_csrf = (form.get("csrf") or [""])[-1]
     if not nonce or not auth.check_csrf("login:" + nonce, given_csrf):
         return render(request, "refused.html", 403, reason="csrf")
+    address = client_address(request)
+    wait = auth.throttle.wait(address)
+    if wait:
+        response = render(request, "refused.html", 429, reason="throttled", wait=wait)
+        response.headers.update(too_many_tries(wait).headers())
+        return response
     if not auth.check_token((form.get("token") or [""])[-1]):
+        auth.throttle.failed(address)
         return _login_form(request, auth, "That is not the admin token.")
     response = RedirectResponse("/admin/", status_code=303)
     response.set_cookie(
@@ -230,11 +277,12 @@ async def logout(request: Request, session: Session) -> Response:
 
 @page
 async def board(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     # What needs the operator comes first: broken, then cooling, then working, then disabled.
     order = {"invalid": 0, "cooling": 1, "ok": 2, "disabled": 3}
     credentials = sorted(
-        await live_credentials(gateway), key=lambda c: (order.get(c["state"], 9), c["id"])
+        await live_credentials(gateway, quota_readings(request)),
+        key=lambda c: (order.get(c["state"], 9), c["id"]),
     )
     counts = dict.fromkeys(order, 0)
     for cred in credentials:
@@ -247,6 +295,8 @@ async def board(request: Request, session: Session) -> Response:
         credentials=credentials,
         counts=counts,
         kinds=credential_service.KINDS,
+        quota_channels=quota.REPORTING,
+        quota_silent=quota.SILENT,
     )
 
 
@@ -257,15 +307,29 @@ async def new_credential(request: Request, session: Session) -> Response:
         "credential_new.html",
         session=session,
         nav="credentials",
-        kinds=list(credential_service.KINDS.values()),
+        kinds=_kinds(),
+        google_login=oauth_import.CHANNEL in credential_service.KINDS,
     )
+
+
+def _kinds() -> list[credential_service.CredentialKind]:
+    order = {channel: n for n, channel in enumerate(key_service.CHANNELS)}
+    return sorted(credential_service.KINDS.values(), key=lambda k: order.get(k.channel, 99))
 
 
 @page
 async def add_credential(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     channel = session.get("channel")
     values = {name: values[-1] for name, values in session.form.items()}
+    kind = credential_service.KINDS.get(channel)
+    for field in kind.fields if kind else ():
+        # A document may be pasted or uploaded as a file (`<name>_file`), not both.
+        uploaded = values.pop(field.name + "_file", "")
+        if field.kind == "document" and uploaded.strip():
+            if values.get(field.name, "").strip():
+                raise InvalidRequest(f"give the {field.label} once: pasted or uploaded, not both")
+            values[field.name] = uploaded
     record = await credential_service.add(
         gateway.store,
         channel,
@@ -280,17 +344,25 @@ async def add_credential(request: Request, session: Session) -> Response:
 def _cred_action(action: str) -> Callable[[Request], Awaitable[Response]]:
     @page
     async def endpoint(request: Request, session: Session) -> Response:
-        gateway = _gateway(request)
+        gateway = gateway_of(request)
         raw = request.path_params["cred_id"]
         if not raw.isdigit():
             raise InvalidRequest(f"no credential {raw!r}")
         cred_id = int(raw)
         kind = "ok"
+        if action == "quota":
+            record = await credential_service.find(gateway.store, cred_id)
+            reading = await quota_readings(request).read(
+                gateway.store, gateway.settings, record, gateway.channels.get(record.channel)
+            )
+            text, kind = _quota_words(record.id, reading)
+            return back(f"/admin/#credential-{record.id}", text, kind)
         if action == "test":
             result = await credential_service.test(gateway.store, gateway.channels, cred_id)
             text, kind = result.message, "ok" if result.ok else "error"
         elif action == "remove":
             record = await credential_service.remove(gateway.store, cred_id)
+            quota_readings(request).forget(record.id)
             text = f"Removed credential {record.id} ({record.label})."
         else:
             enabled = action == "enable"
@@ -303,13 +375,26 @@ def _cred_action(action: str) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+def _quota_words(cred_id: int, reading: dict[str, Any]) -> tuple[str, str]:
+    if reading["error"]:
+        return f"Could not read the quota of credential {cred_id}: {reading['error']}", "error"
+    lowest = reading["lowest"]
+    if lowest is None:
+        return f"Google reports no quota for credential {cred_id}.", "ok"
+    return (
+        f"Quota of credential {cred_id}: {len(reading['models'])} models, the lowest "
+        f"{lowest['model']} with {lowest['left']} left.",
+        "ok",
+    )
+
+
 # -- client keys ------------------------------------------------------------------------------
 
 
 async def _keys_page(
     request: Request, session: Session, status: int = 200, **context: Any
 ) -> Response:
-    records = await _gateway(request).store.list_keys()
+    records = await gateway_of(request).store.list_keys()
     return render(
         request,
         "keys.html",
@@ -342,7 +427,7 @@ def _form_changes(session: Session) -> dict[str, Any]:
 
 @page
 async def create_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     name = session.get("name").strip()
     try:
         if not name:
@@ -357,7 +442,7 @@ async def create_key(request: Request, session: Session) -> Response:
 
 @page
 async def key_page(request: Request, session: Session) -> Response:
-    record = await key_service.find(_gateway(request).store, request.path_params["ident"])
+    record = await key_service.find(gateway_of(request).store, request.path_params["ident"])
     return render(
         request,
         "key_edit.html",
@@ -371,7 +456,7 @@ async def key_page(request: Request, session: Session) -> Response:
 
 @page
 async def update_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     record = await key_service.find(gateway.store, request.path_params["ident"])
     await key_service.update(gateway.store, record.id, _form_changes(session))
     await gateway.reload()
@@ -380,7 +465,7 @@ async def update_key(request: Request, session: Session) -> Response:
 
 @page
 async def revoke_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     record = await key_service.revoke(gateway.store, request.path_params["ident"])
     gateway.keys.forget(record.id)
     await gateway.reload()
@@ -394,7 +479,7 @@ RANGES = {"day": ("7d", "14d", "30d", "90d"), "hour": ("24h", "48h", "7d")}
 
 @page
 async def usage(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     params = dict(request.query_params)
     bucket = params.get("bucket", "day")
     if bucket not in RANGES:
@@ -434,11 +519,14 @@ async def errors(request: Request, session: Session) -> Response:
         "errors.html",
         session=session,
         nav="errors",
-        errors=_gateway(request).recent_errors.latest(200),
+        errors=gateway_of(request).recent_errors.latest(200),
     )
 
 
 def routes() -> list[BaseRoute]:
+    # Its pages are made with this module's helpers, so it is imported once both exist.
+    from gemgate.admin import google_login
+
     return [
         Route("/", board, methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
@@ -448,7 +536,7 @@ def routes() -> list[BaseRoute]:
         Route("/credentials", add_credential, methods=["POST"]),
         *(
             Route(f"/credentials/{{cred_id}}/{action}", _cred_action(action), methods=["POST"])
-            for action in ("test", "enable", "disable", "remove")
+            for action in ("test", "quota", "enable", "disable", "remove")
         ),
         Route("/keys", keys, methods=["GET"]),
         Route("/keys", create_key, methods=["POST"]),
@@ -458,4 +546,5 @@ def routes() -> list[BaseRoute]:
         Route("/usage", usage, methods=["GET"]),
         Route("/errors", errors, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        *google_login.routes(),
     ]
