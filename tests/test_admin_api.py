@@ -13,6 +13,7 @@ from tests.admin_client import AdminClient, fetch
 from tests.conftest import start_gemgate
 from tests.fakes.code_assist import FakeCodeAssist
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.gemini_cli_setup import code_assist_env
 from tests.harness import Gemgate
 
 TOKEN = "admin-token-for-tests-0123456789"
@@ -350,15 +351,6 @@ def test_a_gemini_cli_account_is_added_by_pasting_its_oauth_file(admin: AdminCli
     cred = added.json()
     assert cred["channel"] == "gemini_cli" and cred["secret"]["project_id"] == "my-project"
     assert admin.delete(f"/credentials/{cred['id']}").status_code == 200
-
-
-def code_assist_env(fake: FakeCodeAssist) -> dict[str, str]:
-    return {
-        "GEMGATE_CODE_ASSIST_BASE": fake.base_url,
-        "GEMGATE_OAUTH_TOKEN_URL": fake.token_url,
-        "GEMGATE_GOOGLE_ACCOUNTS_BASE": fake.base_url,
-        "GEMGATE_ONBOARD_POLL_INTERVAL": "0.05",
-    }
 
 
 def test_quota_left_is_read_where_the_channel_reports_it(

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from functools import cache, wraps
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -97,11 +97,25 @@ class Session:
         return self.form.get(name, [])
 
 
-def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    status: int = 200,
+    *,
+    form_leads_to: str = "",
+    **context: Any,
+) -> HTMLResponse:
+    """A page. `form_leads_to`: an origin one of its forms is sent on to by a redirect (the
+    browser holds a redirect after a form post to the page's form-action policy)."""
     flash = request.cookies.get(FLASH_COOKIE)
     context.setdefault("flash", _read_flash(flash) if flash else None)
     html = templates().get_template(template).render(request=request, **context)
-    response = HTMLResponse(html, status_code=status, headers=_NO_STORE)
+    headers = _NO_STORE
+    if form_leads_to:
+        policy = headers["content-security-policy"]
+        policy = policy.replace("form-action 'self'", f"form-action 'self' {form_leads_to}")
+        headers = {**headers, "content-security-policy": policy}
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if flash:
         response.delete_cookie(FLASH_COOKIE, path="/admin")
     return response
@@ -190,7 +204,7 @@ async def _form(request: Request) -> dict[str, list[str]]:
         data = await request.form(max_files=4, max_fields=50, max_part_size=UPLOAD_BYTES)
     except MultiPartException as exc:
         raise InvalidRequest(f"the form could not be read: {exc.message}") from None
-    async with data:
+    try:
         for name, value in data.multi_items():
             if isinstance(value, str):
                 form.setdefault(name, []).append(value)
@@ -204,6 +218,8 @@ async def _form(request: Request) -> dict[str, list[str]]:
             if raw:
                 # A file is a text document; undecodable bytes become U+FFFD and fail parsing.
                 form.setdefault(name, []).append(raw.decode("utf-8-sig", "replace"))
+    finally:
+        await data.close()
     return form
 
 
@@ -309,7 +325,14 @@ async def new_credential(request: Request, session: Session) -> Response:
         nav="credentials",
         kinds=_kinds(),
         google_login=oauth_import.CHANNEL in credential_service.KINDS,
+        # Signing in goes on to Google's sign-in page.
+        form_leads_to=_origin(gateway_of(request).settings.google_accounts_base),
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _kinds() -> list[credential_service.CredentialKind]:
