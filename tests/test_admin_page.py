@@ -14,6 +14,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from tests.admin_client import AdminClient
 from tests.conftest import start_gemgate
 from tests.fakes.code_assist import FakeCodeAssist
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
@@ -449,3 +450,45 @@ def test_wrong_tokens_get_a_page_that_says_to_wait(
     finally:
         page.close()
         gate.stop()
+
+
+def test_a_big_board_shows_a_page_at_a_time_and_finds_a_credential(
+    server: Gemgate, browser: object
+) -> None:
+    admin = AdminClient(server.url + "/admin/api", TOKEN)
+    added = [
+        admin.post(
+            "/credentials",
+            json_body={"channel": "gemini", "api_key": f"AIzaBoardKey{n:08d}", "label": f"b-{n}"},
+        ).json()["id"]
+        for n in range(120)
+    ]
+    admin.post(f"/credentials/{added[-1]}/disable")
+    page = browser.new_page(viewport={"width": 1360, "height": 860})  # type: ignore[attr-defined]
+    try:
+        log_in(page, server)
+        rows = page.locator(".board-row[id^=credential-]")
+        assert rows.count() == 100
+        total = int(page.inner_text(".pager .meta").split(" of ")[1].split()[0])
+        assert total >= 120
+        page.click("text=Next →")
+        assert rows.count() == total - 100
+        assert page.locator(f"#credential-{added[-1]}").get_attribute("data-state") == "disabled"
+
+        # Found by label; an action returns to the same view of the board.
+        page.fill("input[name=q]", "b-7")
+        page.click("form.filters button")
+        assert {r.get_attribute("id") for r in rows.all()} == {
+            f"credential-{added[n]}" for n in (7, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79)
+        }
+        page.locator(f"#credential-{added[70]}").locator("button:text('Disable')").click()
+        assert "q=b-7" in page.url and f"Disabled credential {added[70]}" in page.inner_text(
+            ".flash"
+        )
+        # The tally filters by state.
+        page.click(".tally .disabled a")
+        assert {r.get_attribute("data-state") for r in rows.all()} == {"disabled"}
+    finally:
+        page.close()
+        for cred in added:
+            admin.delete(f"/credentials/{cred}")

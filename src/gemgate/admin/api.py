@@ -180,8 +180,9 @@ async def keys_revoke(request: Request) -> Response:
 
 
 async def live_credentials(gateway: Gateway, readings: QuotaReadings) -> list[dict[str, Any]]:
+    # What the gateway loaded at the store's current revision: no second read of every row.
     await gateway.reload()
-    return [_live(gateway, readings, r) for r in await gateway.store.list_credentials()]
+    return [_live(gateway, readings, r) for r in gateway.credential_records]
 
 
 def _live(gateway: Gateway, readings: QuotaReadings, record: CredentialRecord) -> dict[str, Any]:

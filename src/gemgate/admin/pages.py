@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import cache, wraps
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -291,29 +292,75 @@ async def logout(request: Request, session: Session) -> Response:
 # -- credentials ------------------------------------------------------------------------------
 
 
+# Rows on one page of the board: broken and cooling credentials sort first, so they are on the
+# first page; a few hundred rows would make the page slow to paint for nothing.
+BOARD_ROWS = 100
+STATE_ORDER = {"invalid": 0, "cooling": 1, "ok": 2, "disabled": 3}
+
+
 @page
 async def board(request: Request, session: Session) -> Response:
     gateway = gateway_of(request)
     # What needs the operator comes first: broken, then cooling, then working, then disabled.
-    order = {"invalid": 0, "cooling": 1, "ok": 2, "disabled": 3}
     credentials = sorted(
         await live_credentials(gateway, quota_readings(request)),
-        key=lambda c: (order.get(c["state"], 9), c["id"]),
+        key=lambda c: (STATE_ORDER.get(c["state"], 9), c["id"]),
     )
-    counts = dict.fromkeys(order, 0)
+    counts = dict.fromkeys(STATE_ORDER, 0)
     for cred in credentials:
         counts[cred["state"]] = counts.get(cred["state"], 0) + 1
+    show = _board_filter(request.query_params)
+    shown = [c for c in credentials if _shown(c, show)]
+    pages = max(1, -(-len(shown) // BOARD_ROWS))
+    number = min(show["page"], pages)
+    first = (number - 1) * BOARD_ROWS
     return render(
         request,
         "credentials.html",
         session=session,
         nav="credentials",
-        credentials=credentials,
+        # As attributes: Jinja looks `c.state` up as an attribute first, a key only after.
+        credentials=[SimpleNamespace(**c) for c in shown[first : first + BOARD_ROWS]],
+        total=len(credentials),
+        matching=len(shown),
+        first=first,
+        number=number,
+        pages=pages,
+        show=show,
         counts=counts,
-        kinds=credential_service.KINDS,
+        channels=key_service.CHANNELS,
         quota_channels=quota.REPORTING,
-        quota_silent=quota.SILENT,
+        words=STATE_WORDS,
     )
+
+
+def _board_filter(params: Any) -> dict[str, Any]:
+    """What the board is asked to show: a state, a channel, words in the label, a page."""
+    state = params.get("state", "")
+    channel = params.get("channel", "")
+    raw_page = params.get("page", "1")
+    return {
+        "state": state if state in STATE_ORDER else "",
+        "channel": channel if channel in key_service.CHANNELS else "",
+        "q": params.get("q", "").strip()[:200],
+        "page": int(raw_page) if raw_page.isdigit() and int(raw_page) >= 1 else 1,
+    }
+
+
+def _shown(cred: dict[str, Any], show: dict[str, Any]) -> bool:
+    if show["state"] and cred["state"] != show["state"]:
+        return False
+    if show["channel"] and cred["channel"] != show["channel"]:
+        return False
+    words = show["q"].lower()
+    if not words:
+        return True
+    if words.lstrip("#") == str(cred["id"]):
+        return True
+    return words in cred["label"].lower() or words in str(cred["secret"].get("email", "")).lower()
+
+
+STATE_WORDS = {"ok": "Working", "cooling": "Cooling", "invalid": "Broken", "disabled": "Disabled"}
 
 
 @page
@@ -379,7 +426,7 @@ def _cred_action(action: str) -> Callable[[Request], Awaitable[Response]]:
                 gateway.store, gateway.settings, record, gateway.channels.get(record.channel)
             )
             text, kind = _quota_words(record.id, reading)
-            return back(f"/admin/#credential-{record.id}", text, kind)
+            return back(_board_path(request, record.id), text, kind)
         if action == "test":
             result = await credential_service.test(gateway.store, gateway.channels, cred_id)
             text, kind = result.message, "ok" if result.ok else "error"
@@ -393,9 +440,17 @@ def _cred_action(action: str) -> Callable[[Request], Awaitable[Response]]:
             done = "Enabled" if enabled else "Disabled"
             text = f"{done} credential {record.id} ({record.label})."
         await gateway.reload()
-        return back("/admin/", text, kind)
+        return back(_board_path(request, cred_id), text, kind)
 
     return endpoint
+
+
+def _board_path(request: Request, cred_id: int) -> str:
+    """Back to the board as the admin was looking at it (its filter and page), at the row."""
+    path = _referer_path(request).partition("#")[0]
+    if not (path == "/admin/" or path.startswith("/admin/?")):
+        path = "/admin/"
+    return f"{path}#credential-{cred_id}"
 
 
 def _quota_words(cred_id: int, reading: dict[str, Any]) -> tuple[str, str]:
