@@ -328,6 +328,10 @@ def test_credential_kinds_say_what_each_channel_needs(admin: AdminClient) -> Non
     kinds = {k["channel"]: k for k in admin.get("/credential-kinds").json()["kinds"]}
     assert [f["name"] for f in kinds["gemini"]["fields"]] == ["api_key"]
     assert kinds["gemini"]["fields"][0]["kind"] == "secret" and kinds["gemini"]["guide"]
+    web = kinds["gemini_official"]
+    assert [f["name"] for f in web["fields"]] == ["cookies", "psid", "psidts"]
+    assert any("Firefox" in step for step in web["steps"])
+    assert any("without chatting" in step for step in web["steps"])
 
 
 def test_a_gemini_cli_account_is_added_by_pasting_its_oauth_file(admin: AdminClient) -> None:

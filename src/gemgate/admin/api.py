@@ -211,6 +211,7 @@ async def credential_kinds(request: Request) -> Response:
             "channel": kind.channel,
             "title": kind.title,
             "guide": kind.guide,
+            "steps": list(kind.steps),
             "fields": [
                 {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required}
                 for f in kind.fields
