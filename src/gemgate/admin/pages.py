@@ -197,8 +197,8 @@ async def _form(request: Request) -> dict[str, list[str]]:
     if not content_type.startswith("multipart/form-data"):
         body = (await request.body()).decode("utf-8", "replace")
         form: dict[str, list[str]] = {}
-        for name, value in parse_qsl(body, keep_blank_values=True):
-            form.setdefault(name, []).append(value)
+        for name, text in parse_qsl(body, keep_blank_values=True):
+            form.setdefault(name, []).append(text)
         return form
     form = {}
     try:
@@ -262,9 +262,9 @@ async def login(request: Request) -> Response:
     address = client_address(request)
     wait = auth.throttle.wait(address)
     if wait:
-        response = render(request, "refused.html", 429, reason="throttled", wait=wait)
-        response.headers.update(too_many_tries(wait).headers())
-        return response
+        refused = render(request, "refused.html", 429, reason="throttled", wait=wait)
+        refused.headers.update(too_many_tries(wait).headers())
+        return refused
     if not auth.check_token((form.get("token") or [""])[-1]):
         auth.throttle.failed(address)
         return _login_form(request, auth, "That is not the admin token.")
