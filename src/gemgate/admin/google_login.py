@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gemgate.admin.pages import Session, back, gateway_of, page, render, set_flash
+from gemgate.admin.rendering import back, render, set_flash
+from gemgate.admin.session import Session, gateway_of, page
 from gemgate.channels import google_oauth
 from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.errors import GatewayError, InvalidRequest
