@@ -113,7 +113,8 @@ async def start(request: Request, session: Session) -> Response:
         raise InvalidRequest("a label is at most 200 characters")
     proxy = credential_service.checked_proxy(session.get("proxy").strip() or None)
     project = session.get("project").strip() or None
-    loopback = _loopback(request.url.hostname)
+    # Google takes a loopback address back only over plain http.
+    loopback = request.url.scheme == "http" and _loopback(request.url.hostname)
     redirect_uri = (
         str(request.base_url).rstrip("/") + CALLBACK if loopback else google_oauth.PASTE_REDIRECT
     )
