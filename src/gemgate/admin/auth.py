@@ -130,6 +130,11 @@ class LoginThrottle:
             return 0.0
         return max(1.0, failures[0] + self.window - self.clock())
 
+    @property
+    def tracked(self) -> int:
+        """How many addresses have failures remembered."""
+        return len(self._failures)
+
     def failed(self, address: str) -> None:
         now = self.clock()
         if len(self._failures) > 10_000:
