@@ -34,7 +34,7 @@ from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
-from gemgate.store import Store
+from gemgate.store import CredentialRecord, Store
 
 if TYPE_CHECKING:
     from gemgate.store.redis_state import SharedState
@@ -93,6 +93,7 @@ class Gateway:
         self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
+        self.credential_records: list[CredentialRecord] = []
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -137,6 +138,8 @@ class Gateway:
             return
         self.keys.replace(await self.store.list_keys())
         records = await self.store.list_credentials()
+        # Kept as loaded (secrets opened once per change), for the admin board to read.
+        self.credential_records = records
         self.pool.load(
             [credential_service.to_pool(r) for r in records],
             {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},
