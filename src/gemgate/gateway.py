@@ -96,7 +96,9 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.open(create=True)
+        # `serve` has prepared the database (migrations, the key check) once, before any of its
+        # processes start: they only open it.
+        await self.store.open(prepare=False)
         await self.reload()
         await self.cooldowns.load_into(self.pool)
         await self.usage.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -16,17 +17,36 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose shutdown first starts the gateway's drain window: streams under
     way get `drain_seconds` to finish, then end with their format's error event."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        gateway: Gateway,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.gateway.drain.begin(self.gateway.settings.drain_seconds)
         await super().shutdown(sockets)
 
 
-def run(settings: Settings) -> None:
-    log_format.configure(settings.log_level, settings.log_format)
+def run(
+    settings: Settings,
+    sockets: list[socket.socket] | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT: on `settings.host:port`, or on `sockets` that a
+    supervisor bound (a worker of `gemgate serve --workers N`, which calls `on_started` once it
+    accepts requests)."""
+    several = settings.worker_count > 1
+    log_format.configure(settings.log_level, settings.log_format, process=several)
     gateway = Gateway(settings)
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
@@ -38,7 +58,7 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level,
         # JSON logs: uvicorn's loggers go through the root handler (and its JSON lines), and
         # gemgate's own request lines replace uvicorn's access log.
-        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
+        log_config=None if json_logs else log_format.uvicorn_text(several),
         access_log=bool(settings.access_log) and not json_logs,
         lifespan="on",
         # A backstop only: the drain ends streams (with an error event) before this.
@@ -46,4 +66,4 @@ def run(settings: Settings) -> None:
     )
     # uvicorn sets up its loggers when the config is made; the filter goes on after that.
     log_redaction.install()
-    DrainingServer(config, gateway).run()
+    DrainingServer(config, gateway, on_started).run(sockets)
