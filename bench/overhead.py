@@ -78,6 +78,8 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     # Responses API CPU per request against chat completions', same load and same answer.
     "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    # `--workers 2` over 1 worker at c=32 (see measure_workers for what each ratio means).
+    "throughput_ratio_workers2_by_cpu": (">= 170 %", lambda v: v >= 1.70),
 }
 # gemini_official: one account for gemgate, another for the direct calls (a page fetch by one
 # side would otherwise make the other side's token stale).
@@ -691,6 +693,72 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     return results
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every process under it (a server and its workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
+
+
+def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
+    """Non-streaming c=32 through a second gemgate on the same store and fake, free to run on
+    both cores, with 1 worker and then with `--workers 2`. The fake and this load generator
+    stay on core 1, so the second worker shares that core with them: the raw req/s ratio is
+    what this machine shows; req/s per core of gemgate CPU shows what the workers would give
+    on cores of their own."""
+    results: dict[str, Result] = {}
+    port = free_port()
+    target = stack.targets()["gemgate"]
+    target = Target(
+        f"{target.name}", target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
+        target.headers, target.body, target.stream, target.check,
+    )  # fmt: skip
+    for workers in (1, 2):
+        server = subprocess.Popen(
+            ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m", "gemgate",
+             "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT, env=stack.env, stdout=(stack.tmp / f"workers-{workers}.log").open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", server)
+            time.sleep(1.0 * workers)  # every worker up, not only the first
+            cpu_before = tree_cpu_seconds(server.pid)
+            result = asyncio.run(drive(target, 32, args.warmup, args.duration))
+            cpu = tree_cpu_seconds(server.pid) - cpu_before
+        finally:
+            server.terminate()
+            server.wait(30)
+        total = result.requests * (args.warmup + args.duration) / args.duration
+        result.cpu_ms_per_request = 1000 * cpu / total if total else None
+        result.scenario, result.target = "nonstream-c32", f"{workers} worker" + "s" * (workers > 1)
+        results[f"workers-{workers}"] = result
+        print(f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s", flush=True)
+    return results
+
+
+WORKERS_NOTE = (
+    "workers rows: gemgate may use both cores, but the fake and the load generator share core 1"
+    "\nwith its second worker, which holds throughput_ratio_workers2 down on a 2-core machine;"
+    "\nthroughput_ratio_workers2_by_cpu (2 cores over 2 workers' CPU per request, against 1 core"
+    "\nover 1 worker's) is the ratio when the workers have cores of their own"
+)
+
+
+def workers_derived(results: dict[str, Result]) -> dict[str, float]:
+    one, two = results["workers-1"], results["workers-2"]
+    return {
+        # Measured here, where the fake and this load generator share core 1 with worker 2.
+        "throughput_ratio_workers2": two.rps / one.rps if one.rps else 0.0,
+        # Cores over CPU seconds per request, 2 workers on 2 cores against 1 worker on the one
+        # core it can use: the throughput ratio when the workers have the cores to themselves.
+        "throughput_ratio_workers2_by_cpu": 2 * (one.cpu_ms_per_request or 0)
+        / (two.cpu_ms_per_request or float("inf")),
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     if load > 0.5:
@@ -699,13 +767,15 @@ def run(args: argparse.Namespace) -> None:
         print(f"gemgate up in {stack.startup_s:.2f}s, idle RSS {stack.idle['VmRSS']:.1f} MB")
         results = measure(args, stack)
         peak = proc_status(stack.server.pid)["VmHWM"]
+        results |= measure_workers(args, stack)
         hot: list[tuple[str, float]] = []
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
             hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
-    derived = derive(results, stack, peak)
+    derived = derive(results, stack, peak) | workers_derived(results)
     print()
     show(results, derived)
+    print(WORKERS_NOTE)
     if hot:
         print("\ngemgate self time under c=32 non-streaming load (py-spy, % of samples):")
         for frame, share in hot:
