@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import anthropic
@@ -18,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gemgate.api.request_id import RequestId
-from gemgate.api.uncaught import Uncaught, starlette_handler
+from gemgate.api.front_door import FrontDoor
+from gemgate.api.uncaught import starlette_handler
 from gemgate.channels import _gemini_wire as wire
 from gemgate.errors import InvalidRequest
 from gemgate.formats.gemini_native import GeminiNative
@@ -323,7 +324,7 @@ def test_anthropic_wrong_types_name_the_field(gateway: Gemgate, gemini: FakeGemi
 # -- the last line of defence -----------------------------------------------------------------
 
 
-async def _call(app: Any, path: str) -> tuple[int, dict[str, str], bytes]:
+async def _call(app: Any, path: str, method: str = "POST") -> tuple[int, dict[str, str], bytes]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -334,11 +335,11 @@ async def _call(app: Any, path: str) -> tuple[int, dict[str, str], bytes]:
 
     scope = {
         "type": "http",
-        "method": "POST",
+        "method": method,
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"key=gg-secret-in-query",
-        "headers": [(b"x-request-id", b"req-fixed-1")],
+        "headers": [(b"x-request-id", b"req-fixed-1"), (b"content-length", b"0")],
     }
     await app(scope, receive, send)
     start = sent[0]
@@ -352,18 +353,23 @@ async def test_an_unexpected_exception_is_json_in_the_clients_shape(
     async def broken(request: Request) -> Response:
         raise RuntimeError("a bug nobody expected")
 
-    def before_routing(app: Any) -> Any:
-        async def run(scope: Any, receive: Any, send: Any) -> None:
-            raise KeyError("a bug in a middleware")
-
-        return run
-
     starlette = Starlette(
-        routes=[Route("/{path:path}", broken, methods=["POST"])],
+        routes=[
+            Route("/v1/chat/completions", broken, methods=["POST"]),
+            Route("/v1/messages", broken, methods=["POST"]),
+            Route("/v1beta/models/{target:path}", broken, methods=["POST"]),
+            Route("/{path:path}", broken, methods=["GET"]),
+        ],
         exception_handlers={Exception: starlette_handler},
     )
-    # Assembled as build_app does: a bug in a route, and one in a middleware outside Starlette.
-    for app in (RequestId(Uncaught(starlette)), RequestId(Uncaught(before_routing(starlette)))):
+    # The front door's own key check, standing in for a gateway that knows the key.
+    gateway = SimpleNamespace(
+        keys=SimpleNamespace(lookup=lambda secret: object()),
+        usage=SimpleNamespace(check=lambda key: None),
+    )
+    app = FrontDoor(starlette, gateway, 1000)  # type: ignore[arg-type]
+    # A bug in a route the front door dispatches itself, and in one Starlette's router runs.
+    for method in ("POST", "GET"):
         for path, shape in (
             ("/v1/chat/completions", "openai"),
             ("/v1/messages", "anthropic"),
@@ -371,7 +377,7 @@ async def test_an_unexpected_exception_is_json_in_the_clients_shape(
         ):
             caplog.clear()
             with caplog.at_level(logging.ERROR, logger="gemgate"):
-                status, headers, body = await _call(app, path)
+                status, headers, body = await _call(app, path, method)
             assert status == 500
             assert headers["content-type"] == "application/json"
             assert headers["x-request-id"] == "req-fixed-1"

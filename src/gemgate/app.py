@@ -15,12 +15,10 @@ from starlette.types import ASGIApp
 from gemgate.admin import api as admin_api
 from gemgate.admin import pages as admin_pages
 from gemgate.admin.auth import AdminAuth
-from gemgate.api.body_limit import BodyLimit
-from gemgate.api.client_key import ClientKeyAuth
 from gemgate.api.endpoints import routes
+from gemgate.api.front_door import FrontDoor
 from gemgate.api.fronts import error_format
-from gemgate.api.request_id import RequestId
-from gemgate.api.uncaught import Uncaught, starlette_handler
+from gemgate.api.uncaught import starlette_handler
 from gemgate.config import Settings
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.gateway import Gateway
@@ -63,7 +61,7 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
         routes=[
             *routes(),
             Route("/metrics", metrics, methods=["GET"]),
-            # /admin is public to the client-key middleware: the admin has its own token.
+            # /admin is public to the front door's key check: the admin has its own token.
             Mount("/admin/api", routes=admin_api.routes()),
             Mount("/admin", routes=admin_pages.routes()),
         ],
@@ -72,7 +70,4 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
     )
     app.state.gateway = gateway
     app.state.admin_auth = AdminAuth.from_settings(settings)
-    # Built inside out: RequestId wraps everything, so even a 401 or a 413 carries the request
-    # id, and Uncaught turns whatever escapes below it into a JSON error. Lifespan messages pass
-    # through them all to Starlette.
-    return RequestId(Uncaught(BodyLimit(ClientKeyAuth(app, gateway), settings.max_body_bytes)))
+    return FrontDoor(app, gateway, settings.max_body_bytes)

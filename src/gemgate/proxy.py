@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -13,13 +12,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gemgate import answers, image_output, ir
 from gemgate.audio import FORMATS, is_pcm
 from gemgate.channels import features
 from gemgate.channels.base import Embedder
 from gemgate.errors import GatewayError, InternalError, InvalidRequest, Unavailable
+from gemgate.event_stream import EventStream
 from gemgate.formats.base import EmbeddingFormat, Format, StreamEncoder
 from gemgate.gateway import Gateway
 from gemgate.pool import Credential
@@ -99,10 +99,13 @@ async def handle(
             first = await anext(events, None)
             exchange.first_byte = time.perf_counter()
             encoder = fmt.stream_encoder(ir_request)
-            return StreamingResponse(
+            return EventStream(
                 _frames(encoder, first, events, exchange),
-                media_type=fmt.stream_media_type,
-                headers=_STREAM_HEADERS,
+                fmt.stream_media_type,
+                _STREAM_HEADERS,
+                # A format that wants keep-alive frames during long upstream silences.
+                ping=getattr(encoder, "ping", None),
+                ping_interval=getattr(encoder, "ping_interval", 0.0),
             )
         async with aclosing(events):
             response = ir.collect([event async for event in events])
@@ -289,12 +292,10 @@ async def _frames(
         try:
             if first is not None:
                 yield encoder.event(first)
-            # Closed before `events`: it may still be waiting on them in a task.
-            async with aclosing(_with_pings(events, encoder)) as items:
-                async for item in items:
-                    frame = item if isinstance(item, bytes) else encoder.event(item)
-                    if frame:
-                        yield frame
+            async for event in events:
+                frame = encoder.event(event)
+                if frame:
+                    yield frame
             yield encoder.end()
         except GatewayError as error:
             status, message = error.status, error.message
@@ -321,50 +322,6 @@ class Stateful(Protocol):
     async def decode_stored(
         self, body: bytes, responses: StoredResponses, key_id: int
     ) -> ir.Request: ...
-
-
-# -- pings ------------------------------------------------------------------------------------
-
-_END = object()
-
-
-@runtime_checkable
-class Pinging(Protocol):
-    """A stream encoder whose format wants a keep-alive frame during long upstream silences."""
-
-    ping_interval: float
-
-    def ping(self) -> bytes: ...
-
-
-async def _with_pings(
-    events: AsyncGenerator[ir.Event, None], encoder: StreamEncoder
-) -> AsyncGenerator[ir.Event | bytes, None]:
-    """The events as they come, and a ping frame whenever the upstream stays silent for the
-    encoder's interval. The wait for the next event runs on in its task across pings, so a
-    ping never interrupts (or cancels) an upstream read."""
-    if not isinstance(encoder, Pinging):
-        async for event in events:
-            yield event
-        return
-    pending: asyncio.Future[Any] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(events, _END))
-            done, _ = await asyncio.wait({pending}, timeout=encoder.ping_interval)
-            if not done:
-                yield encoder.ping()
-                continue
-            event, pending = pending.result(), None
-            if event is _END:
-                return
-            yield event
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
 
 
 # -- Gemini-native fast path and token counts -------------------------------------------------
@@ -442,10 +399,10 @@ async def passthrough(
         if exchange is not None:
             exchange.first_byte = time.perf_counter()
         if action == "streamGenerateContent":
-            return StreamingResponse(
+            return EventStream(
                 _relay(first, chunks, exchange, upstream, fmt),
-                media_type=fmt.stream_media_type,
-                headers=_STREAM_HEADERS,
+                fmt.stream_media_type,
+                _STREAM_HEADERS,
             )
         async with aclosing(chunks):
             raw = (first or b"") + b"".join([chunk async for chunk in chunks])

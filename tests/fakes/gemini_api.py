@@ -1413,6 +1413,8 @@ class FakeGeminiAPI(MediaAPIs):
         # The most slow answers (Reply.parts(delay=...)) under way at once since the last reset.
         self.peak_slow = 0
         self._slow = 0
+        # Streams whose client (gemgate) closed the connection before the answer's end.
+        self.abandoned = 0
         # Optional: chooses the reply to each unscripted generate call from its model and
         # body (soak tests inject faults at random with it).
         self.respond: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -1498,6 +1500,7 @@ class FakeGeminiAPI(MediaAPIs):
             self._standing.clear()
             self.requests.clear()
             self.peak_slow = 0
+            self.abandoned = 0
             self._reset_media()
 
     def issue_signature(self, model: str) -> str:
@@ -2011,7 +2014,7 @@ class FakeGeminiAPI(MediaAPIs):
                     await resp.write(b"[]" if not chunks else b"]")
                 await resp.write_eof()
         except ConnectionError:
-            pass  # the client went away; nothing left to do
+            self.abandoned += 1  # the client went away before the answer's end
         return resp
 
     @staticmethod

@@ -1,20 +1,15 @@
-"""Pure-ASGI middleware that finds the client key wherever a client's SDK puts it and answers
-401 in that client's own error shape when it is missing, wrong or revoked."""
+"""The client key, wherever a client's SDK puts it: checked before anything else is read."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from gemgate.api.fronts import error_format, is_public
-from gemgate.errors import AuthenticationFailed
+from gemgate.errors import AuthenticationFailed, GatewayError
 from gemgate.gateway import Gateway
-from gemgate.proxy import error_response
+from gemgate.services.keys import ClientKey
 
 
-def find_secret(scope: Scope) -> str | None:
-    headers = dict(scope["headers"])
+def find_secret(headers: dict[bytes, bytes], query: bytes) -> str | None:
     for name in (b"x-api-key", b"x-goog-api-key"):
         value = headers.get(name)
         if value:
@@ -27,7 +22,6 @@ def find_secret(scope: Scope) -> str | None:
             # "Bearer " with nothing after it is a client whose key variable was empty.
             return rest.strip() or None
         return value or None
-    query = scope.get("query_string", b"")
     if b"key=" in query:
         for name, value in parse_qsl(query.decode("latin-1")):
             if name == "key" and value:
@@ -35,31 +29,19 @@ def find_secret(scope: Scope) -> str | None:
     return None
 
 
-class ClientKeyAuth:
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        secret = find_secret(scope)
-        key = self.gateway.keys.lookup(secret) if secret else None
-        if key is None:
-            message = (
-                "no client key: send it as 'Authorization: Bearer <key>'"
-                if not secret
-                else "the client key is not valid or has been revoked"
-            )
-            response = error_response(error_format(scope["path"]), AuthenticationFailed(message))
-            await response(scope, receive, send)
-            return
-        # A key known to be over its token limits is refused before its body is read; its
-        # request rate is counted where its request is admitted (gemgate.services.admission).
-        refused = self.gateway.usage.check(key)
-        if refused is not None:
-            await error_response(error_format(scope["path"]), refused)(scope, receive, send)
-            return
-        scope.setdefault("state", {})["client_key"] = key
-        await self.app(scope, receive, send)
+def authenticate(gateway: Gateway, headers: dict[bytes, bytes], query: bytes) -> ClientKey:
+    """The request's key, or the error that refuses it: missing, wrong or revoked (401), or
+    known to be over its token limits (refused before its body is read; its request rate is
+    counted where the request is admitted, in gemgate.services.admission)."""
+    secret = find_secret(headers, query)
+    key = gateway.keys.lookup(secret) if secret else None
+    if key is None:
+        raise AuthenticationFailed(
+            "no client key: send it as 'Authorization: Bearer <key>'"
+            if not secret
+            else "the client key is not valid or has been revoked"
+        )
+    refused: GatewayError | None = gateway.usage.check(key)
+    if refused is not None:
+        raise refused
+    return key

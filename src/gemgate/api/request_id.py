@@ -1,10 +1,8 @@
-"""Pure-ASGI middleware: every response carries a request id, the client's own when it sent one."""
+"""Every response carries a request id, the client's own when it sent one."""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gemgate.ids import new_id
 
@@ -12,28 +10,11 @@ from gemgate.ids import new_id
 CURRENT: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
-class RequestId:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def request_id(given: bytes | None) -> bytes:
+    """The client's id (bounded), else a new one."""
+    return given[:64] if given else b"req_" + new_id().encode()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id")
-        request_id = given[:64] if given else ("req_" + new_id()).encode()
-        text = request_id.decode("latin-1")
-        scope.setdefault("state", {})["request_id"] = text
-        CURRENT.set(text)
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # `request-id` is the name Anthropic's clients read (and show in errors).
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (b"x-request-id", request_id),
-                    (b"request-id", request_id),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+def id_headers(value: bytes) -> list[tuple[bytes, bytes]]:
+    # `request-id` is the name Anthropic's clients read (and show in errors).
+    return [(b"x-request-id", value), (b"request-id", value)]
