@@ -199,9 +199,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: str |
 
     if not settings.redis_url:
         say(
-            f"warning: {count} workers without GEMGATE_REDIS_URL: rate limits (--rpm, --tpm), "
-            "cooldowns and web account pacing hold per worker, not for the whole server "
-            "(README: Workers)"
+            f"warning: {count} workers without GEMGATE_REDIS_URL: each keeps its own --rpm and"
+            f" --tpm windows (a key may get up to {count}x its --rpm) and learns the others'"
+            " cooldowns only through the database (README: Workers)"
         )
     sys.exit(supervisor.run(settings, count))
 
