@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +129,17 @@ def test_requests_reach_both_workers_and_startup_work_happens_once(
             break
     answered = _answered_by(server, ids)
     assert set(answered.values()) == set(workers), (answered, workers)
+    # /metrics counts every worker's requests, whichever worker takes the scrape.
+    server.wait_reload()
+    for _ in range(6):
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gemgate_requests_total{")
+        )
+        assert counted == len(ids), text
 
     log = server.log()
     # The first start's admin token is made and printed once, by the parent.

@@ -159,6 +159,10 @@ class Gateway:
                 await self.web.chats.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
+            try:
+                self.metrics.publish()
+            except OSError:
+                log.exception("could not leave this worker's metrics for the others")
 
     def _upstream_failed(self, credential: Credential, model: str, failure: Failure) -> None:
         self.metrics.upstream_error(credential.id, credential.channel, failure)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
@@ -37,17 +39,24 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def run(
-    settings: Settings,
-    sockets: list[socket.socket] | None = None,
-    on_started: Callable[[], None] | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT: on `settings.host:port`, or on `sockets` that a
-    supervisor bound (a worker of `gemgate serve --workers N`, which calls `on_started` once it
-    accepts requests)."""
-    several = settings.worker_count > 1
+@dataclass(frozen=True)
+class Worker:
+    """One of the processes of `gemgate serve --workers N`: the socket the parent bound for
+    it, what to call once it accepts requests, and where the workers add up their metrics."""
+
+    number: int
+    sock: socket.socket
+    started: Callable[[], None]
+    metrics: Path
+
+
+def run(settings: Settings, worker: Worker | None = None) -> None:
+    """Serve until SIGTERM or SIGINT: on `settings.host:port`, or as a worker."""
+    several = worker is not None
     log_format.configure(settings.log_level, settings.log_format, process=several)
     gateway = Gateway(settings)
+    if worker is not None:
+        gateway.metrics.share(worker.metrics, str(worker.number))
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         build_app(settings, gateway),
@@ -66,4 +75,7 @@ def run(
     )
     # uvicorn sets up its loggers when the config is made; the filter goes on after that.
     log_redaction.install()
-    DrainingServer(config, gateway, on_started).run(sockets)
+    if worker is None:
+        DrainingServer(config, gateway).run()
+    else:
+        DrainingServer(config, gateway, worker.started).run([worker.sock])

@@ -23,12 +23,15 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from uvicorn.config import STARTUP_FAILURE
 
@@ -75,7 +78,12 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def _worker(
-    settings: Settings, sock: socket.socket, ready: Connection, lifeline: Connection
+    settings: Settings,
+    number: int,
+    sock: socket.socket,
+    metrics: Path,
+    ready: Connection,
+    lifeline: Connection,
 ) -> None:
     """A worker's whole life: one gateway serving on `sock` until told to stop."""
     from gemgate import server
@@ -96,7 +104,7 @@ def _worker(
     # uvicorn re-raises the stop signal once it has shut down; SIGINT's is a KeyboardInterrupt,
     # which would end a clean stop with a traceback.
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(settings, [sock], started)
+        server.run(settings, server.Worker(number, sock, started, metrics))
 
 
 class _Slot:
@@ -121,6 +129,8 @@ class Supervisor:
         self.early_deaths = 0
         self.signals: list[int] = []
         self.lifeline, self._lifeline_held = _spawn.Pipe(duplex=False)
+        # Each worker's metrics, for the others to add to theirs when scraped.
+        self.metrics = Path(tempfile.mkdtemp(prefix="gemgate-metrics-"))
 
     def run(self) -> int:
         """Start the workers and keep them running until a signal; the process's exit code."""
@@ -149,12 +159,13 @@ class Supervisor:
                 slot.sock.close()
             self.lifeline.close()
             self._lifeline_held.close()
+            shutil.rmtree(self.metrics, ignore_errors=True)
 
     def _start(self, slot: _Slot) -> None:
         receive, send = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
             target=_worker,
-            args=(self.settings, slot.sock, send, self.lifeline),
+            args=(self.settings, slot.number, slot.sock, self.metrics, send, self.lifeline),
             name=f"gemgate-worker-{slot.number}",
         )
         process.start()
