@@ -148,7 +148,6 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: str | None) -> None:
     """Start the server (the default command)."""
-    from gemgate import server
     from gemgate.admin.auth import ensure_token, token_path
 
     settings = _settings(ctx, host=host, port=port, workers=workers)
@@ -193,8 +192,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: str |
             f"(delete {token_path(settings)} and restart for a new one)"
         )
     if count == 1:
+        from gemgate import server
+
         server.run(settings)
         return
+    # The parent only watches the workers: it never loads the app (or its memory).
     from gemgate import workers as supervisor
 
     if not settings.redis_url:
