@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +43,8 @@ log = logging.getLogger("gemgate")
 
 # Deaths before serving (of any worker, in a row) after which the parent gives up.
 EARLY_DEATHS = 3
+# Seconds a worker may take to start serving before it counts as dead (a hung start-up).
+START_TIMEOUT = 60.0
 # A worker draining gets drain_seconds, uvicorn's backstop 5 more; then it is killed.
 STOP_GRACE = 10.0
 _spawn = multiprocessing.get_context("spawn")
@@ -52,7 +55,8 @@ class BindError(Exception):
 
 
 def listen(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one address, bound with SO_REUSEPORT."""
+    """`count` listening sockets on one address, bound with SO_REUSEPORT; where the kernel does
+    not spread connections over such sockets (only Linux does), one socket that all share."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     sockets: list[socket.socket] = []
@@ -63,18 +67,20 @@ def listen(host: str, port: int, count: int) -> list[socket.socket]:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
             port = probe.getsockname()[1]
-        for _ in range(count):
+        spread = sys.platform == "linux"
+        for _ in range(count if spread else 1):
             sock = socket.socket(family)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if spread:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(2048)
     except OSError as error:
         for sock in sockets:
             sock.close()
         raise BindError(f"cannot listen on {where}: {error.strerror or error}") from None
-    return sockets
+    return sockets if len(sockets) == count else sockets * count
 
 
 def _worker(
@@ -116,6 +122,7 @@ class _Slot:
         self.process: BaseProcess | None = None
         self.ready: Connection | None = None
         self.serving = False
+        self.began = 0.0
 
 
 class Supervisor:
@@ -171,6 +178,7 @@ class Supervisor:
         process.start()
         send.close()
         slot.process, slot.ready, slot.serving = process, receive, False
+        slot.began = time.monotonic()
 
     def _watch(self, wake: socket.socket) -> int:
         while not self.signals:
@@ -180,13 +188,17 @@ class Supervisor:
                 waiting.append(slot.process.sentinel)
                 if slot.ready is not None:
                     waiting.append(slot.ready)
-            wait(waiting)  # type: ignore[arg-type]
+            wait(waiting, timeout=1.0)  # type: ignore[arg-type]
             with contextlib.suppress(BlockingIOError):
                 wake.recv(64)
             for slot in self.slots:
                 if slot.ready is not None and slot.ready.poll():
                     self._serving(slot)
                 assert slot.process is not None
+                if not slot.serving and time.monotonic() - slot.began > START_TIMEOUT:
+                    log.error("worker %d did not start within %gs", slot.number, START_TIMEOUT)
+                    slot.process.kill()
+                    slot.process.join()
                 if slot.process.exitcode is not None and not self.signals:
                     code = self._replace(slot)
                     if code is not None:
