@@ -704,18 +704,18 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     """Non-streaming c=32 through a second gemgate on the same store and fake, free to run on
-    both cores, with 1 worker and then with `--workers 2`. The fake and this load generator
-    stay on core 1, so the second worker shares that core with them: the raw req/s ratio is
-    what this machine shows; req/s per core of gemgate CPU shows what the workers would give
-    on cores of their own."""
-    results: dict[str, Result] = {}
+    both cores, with 1 worker and with `--workers 2`, in two interleaved rounds (the better run
+    of each counts). The fake and this load generator stay on core 1, so the second worker
+    shares that core with them: the raw req/s ratio is what this machine shows; CPU per
+    request shows what the workers would give on cores of their own."""
     port = free_port()
     target = stack.targets()["gemgate"]
     target = Target(
-        f"{target.name}", target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
+        target.name, target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
         target.headers, target.body, target.stream, target.check,
     )  # fmt: skip
-    for workers in (1, 2):
+
+    def one_run(workers: int) -> Result:
         server = subprocess.Popen(
             ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m", "gemgate",
              "serve", "--port", str(port), "--workers", str(workers)],
@@ -734,8 +734,16 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]
         total = result.requests * (args.warmup + args.duration) / args.duration
         result.cpu_ms_per_request = 1000 * cpu / total if total else None
         result.scenario, result.target = "nonstream-c32", f"{workers} worker" + "s" * (workers > 1)
-        results[f"workers-{workers}"] = result
         print(f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s", flush=True)
+        return result
+
+    results: dict[str, Result] = {}
+    for _ in range(2):
+        for workers in (1, 2):
+            result = one_run(workers)
+            best = results.get(f"workers-{workers}")
+            if best is None or result.rps > best.rps:
+                results[f"workers-{workers}"] = result
     return results
 
 
