@@ -9,12 +9,16 @@ must agree on goes through Redis (`GEMGATE_REDIS_URL`) as it does between instan
 
 The port is bound once per worker with SO_REUSEPORT, all in the parent: the kernel spreads new
 connections evenly over the sockets (one shared socket leaves it to whichever worker wakes
-first, and one worker then takes most of a burst of connections), a worker that dies leaves
-its socket's queue to its replacement, and a port already taken fails here, once.
+first, and one worker then took all of a burst of 32 connections in a measured run), a worker
+that dies leaves its socket's queue to its replacement, and a port already taken fails here,
+once. Where SO_REUSEPORT does not spread connections (anything but Linux) the workers share
+one socket.
 
 The parent forwards SIGTERM (and SIGINT) to the workers and waits for their drain; a worker
 that dies is replaced; workers that die before they serve mean a setting or the environment is
-wrong, and the parent stops with a non-zero exit rather than restart them forever.
+wrong, and the parent stops with a non-zero exit rather than restart them forever. A worker
+whose parent is gone (killed outright) drains and exits too. Each worker leaves its metrics in
+a folder of the parent's, so that `/metrics` on any worker counts for all of them.
 """
 
 from __future__ import annotations
@@ -224,7 +228,10 @@ class Supervisor:
         how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
         if not slot.serving:
             self.early_deaths += 1
-            if code == STARTUP_FAILURE or self.early_deaths >= EARLY_DEATHS:
+            # uvicorn's code for a failed start-up (the app's own start failed): with no worker
+            # serving, a second try would fail the same way.
+            alone = not any(other.serving for other in self.slots)
+            if (code == STARTUP_FAILURE and alone) or self.early_deaths >= EARLY_DEATHS:
                 log.error(
                     "worker %d exited before serving (%s); stopping: see its lines above",
                     slot.number,
