@@ -9,7 +9,7 @@ must agree on goes through Redis (`GEMGATE_REDIS_URL`) as it does between instan
 
 The port is bound once per worker with SO_REUSEPORT, all in the parent: the kernel spreads new
 connections evenly over the sockets (one shared socket leaves it to whichever worker wakes
-first, and one worker then took all of a burst of 32 connections in a measured run), a worker
+first, and one worker then took nearly all of a burst of 32 connections in a measured run), a worker
 that dies leaves its socket's queue to its replacement, and a port already taken fails here,
 once. Where SO_REUSEPORT does not spread connections (anything but Linux) the workers share
 one socket.
