@@ -85,6 +85,8 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     # Responses API CPU per request against chat completions', same load and same answer.
     "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    # `--workers 2` over 1 worker at c=32 (see measure_workers for what each ratio means).
+    "throughput_ratio_workers2_by_cpu": (">= 170 %", lambda v: v >= 1.70),
 }
 # Figures before the speed round (#14, measured independently), shown beside today's.
 PREVIOUS: dict[str, float] = {
@@ -821,6 +823,82 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     return results
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every process under it (a server and its workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
+
+
+def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
+    """Non-streaming c=32 through a second gemgate on the same store and fake, free to run on
+    both cores, with 1 worker and with `--workers 2`, in two interleaved rounds (the better run
+    of each counts). The fake and this load generator stay on core 1, so the second worker
+    shares that core with them: the raw req/s ratio is what this machine shows; CPU per
+    request shows what the workers would give on cores of their own."""
+    port = free_port()
+    target = stack.targets()["gemgate"]
+    target = Target(
+        target.name, target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
+        target.headers, target.body, target.stream, target.check,
+    )  # fmt: skip
+
+    def one_run(workers: int) -> Result:
+        server = subprocess.Popen(
+            ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m", "gemgate",
+             "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT, env=stack.env, stdout=(stack.tmp / f"workers-{workers}.log").open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", server)
+            time.sleep(1.0 * workers)  # every worker up, not only the first
+            cpu_before = tree_cpu_seconds(server.pid)
+            result = asyncio.run(drive(target, 32, args.warmup, args.duration))
+            cpu = tree_cpu_seconds(server.pid) - cpu_before
+        finally:
+            server.terminate()
+            server.wait(30)
+        total = result.requests * (args.warmup + args.duration) / args.duration
+        result.cpu_ms_per_request = 1000 * cpu / total if total else None
+        result.scenario, result.target = "nonstream-c32", f"{workers} worker" + "s" * (workers > 1)
+        print(f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s", flush=True)
+        return result
+
+    results: dict[str, Result] = {}
+    for _ in range(2):
+        for workers in (1, 2):
+            result = one_run(workers)
+            best = results.get(f"workers-{workers}")
+            if best is None or result.rps > best.rps:
+                results[f"workers-{workers}"] = result
+    return results
+
+
+WORKERS_NOTE = (
+    "workers rows: gemgate may use both cores, but the fake and the load generator share core 1"
+    "\nwith its second worker, which holds throughput_ratio_workers2 down on a 2-core machine;"
+    "\nthroughput_ratio_workers2_by_cpu (2 cores over 2 workers' CPU per request, against 1 core"
+    "\nover 1 worker's) is the ratio when the workers have cores of their own"
+)
+
+
+def workers_derived(results: dict[str, Result]) -> dict[str, float]:
+    if "workers-1" not in results:
+        return {}  # left out with --only
+    one, two = results["workers-1"], results["workers-2"]
+    return {
+        # Measured here, where the fake and this load generator share core 1 with worker 2.
+        "throughput_ratio_workers2": two.rps / one.rps if one.rps else 0.0,
+        # Cores over CPU seconds per request, 2 workers on 2 cores against 1 worker on the one
+        # core it can use: the throughput ratio when the workers have the cores to themselves.
+        "throughput_ratio_workers2_by_cpu": 2 * (one.cpu_ms_per_request or 0)
+        / (two.cpu_ms_per_request or float("inf")),
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     if load > 0.5:
@@ -833,13 +911,16 @@ def run(args: argparse.Namespace) -> None:
             streams_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
             print(f"  {OPEN_STREAMS} open streams: gemgate RSS {streams_mb:.1f} MB", flush=True)
         peak = proc_status(stack.server.pid)["VmHWM"]
+        if not args.only or "workers" in args.only:
+            results |= measure_workers(args, stack)
         hot: list[tuple[str, float]] = []
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
             hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
-    derived = derive(results, stack, peak, streams_mb)
+    derived = derive(results, stack, peak, streams_mb) | workers_derived(results)
     print()
     show(results, derived)
+    print(WORKERS_NOTE)
     if hot:
         print("\ngemgate self time under c=32 non-streaming load (py-spy, % of samples):")
         for frame, share in hot:

@@ -141,13 +141,18 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 @click.option(
     "--port", type=click.IntRange(1, 65535), help="Port to listen on [GEMGATE_PORT, 8000]."
 )
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    help="Server processes sharing the port; auto: one per core [GEMGATE_WORKERS, 1].",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: str | None) -> None:
     """Start the server (the default command)."""
-    from gemgate import server
     from gemgate.admin.auth import ensure_token, token_path
 
-    settings = _settings(ctx, host=host, port=port)
+    settings = _settings(ctx, host=host, port=port, workers=workers)
+    count = settings.worker_count
 
     async def check_store() -> str:
         # Opened once before the server starts, so a bad database URL or a missing or wrong
@@ -172,7 +177,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         else:
             click.echo(text)
 
-    say(f"gemgate {_version()} on {base}")
+    say(f"gemgate {_version()} on {base}" + (f" with {count} workers" if count > 1 else ""))
     say(f"store: {where}")
     say("add a client key with: gemgate keys create --name NAME")
     new_token = ensure_token(settings)
@@ -187,7 +192,21 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             "log in with the admin token printed on the first start "
             f"(delete {token_path(settings)} and restart for a new one)"
         )
-    server.run(settings)
+    if count == 1:
+        from gemgate import server
+
+        server.run(settings)
+        return
+    # The parent only watches the workers: it never loads the app (or its memory).
+    from gemgate import workers as supervisor
+
+    if not settings.redis_url:
+        say(
+            f"warning: {count} workers without GEMGATE_REDIS_URL: each keeps its own --rpm and"
+            f" --tpm windows (a key may get up to {count}x its --rpm) and learns the others'"
+            " cooldowns only through the database (README: Workers)"
+        )
+    sys.exit(supervisor.run(settings, count))
 
 
 def _version() -> str:

@@ -99,7 +99,9 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.open(create=True)
+        # `serve` has prepared the database (migrations, the key check) once, before any of its
+        # processes start: they only open it.
+        await self.store.open(prepare=False)
         await self.reload()
         await self.cooldowns.load_into(self.pool)
         await self.usage.flush()
@@ -162,6 +164,10 @@ class Gateway:
                 await self.web.chats.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
+            try:
+                self.metrics.publish()
+            except OSError:
+                log.exception("could not leave this worker's metrics for the others")
 
     def _upstream_failed(self, credential: Credential, model: str, failure: Failure) -> None:
         self.metrics.upstream_error(credential.id, credential.channel, failure)
