@@ -42,6 +42,10 @@ class DownloadFailed(Exception):
     the client's error; never carries a cookie."""
 
 
+class StillRendering(DownloadFailed):
+    """HTTP 206 (or a 200 without bytes): a video the web app is still making (§8.5)."""
+
+
 def google_cookies(session: WebSession) -> str:
     names = [
         n for n in session.cookies if not n.startswith("__Host-") and n not in _NOT_DOMAIN_COOKIES
@@ -91,6 +95,8 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
             url = _rewritten(urljoin(url, location), given)
             last = f"HTTP {reply.status}"
             continue
+        if reply.status == 206 or (reply.status == 200 and not reply.content):
+            raise StillRendering(f"HTTP {reply.status} from {parts.hostname}")
         if reply.status != 200:
             if url in given and given[url] not in seen:
                 url = given[url]
@@ -109,7 +115,7 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
         if rewritten != url and rewritten not in seen:
             url = rewritten
             continue
-        raise DownloadFailed(f"{parts.hostname} answered with something that is not an image")
+        raise DownloadFailed(f"{parts.hostname} answered with something that is not media")
     raise DownloadFailed(f"more than {MAX_HOPS} hops")
 
 
@@ -131,11 +137,15 @@ def _takes_cookies(host: str, web_host: str | None) -> bool:
 
 
 def _media_type(data: bytes) -> str | None:
-    """The image type by the file's own signature (a media host's Content-Type is often a
+    """The image (or video) type by the file's own signature (a media host's Content-Type is often a
     generic one, and a text pointer is served as text)."""
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    if data.startswith(b"\x1aE\xdf\xa3"):
+        return "video/webm"
     return None

@@ -71,11 +71,22 @@ class Tool:
     name: str
     selector: int | None = None
     slots: tuple[tuple[int, Any], ...] = ()
+    # Needs a signed-in account on a paid plan (Veo and deep research do, §8.5, §9.2).
+    paid: bool = False
 
 
 # Model-name suffix -> tool. A name is `<model>[<tool suffix>][-free]`.
 TOOLS: dict[str, Tool] = {
     "-imagen": Tool("image", selector=14),
+    # Nothing known selects Veo but asking for a video in words (§8.5).
+    "-video": Tool("video", paid=True),
+    # Slots 3 and 4 (a fresh token per turn) are set by research.prepare.
+    "-deepsearch": Tool(
+        "deepsearch", selector=1, slots=((54, [[[[[1]]]]]), (55, [[1]])), paid=True
+    ),
+    # Nothing known selects a canvas: the answer as it comes, placeholders removed (§9.3).
+    "-canvas": Tool("canvas"),
+    "-storybook": Tool("storybook", slots=((19, "storybook"),)),  # a predefined gem (§9.4)
 }
 
 
