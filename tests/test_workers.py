@@ -313,3 +313,14 @@ def test_a_keys_rpm_holds_across_workers_with_redis(
     answered = _answered_by(server, [request_id for _, request_id in results])
     assert len(set(answered.values())) == 2, answered
     assert server.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_workers_value_is_one_clear_line(tmp_path: Path, value: str) -> None:
+    server = Gemgate(tmp_path, init_store=False)
+    result = server.cli("serve", "--workers", value, check=False)
+    assert result.returncode != 0 and server.process is None
+    assert (
+        f"setting GEMGATE_WORKERS: workers is a whole number of 1 or more, or auto (got '{value}')"
+        in result.stderr
+    ), result.stderr
