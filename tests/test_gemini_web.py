@@ -3,11 +3,14 @@ web app (tests/fakes/gemini_web.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anthropic
 import openai
@@ -128,10 +131,17 @@ def test_chat_and_stream_on_every_front(
     stream = oai(gateway).chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Say hi"}], stream=True
     )
-    deltas = [
-        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
-    ]
+    chunks = [c for c in stream if c.choices]
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
     assert "".join(deltas) == expected and len(deltas) > 1
+    # The web app's frames that add nothing (no text yet, thoughts unchanged) send nothing:
+    # one role chunk opens the answer, and every later chunk carries something.
+    empty = [
+        c for c in chunks[1:]
+        if not c.choices[0].delta.content and not c.choices[0].finish_reason
+        and not (c.choices[0].delta.model_extra or {}).get("reasoning_content")
+    ]  # fmt: skip
+    assert empty == []
 
     message = claude(gateway).messages.create(
         model=model, max_tokens=100, messages=[{"role": "user", "content": "Say hi"}]
@@ -558,3 +568,99 @@ def test_structured_output_is_refused_rather_than_ignored(
         "use /gemini or /gemini_cli"
     )
     assert len(web.requests) == sent_before
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1 that notes the request lines it carries."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", 0)
+        )
+        ready.set()
+        self._loop.run_forever()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.readline()
+        target = urlsplit(first.split(b" ")[1].decode())
+        up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, note: bool) -> None:
+            data = first if note else b""
+            while True:
+                if note:  # absolute-form request lines, as a client speaks to a proxy
+                    self.lines += re.findall(r"(?:GET|POST) http://\S+", data.decode("latin-1"))
+                dst.write(data)
+                data = await src.read(65536)
+                if not data:
+                    break
+            dst.close()
+
+        await asyncio.gather(
+            pipe(reader, up_writer, True), pipe(up_reader, writer, False), return_exceptions=True
+        )
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def test_an_account_with_a_proxy_chats_through_it(tmp_path: Path, web: FakeGeminiWeb) -> None:
+    proxy = ForwardProxy()
+    psid = "g.a000psid-proxied"
+    account = web.add_account(psid, tier=2)
+    server = Gemgate(tmp_path, {**web.env(), "GEMGATE_WEB_MIN_INTERVAL_MS": "0"})
+    server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+    server.cli(
+        "credentials", "add", "gemini_official", "--psid", psid, "--psidts", account.psidts,
+        "--proxy", proxy.url,
+    )  # fmt: skip
+    server.start()
+    try:
+        stream = oai(server).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Via?"}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text == "You said: Via?. Emoji 🙂 & done."
+        assert [r.psid for r in web.chats()] == [psid]
+        # The page, the account status and the answer itself all went through the proxy.
+        assert any(line.endswith("/app") for line in proxy.lines)
+        assert any("StreamGenerate" in line for line in proxy.lines)
+    finally:
+        server.stop()
+        proxy.close()
+
+
+def test_a_client_that_leaves_mid_answer_frees_its_upstream_stream(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    for _ in range(3):
+        gate = threading.Event()
+        web.script(WebReply(text="one two three four five six", chunks=3, gate=gate))
+        stream = oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "Count"}], stream=True
+        )
+        first = next(c for c in stream if c.choices and c.choices[0].delta.content)
+        assert first.choices[0].delta.content
+        stream.close()  # the client goes away while the web app still has the rest to send
+        gate.set()
+    # The transfers that were cut left nothing behind: the next answers come whole.
+    for word in ("again", "and again"):
+        answer = oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": word}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+        assert text == f"You said: {word}. Emoji 🙂 & done."

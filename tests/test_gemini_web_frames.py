@@ -75,3 +75,27 @@ def test_answered_model_is_read_from_body_42() -> None:
     body[42] = ["cf41b0e0dd7d53e5", None, None, "3.5 Flash-Lite", True]
     turn = frames.read_body(body)
     assert (turn.answered_by, turn.answered_name) == ("cf41b0e0dd7d53e5", "3.5 Flash-Lite")
+
+
+def test_a_length_ending_inside_a_character_is_recovered_while_the_stream_goes_on() -> None:
+    payload = orjson.dumps([["wrb.fr", None, orjson.dumps(BODY).decode()]]).decode()
+    # Counted up to the middle of the first astral character (two UTF-16 units).
+    inside = payload.index("🙂") + 2
+    wrong = f"{inside}\n{payload}\n".encode()
+    reader = frames.FrameReader()
+    early = reader.feed(b")]}'\n\n" + wrong) + reader.feed(frame([["di", 1]])[:2])
+    assert [frames.read_body(e.body).candidates[0].text for e in frames.entries(early[0])] == [
+        "Hi 🙂 there 𝄞"
+    ]
+
+
+def test_a_large_frame_in_many_pieces_is_read_once_whole() -> None:
+    long_text = "Gemini 🙂 " * 40_000
+    body = [None, ["c_1", "r_1"], None, None, [["rc_1", [long_text], None, None, None, None,
+            None, None, [2]]]]  # fmt: skip
+    stream = b")]}'\n\n" + frame([["wrb.fr", None, orjson.dumps(body).decode()]])
+    reader = frames.FrameReader()
+    pieces = [reader.feed(stream[i : i + 1000]) for i in range(0, len(stream), 1000)]
+    assert [len(p) for p in pieces if p] == [1] and reader.end() == []
+    [entry] = frames.entries(pieces[-1][0])
+    assert frames.read_body(entry.body).candidates[0].text == long_text

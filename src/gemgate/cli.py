@@ -20,7 +20,6 @@ from gemgate.services import cookie_import
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import DatabaseMissing, KeyRecord, Store
-from gemgate.store.redis_state import announce_once, redis_answers
 
 T = TypeVar("T")
 
@@ -114,6 +113,8 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
                 before = await store.revision()
                 result = await func(store, **kwargs)
                 if settings.redis_url and await store.revision() != before:
+                    from gemgate.store.redis_state import announce_once
+
                     # Running instances apply the change now, not at their next reload.
                     await announce_once(
                         settings.redis_url, settings.redis_namespace, {"type": "reload"}
@@ -798,6 +799,8 @@ def db_check(ctx: click.Context) -> None:
         finally:
             await store.close()
         if settings.redis_url:
+            from gemgate.store.redis_state import redis_answers
+
             if await redis_answers(settings.redis_url):
                 click.echo(f"redis {_safe_url(settings.redis_url)}: answers")
             else:

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     web_chat_ttl: float = 1800.0
     web_prompt_max_bytes: int = 120_000
     web_attachment_max_bytes: int = 150_000
+    # gemini_official: seconds between polls of a rendering video or a running deep research
+    # (the web app's own client polls every 10 s), and the longest each may take.
+    web_poll_interval: float = 10.0
+    web_video_timeout: float = 600.0
+    web_research_timeout: float = 1800.0
 
     # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
     onboard_poll_interval: float = 5.0

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemgate.api.request_id import CURRENT
 from gemgate.audio import Encoder
@@ -34,8 +34,10 @@ from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
-from gemgate.store import Store
-from gemgate.store.redis_state import SharedState
+from gemgate.store import CredentialRecord, Store
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate")
 
@@ -48,11 +50,11 @@ class Gateway:
         self.keys = KeyRing()
         self.usage = UsageMeter(self.store)
         # Runtime state shared with other instances, when there are any (GEMGATE_REDIS_URL).
-        self.shared = (
-            SharedState(settings.redis_url, settings.redis_namespace, new_id())
-            if settings.redis_url
-            else None
-        )
+        self.shared: SharedState | None = None
+        if settings.redis_url:
+            from gemgate.store.redis_state import SharedState  # loaded only when used
+
+            self.shared = SharedState(settings.redis_url, settings.redis_namespace, new_id())
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(
@@ -91,6 +93,7 @@ class Gateway:
         self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
+        self.credential_records: list[CredentialRecord] = []
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
@@ -137,6 +140,8 @@ class Gateway:
             return
         self.keys.replace(await self.store.list_keys())
         records = await self.store.list_credentials()
+        # Kept as loaded (secrets opened once per change), for the admin board to read.
+        self.credential_records = records
         self.pool.load(
             [credential_service.to_pool(r) for r in records],
             {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},

@@ -28,6 +28,7 @@ from curl_cffi.requests.exceptions import RequestException
 from gemgate import errors
 from gemgate.channels.gemini_web import frames
 from gemgate.channels.gemini_web.request import ModelTable
+from gemgate.channels.gemini_web.streaming import Head, StreamFailed, StreamingPost
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
 
@@ -352,6 +353,7 @@ class Reply:
     url: str
     set_cookies: list[str]
     content: bytes = b""
+    location: str | None = None  # where a redirect points, when it was not followed
 
     @property
     def text(self) -> str:
@@ -379,6 +381,9 @@ class WebClient:
         self._write_secret = write_secret
         self._sessions: dict[int, WebSession] = {}
         self._http: AsyncSession[Any] | None = None
+        self._streaming = StreamingPost(
+            settings.web_impersonate, settings.connect_timeout, settings.read_timeout
+        )
 
     def session_for(self, credential: Credential) -> WebSession:
         session = self._sessions.get(credential.id)
@@ -412,6 +417,7 @@ class WebClient:
         return self._http
 
     async def close(self) -> None:
+        self._streaming.close()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -448,6 +454,7 @@ class WebClient:
         multipart: CurlMime | None = None,
         only_session_cookies: bool = False,
         cookies: bool = True,
+        redirects: bool = True,
     ) -> Reply:
         if cookies:
             headers = {**headers, "Cookie": session.cookie_header(only_session_cookies)}
@@ -459,6 +466,7 @@ class WebClient:
                 data=body,
                 multipart=multipart,
                 proxy=self._proxy(session),
+                allow_redirects=redirects,
             )
         except RequestException as exc:
             raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
@@ -467,6 +475,7 @@ class WebClient:
             str(response.url),
             _set_cookies(response.headers),
             response.content,
+            response.headers.get("location"),
         )
         if cookies:
             session.merge(reply.set_cookies)
@@ -475,22 +484,24 @@ class WebClient:
     async def stream(
         self, session: WebSession, url: str, headers: dict[str, str], body: bytes
     ) -> AsyncIterator[Reply | bytes]:
-        """POST and yield the reply head, then its body chunks as they arrive."""
+        """POST and yield the reply head, then its body as it arrives."""
         headers = {**headers, "Cookie": session.cookie_header()}
+        chunks = self._streaming.post(self.http.acurl, url, headers, body, self._proxy(session))
         try:
-            response = await self.http.request(
-                "POST", url, headers=headers, data=body, proxy=self._proxy(session), stream=True
-            )
-        except RequestException as exc:
-            raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
+            head = await anext(chunks)
+        except StreamFailed as exc:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            raise transient(f"could not reach the Gemini web app: {exc}") from None
         try:
-            reply = Reply(response.status_code, url, _set_cookies(response.headers))
+            assert isinstance(head, Head)
+            reply = Reply(head.status, url, head.set_cookies)
             session.merge(reply.set_cookies)
             yield reply
-            async for chunk in response.aiter_content():
+            async for chunk in chunks:
+                assert isinstance(chunk, bytes)
                 yield chunk
         finally:
-            await response.aclose()
+            await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _set_cookies(headers: Any) -> list[str]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,11 @@ from gemgate.errors import InvalidRequest
 from gemgate.store import Store
 
 _ROLE_LABEL = {"user": "User", "model": "Assistant"}
+# An image the gateway put in a model answer, as the client keeps it: a Markdown image (a link
+# or a data URL) in OpenAI chat, an image block or inline data elsewhere.
+_ANSWER_IMAGE = re.compile(r"!\[[^\]\n]*\]\((?:https?://|data:)[^)\s]*\)")
+# Chats held in memory; older ones are read from the store when continued.
+_RECENT_LIMIT = 10_000
 _LEAD = (
     "The conversation so far is below, each message under a label. Reply as the Assistant to "
     "the last User message; do not write the labels."
@@ -61,11 +68,19 @@ def history_hash(request: ir.Request, messages: list[ir.Message], model: str) ->
     for text in request.system:
         digest.update(b"\x00s" + text.text.strip().encode())
     for message in messages:
+        answer = message.role == "model"
         digest.update(b"\x00" + message.role.encode())
         for part in message.parts:
             if isinstance(part, ir.Text):
                 if not part.thought:
-                    digest.update(b"\x01" + part.text.strip().encode())
+                    said = part.text
+                    if answer and "![" in said:
+                        # The images of an answer are the web chat's own: it is continued
+                        # whichever form the client keeps them in.
+                        said = _ANSWER_IMAGE.sub("", said)
+                    digest.update(b"\x01" + said.strip().encode())
+            elif answer and isinstance(part, ir.Media):
+                continue
             elif isinstance(part, ir.Media):
                 digest.update(
                     b"\x02" + hashlib.sha256((part.data or part.uri or "").encode()).digest()
@@ -88,7 +103,8 @@ class ChatMap:
     def __init__(self, store: Store, ttl: float) -> None:
         self.store = store
         self.ttl = ttl
-        self._recent: dict[str, dict[str, Any]] = {}
+        # Oldest first: with one time limit for all, also the order in which they expire.
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._pending: list[dict[str, Any]] = []
 
     async def find(self, request: ir.Request, model: str) -> tuple[Chat, list[ir.Message]] | None:
@@ -123,9 +139,11 @@ class ChatMap:
             "turn": chat.turn,
             "expires_at": now + self.ttl,
         }
-        if len(self._recent) > 10_000:
-            self._recent = {k: v for k, v in self._recent.items() if v["expires_at"] >= now}
         self._recent[key] = row
+        self._recent.move_to_end(key)
+        # Past the limit the oldest go, expired or not: the store still has them for `find`.
+        while len(self._recent) > _RECENT_LIMIT or _expired(self._recent, now):
+            self._recent.popitem(last=False)
         self._pending.append(row)
 
     async def flush(self) -> None:
@@ -137,6 +155,11 @@ class ChatMap:
         except Exception:
             self._pending = rows + self._pending
             raise
+
+
+def _expired(recent: OrderedDict[str, dict[str, Any]], now: float) -> bool:
+    oldest = next(iter(recent.values()), None)
+    return oldest is not None and oldest["expires_at"] < now
 
 
 def build_turn(

@@ -16,7 +16,10 @@ from typing import Any
 
 import orjson
 
-_PREFIX = ")]}'"
+_PREFIX = b")]}'"
+_SPACE = b" \t\r\n"
+# What changes the nesting of JSON text: brackets, and the quotes and escapes of strings.
+_STRUCTURE = re.compile(rb'[][{}"\\]')
 # Links the web app puts in text in place of images, cards and canvases (§6.3).
 _PLACEHOLDER = re.compile(r"\n*https?://googleusercontent\.com/(?:[\w-]+/)+\d+\n*")
 _PLACEHOLDER_STARTS = ("http://googleusercontent.com/", "https://googleusercontent.com/")
@@ -25,166 +28,180 @@ _FLICKER = ("\n```", "\\*", "\\_", "\\`", "\\~")
 
 
 class FrameReader:
-    """Bytes in as they arrive; complete JSON payloads out."""
+    """Bytes in as they arrive; complete JSON payloads out.
+
+    It works on the bytes as they came: a payload goes to orjson undecoded, and a frame of
+    ASCII text (the usual case) is measured without decoding, since there one byte is one
+    UTF-16 unit. Only a frame with other characters is decoded, to count its units."""
 
     def __init__(self) -> None:
-        self._bytes = b""
-        self._text = ""
+        self._pieces: list[bytes] = []
+        self._size = 0
+        # Bytes that must be here before a frame can be whole: pieces wait unjoined till then.
+        self._need = 0
         self._started = False
 
     def feed(self, chunk: bytes) -> list[Any]:
-        # Decode only whole UTF-8 sequences; a chunk may end inside one.
-        data = self._bytes + chunk
-        cut = len(data)
-        while cut > 0 and cut > len(data) - 4 and (data[cut - 1] & 0xC0) == 0x80:
-            cut -= 1
-        if cut > 0 and data[cut - 1] >= 0xC0:
-            cut -= 1
-        self._bytes = data[cut:]
-        self._text += data[:cut].decode("utf-8", "replace")
+        self._pieces.append(chunk)
+        self._size += len(chunk)
+        if self._size < self._need:
+            return []
         return self._frames(final=False)
 
     def end(self) -> list[Any]:
-        if self._bytes:
-            self._text += self._bytes.decode("utf-8", "replace")
-            self._bytes = b""
         return self._frames(final=True)
 
     def _frames(self, final: bool) -> list[Any]:
-        text = self._text
+        data = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+        self._need = 0
         if not self._started:
-            stripped = text.lstrip()
+            stripped = data.lstrip()
             if len(stripped) < len(_PREFIX) and _PREFIX.startswith(stripped) and not final:
                 return []
             if stripped.startswith(_PREFIX):
-                text = stripped[len(_PREFIX) :]
+                data = stripped[len(_PREFIX) :]
             self._started = True
         out: list[Any] = []
+        size = len(data)
         pos = 0
         while True:
-            start = _skip_space(text, pos)
-            if start >= len(text):
+            start = _skip_space(data, pos)
+            if start >= size:
                 pos = start
                 break
-            if not text[start].isdigit():
+            if not 0x30 <= data[start] <= 0x39:
                 # No length prefix: a bare JSON payload (or garbage) up to its balanced end.
-                end = _balanced_end(text, start)
+                end = _balanced_end(data, start)
                 if end is None:
                     if final:
-                        pos = len(text)
+                        pos = size
                     break
-                out.extend(_parse(text[start:end]))
+                out.extend(_parse(data[start:end]))
                 pos = end
                 continue
-            newline = text.find("\n", start)
+            newline = data.find(b"\n", start)
             if newline < 0:
                 if final:
-                    pos = len(text)
+                    pos = size
                 break
-            digits = text[start:newline].strip()
+            digits = data[start:newline].strip()
             if not digits.isdigit():
                 pos = newline + 1
                 continue
             payload_start = newline + 1
-            end = _by_length(text, newline, int(digits))
-            if end is not None and _boundary_ok(text, end, final):
-                payload = text[payload_start:end]
+            units = int(digits)
+            end = _by_length(data, newline, units)
+            if end == _SHORT and not final:
+                # Not all here by its declared length. Waiting, rather than looking for a
+                # balanced end meanwhile, keeps a large frame that arrives in many pieces
+                # from being scanned again with every piece.
+                self._need = newline + units - pos
+                break
+            if end >= 0 and _boundary_ok(data, end, final):
+                payload = data[payload_start:end]
                 parsed = _parse(payload)
                 if parsed or not payload.strip():
                     out.extend(parsed)
                     pos = end
                     continue
             # The declared length failed: find the frame's end by its balanced brackets.
-            payload_start = _skip_space(text, payload_start)
-            balanced = _balanced_end(text, payload_start)
+            payload_start = _skip_space(data, payload_start)
+            balanced = _balanced_end(data, payload_start)
             if balanced is None:
                 if final:
-                    pos = len(text)
+                    pos = size
                 break
-            out.extend(_parse(text[payload_start:balanced]))
+            out.extend(_parse(data[payload_start:balanced]))
             pos = balanced
-        self._text = text[pos:]
+        rest = data[pos:] if pos < size else b""
+        self._pieces = [rest] if rest else []
+        self._size = len(rest)
         return out
 
 
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
+def _skip_space(data: bytes, pos: int) -> int:
+    size = len(data)
+    while pos < size and data[pos] in _SPACE:
         pos += 1
     return pos
 
 
-def _by_length(text: str, newline: int, units: int) -> int | None:
-    """The end of a frame whose length counts UTF-16 units from the newline after the digits,
-    or None while the text is shorter than that (or the count ends inside a character)."""
+_SHORT, _NO_FIT = -1, -2
+
+
+def _by_length(data: bytes, newline: int, units: int) -> int:
+    """The end of a frame whose length counts UTF-16 units from the newline after the digits;
+    _SHORT while fewer are here, _NO_FIT when the count ends inside a character."""
     end = newline + units
-    # Characters outside the BMP count twice, so the end is at most `units` characters away;
-    # each step below moves it by the surplus it measures, at C speed.
-    for _ in range(8):
-        if end > len(text):
-            if _units(text[newline:]) < units:
-                return None
-            end = len(text)
-        counted = _units(text[newline:end])
-        if counted == units:
-            return end
-        if counted > units:
-            end -= max(1, (counted - units) // 2)
-        else:
-            end += units - counted
-    return None
+    if end > len(data):
+        return _SHORT  # every unit takes at least one byte
+    if data[newline:end].isascii():
+        return end
+    # Counted on the text as UTF-16, at C speed. At most three bytes a unit; a byte that is
+    # not UTF-8 survives the round trip (as a lone surrogate, one unit, as the app counts it).
+    text = data[newline : newline + 3 * units].decode("utf-8", "surrogateescape")
+    wide = text.encode("utf-16-le", "surrogatepass")
+    if len(wide) < 2 * units:
+        return _SHORT
+    if 0xD8 <= wide[2 * units - 1] <= 0xDB:
+        return _NO_FIT  # the count ends between the two halves of a character
+    head = wide[: 2 * units].decode("utf-16-le", "surrogatepass")
+    return newline + len(head.encode("utf-8", "surrogateescape"))
 
 
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def _boundary_ok(text: str, end: int, final: bool) -> bool:
-    nxt = _skip_space(text, end)
-    if nxt >= len(text):
+def _boundary_ok(data: bytes, end: int, final: bool) -> bool:
+    size = len(data)
+    nxt = _skip_space(data, end)
+    if nxt >= size:
         return True
     i = nxt
-    while i < len(text) and text[i].isdigit():
+    while i < size and 0x30 <= data[i] <= 0x39:
         i += 1
     if i == nxt:
         return False
-    if i >= len(text):
+    if i >= size:
         return not final
-    return text[i] == "\n"
+    return data[i] == 0x0A
 
 
-def _balanced_end(text: str, start: int) -> int | None:
-    """The index after the top-level JSON array or object starting at `start` (string-aware)."""
-    if start >= len(text) or text[start] not in "[{":
+def _balanced_end(data: bytes, start: int) -> int | None:
+    """The index after the top-level JSON array or object starting at `start` (string-aware);
+    the bytes of a multi-byte character are never ASCII, so bytes serve as well as text."""
+    if start >= len(data) or data[start] not in b"[{":
         return None
-    depth, in_string, escaped = 0, False, False
-    for i in range(start, len(text)):
-        ch = text[i]
+    depth, in_string, skip = 0, False, -1
+    for found in _STRUCTURE.finditer(data, start):
+        i = found.start()
+        if i == skip:
+            continue  # the character after a backslash
+        ch = data[i]
         if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
+            if ch == 0x5C:  # backslash
+                skip = i + 1
+            elif ch == 0x22:  # quote
                 in_string = False
-        elif ch == '"':
+        elif ch == 0x22:
             in_string = True
-        elif ch in "[{":
+        elif ch in b"[{":
             depth += 1
-        elif ch in "]}":
+        elif ch in b"]}":
             depth -= 1
             if depth == 0:
                 return i + 1
     return None
 
 
-def _parse(payload: str) -> list[Any]:
+def _parse(payload: bytes) -> list[Any]:
     payload = payload.strip()
     if not payload:
         return []
     try:
         value = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return []
+        try:  # bytes that are not UTF-8, read as the web app's text would show them
+            value = orjson.loads(payload.decode("utf-8", "replace"))
+        except orjson.JSONDecodeError:
+            return []
     return [value]
 
 
@@ -263,6 +280,7 @@ class Candidate:
     text: str
     thoughts: str
     done: bool
+    rich: Any = None  # the rich-content block [12] (§6.4), read with `rich_field`
 
 
 @dataclass(slots=True)
@@ -308,12 +326,26 @@ def _candidate(raw: list[Any]) -> Candidate:
         text = alternate if isinstance(alternate, str) else ""
     thoughts = _first(_first(raw[37])) if size > 37 else None
     state = _first(raw[8]) if size > 8 else None
+    rich = raw[12] if size > 12 else None
     return Candidate(
         rcid=raw[0] if isinstance(raw[0], str) else None,
         text=text if isinstance(text, str) else "",
         thoughts=thoughts if isinstance(thoughts, str) else "",
         done=state == 2,
+        rich=rich if isinstance(rich, list) and rich else None,
     )
+
+
+def rich_field(block: Any, number: int) -> Any:
+    """Field `number` of a JSPB block: at its index, or for a sparse high field in the dict
+    that ends the block under `str(number + 1)` (§6.4). None, [] and {} mean absent."""
+    if not isinstance(block, list):
+        return None
+    value = block[number] if number < len(block) else None
+    if value is None or value == [] or isinstance(value, dict):
+        bundle = block[-1] if block and isinstance(block[-1], dict) else None
+        value = bundle.get(str(number + 1)) if bundle is not None else None
+    return None if value in (None, [], {}) else value
 
 
 def _first(value: Any) -> Any:
@@ -348,10 +380,12 @@ class TextDiff:
 
     def __init__(self) -> None:
         self.sent = ""
+        self._last, self._last_final = "", False
 
     def delta(self, cumulative: str, final: bool) -> str:
-        if not cumulative:
-            return ""
+        if not cumulative or (cumulative == self._last and final == self._last_final):
+            return ""  # nothing, or the same as the frame before (the thoughts moved on)
+        self._last, self._last_final = cumulative, final
         text = clean(cumulative, final)
         if not final:
             text = _hold_back(text)
@@ -385,6 +419,8 @@ def _hold_back(text: str) -> str:
     """Keep back a trailing fragment that may yet become a placeholder link."""
     cut = max(text.rfind(" "), text.rfind("\n")) + 1
     tail = text[cut:]
-    if tail and any(p.startswith(tail) or tail.startswith(p) for p in _PLACEHOLDER_STARTS):
+    if tail[:1] != "h":  # both links start so: the usual tail is done with at once
+        return text
+    if any(p.startswith(tail) or tail.startswith(p) for p in _PLACEHOLDER_STARTS):
         return text[:cut].rstrip("\n")
     return text
