@@ -328,3 +328,27 @@ def test_a_bad_workers_value_is_one_clear_line(tmp_path: Path, value: str) -> No
         f"setting GEMGATE_WORKERS: workers is a whole number of 1 or more, or auto (got '{value}')"
         in result.stderr
     ), result.stderr
+
+
+def test_workers_whose_parent_is_killed_drain_and_exit(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    server = _gemgate(launched, tmp_path, gemini, JSON_LOGS)
+    server.start("--workers", "2")
+    workers = _serving(server, 2)
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "workers kept running without their parent"
+        time.sleep(0.1)
+    finished = [
+        line["pid"]
+        for line in _lines(server)
+        if str(line.get("message")).startswith("Finished server process")
+    ]
+    # Each shut down as on SIGTERM, rather than being cut off.
+    assert sorted(finished) == sorted(workers)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(server.url + "/healthz", timeout=2)
