@@ -575,9 +575,9 @@ class AnswerReader:
         said = f"{name} ({answered})" if name else answered
         if answered in self.guest_ids:
             raise signed_out()
-        if self.model.tool is not None:
-            # A tool's turn may name the tool's own model (Nano Banana makes the images); only
-            # a guest's model says the session was lost.
+        if self.model.tool is not None and self.model.tool.selector is not None:
+            # A turn of a selected tool may name the tool's own model (Nano Banana makes the
+            # images); only a guest's model says the session was lost.
             log.info("a %s turn of %s was answered by %s", self.model.tool.name, self.asked, said)
             self.verified = True
             return
