@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.harness import free_port  # noqa: E402
 
+from gemgate.config import Settings  # noqa: E402
 from gemgate.services import keys as key_service  # noqa: E402
 from gemgate.store import Store  # noqa: E402
 
@@ -36,8 +37,20 @@ MODELS = [
     "gemini-3-flash-preview",
     "gemini-2.5-flash-image",
 ]
+# The server's answer time and the first contentful paint, waiting for the paint entry: under
+# load it is recorded a little after the load event.
+FIRST_PAINT = """() => new Promise(resolve => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const done = paint => resolve([nav.responseStart - nav.requestStart, paint]);
+  new PerformanceObserver(list => {
+    const fcp = list.getEntries().find(e => e.name === 'first-contentful-paint');
+    if (fcp) done(fcp.startTime);
+  }).observe({type: 'paint', buffered: true});
+  setTimeout(() => done(null), 5000);
+})"""
 PAGES = [
     "/admin/",
+    "/admin/credentials/new",
     "/admin/usage",
     "/admin/usage?by=model&bucket=hour&span=48h",
     "/admin/keys",
@@ -46,16 +59,19 @@ PAGES = [
 
 
 async def fill(data_dir: Path, credentials: int, records: int) -> None:
-    store = Store(f"sqlite:///{data_dir / 'gemgate.db'}")
-    await store.open()
+    # As `gemgate serve` will open it: the same data folder, so the same secret key.
+    store = Store.from_settings(Settings(data_dir=data_dir))
+    await store.open(create=True)
     rng = random.Random(7)
     key_ids = []
     for i in range(40):
         record, _ = await key_service.create(store, f"team-{i:02d}", rpm=600 if i % 3 else None)
         key_ids.append(record.id)
     for i in range(credentials):
+        # All three channels, as the board draws each a little differently (quota, secrets).
+        channel, secret = _credential(i)
         record = await store.add_credential(
-            channel="gemini", label=f"project-{i:03d}", secret={"api_key": f"AIzaBench{i:030d}"}
+            channel=channel, label=f"project-{i:03d}", secret=secret
         )
         if i % 17 == 0:
             await store.update_credential(
@@ -64,10 +80,10 @@ async def fill(data_dir: Path, credentials: int, records: int) -> None:
                 status_reason="HTTP 400 INVALID_ARGUMENT: API key not valid.",
             )
     now = time.time()
-    batch = []
+    rows = []
     for _ in range(records):
         prompt, output = rng.randint(50, 4000), rng.randint(10, 2000)
-        batch.append(
+        rows.append(
             {
                 "key_id": rng.choice(key_ids),
                 "channel": "gemini",
@@ -81,11 +97,30 @@ async def fill(data_dir: Path, credentials: int, records: int) -> None:
                 "created_at": now - rng.random() * 30 * 86400,
             }
         )
-        if len(batch) == 5000:
-            await store.add_usage(batch)
-            batch = []
-    await store.add_usage(batch)
+    # Oldest first, as a running gateway writes them.
+    rows.sort(key=lambda r: r["created_at"])
+    for start in range(0, len(rows), 5000):
+        await store.add_usage(rows[start : start + 5000])
     await store.close()
+
+
+def _credential(i: int) -> tuple[str, dict[str, object]]:
+    if i % 5 == 1:
+        return "gemini_cli", {
+            "refresh_token": f"1//0gBench{i:040d}",
+            "access_token": f"ya29.Bench{i:060d}",
+            "expiry": time.time() + 3000,
+            "email": f"account-{i:03d}@example.com",
+            "project_id": f"proj-{i:03d}",
+            "tier": "standard-tier",
+        }
+    if i % 5 == 2:
+        return "gemini_official", {
+            "psid": f"g.a000Bench{i:060d}",
+            "psidts": f"sidts-Bench{i:040d}",
+            "cookies": {"NID": "511=bench"},
+        }
+    return "gemini", {"api_key": f"AIzaBench{i:030d}"}
 
 
 def main() -> None:
@@ -139,11 +174,7 @@ def main() -> None:
                     served, painted = [], []
                     for _ in range(args.loads):
                         page.goto(base + path)
-                        timing = page.evaluate(
-                            "() => { const n = performance.getEntriesByType('navigation')[0];"
-                            " const p = performance.getEntriesByName('first-contentful-paint')[0];"
-                            " return [n.responseStart - n.requestStart, p ? p.startTime : null]; }"
-                        )
+                        timing = page.evaluate(FIRST_PAINT)
                         served.append(timing[0])
                         if timing[1] is not None:
                             painted.append(timing[1])

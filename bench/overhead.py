@@ -68,7 +68,14 @@ GEMINI_BODY: dict[str, Any] = {
 TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "throughput_ratio_nonstream": (">= 40 %", lambda v: v >= 0.40),
     "throughput_ratio_stream": (">= 40 %", lambda v: v >= 0.40),
-    "added_p50_ms_c1": ("< 0.5 ms", lambda v: v < 0.5),
+    # Speed, second round (#14): gemgate's own CPU per request, and what it adds to latency.
+    "cpu_ms_nonstream_openai": ("<= 0.25", lambda v: 0 < v <= 0.25),
+    "cpu_ms_stream_openai": ("<= 0.5", lambda v: 0 < v <= 0.5),
+    "cpu_ms_stream_anthropic": ("<= 0.6", lambda v: 0 < v <= 0.6),
+    "cpu_ms_stream_native": ("<= 0.3", lambda v: 0 < v <= 0.3),
+    "added_p50_ms_c1": ("<= 0.3 ms", lambda v: v <= 0.3),
+    "added_ttfc_ms_c1": ("<= 0.5 ms", lambda v: v <= 0.5),
+    "rss_mb_1000_streams": ("<= 110 MB", lambda v: 0 < v <= 110),
     "idle_rss_mb": ("< 80 MB", lambda v: v < 80),
     "startup_s": ("< 1.5 s", lambda v: v < 1.5),
     "web_stream_cpu_vs_gemini": ("<= 2x", lambda v: 0 < v <= 2.0),
@@ -78,7 +85,23 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     # Responses API CPU per request against chat completions', same load and same answer.
     "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
+    # `--workers 2` over 1 worker at c=32 (see measure_workers for what each ratio means).
+    "throughput_ratio_workers2_by_cpu": (">= 170 %", lambda v: v >= 1.70),
 }
+# Figures before the speed round (#14, measured independently), shown beside today's.
+PREVIOUS: dict[str, float] = {
+    "cpu_ms_nonstream_openai": 0.51,
+    "cpu_ms_stream_openai": 1.10,
+    "cpu_ms_stream_anthropic": 1.96,
+    "cpu_ms_stream_native": 0.58,
+    "cpu_ms_nonstream_native": 0.34,
+    "added_p50_ms_c1": 0.69,
+    "added_ttfc_ms_c1": 1.7,
+    "rss_mb_1000_streams": 126.0,
+}
+# A model the fake answers a chunk every SLOW_DELAY seconds: streams that stay open, for the
+# memory of OPEN_STREAMS streams under way at once.
+SLOW_MODEL, SLOW_DELAY, OPEN_STREAMS = "gemini-2.5-pro", 0.5, 1000
 # gemini_official: one account for gemgate, another for the direct calls (a page fetch by one
 # side would otherwise make the other side's token stale).
 WEB_MODEL = "gemini-3-fast"
@@ -317,6 +340,7 @@ class Stack:
             CLIENT_CORE,
             *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
             *("--keys", UPSTREAM_KEY, "--chunks", str(self.chunks)),
+            *("--slow", f"{SLOW_MODEL}={SLOW_DELAY}"),
             log="fake.log",
         )
         wait_http(f"{self.fake_url}/v1beta/models?key={UPSTREAM_KEY}", fake)
@@ -375,7 +399,45 @@ class Stack:
             "content-type": "application/json",
         }
         wrapped = orjson.dumps({"model": MODEL, "project": "bench-project", "request": GEMINI_BODY})
+        native = f"{self.url}/v1beta/models/{MODEL}"
+        native_auth = {"x-goog-api-key": self.client_key, "content-type": "application/json"}
+        anthropic = {
+            "model": MODEL,
+            "system": SYSTEM,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "temperature": 0.7,
+            "max_tokens": 256,
+            "stream": True,
+        }
         return {
+            "anthropic-stream": Target(
+                "anthropic",
+                f"{self.url}/v1/messages",
+                {**auth, "anthropic-version": "2023-06-01"},
+                orjson.dumps(anthropic),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and body.endswith(b'data: {"type":"message_stop"}\n\n')
+                    and body.count(b"text_delta") >= n
+                ),
+            ),
+            "native": Target(
+                "native",
+                f"{native}:generateContent",
+                native_auth,
+                orjson.dumps(GEMINI_BODY),
+                False,
+                lambda status, body: status == 200 and b'"candidates"' in body,
+            ),
+            "native-stream": Target(
+                "native",
+                f"{native}:streamGenerateContent?alt=sse",
+                native_auth,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
             "web-gemgate-stream": Target(
                 "gemgate",
                 f"{self.url}/gemini_official/v1/chat/completions",
@@ -594,30 +656,48 @@ def top_frames(raw: str, limit: int = 15) -> list[tuple[str, float]]:
 # -- report -----------------------------------------------------------------------------------
 
 
-def derive(results: dict[str, Result], stack: Stack, peak_mb: float) -> dict[str, float]:
+def derive(
+    results: dict[str, Result], stack: Stack, peak_mb: float, streams_mb: float
+) -> dict[str, float]:
+    missing = Result("", "", 0, 0.0)  # a scenario left out with --only
+
+    def get(name: str) -> Result:
+        return results.get(name, missing)
+
     def ratio(scenario: str) -> float:
-        direct = results[f"{scenario}/direct"].rps
-        return results[f"{scenario}/gemgate"].rps / direct if direct else 0.0
+        direct = get(f"{scenario}/direct").rps
+        return get(f"{scenario}/gemgate").rps / direct if direct else 0.0
+
+    def cpu(name: str) -> float:
+        return get(name).cpu_ms_per_request or 0.0
 
     def cpu_ratio(scenario: str) -> float:
-        cli = results[f"cli-{scenario}/gemgate"].cpu_ms_per_request or 0.0
-        gemini = results[f"{scenario}/gemgate"].cpu_ms_per_request or 0.0
-        return cli / gemini if gemini else 0.0
+        gemini = cpu(f"{scenario}/gemgate")
+        return cpu(f"cli-{scenario}/gemgate") / gemini if gemini else 0.0
 
     def responses_ratio(scenario: str) -> float:
-        chat = results[f"{scenario}/gemgate"].cpu_ms_per_request or 0.0
-        responses = results[f"{scenario}/responses"].cpu_ms_per_request or 0.0
-        return responses / chat if chat else 0.0
+        chat = cpu(f"{scenario}/gemgate")
+        return cpu(f"{scenario}/responses") / chat if chat else 0.0
 
+    ttfc_direct = get("stream-c1/direct").ttfc_p50_ms
+    ttfc_gemgate = get("stream-c1/gemgate").ttfc_p50_ms
     return {
+        "cpu_ms_nonstream_openai": cpu("nonstream-c32/gemgate"),
+        "cpu_ms_stream_openai": cpu("stream-c32/gemgate"),
+        "cpu_ms_stream_anthropic": cpu("stream-c32/anthropic"),
+        "cpu_ms_stream_native": cpu("stream-c32/native"),
+        "cpu_ms_nonstream_native": cpu("nonstream-c32/native"),
+        "added_ttfc_ms_c1": (ttfc_gemgate - ttfc_direct)
+        if ttfc_gemgate is not None and ttfc_direct is not None
+        else 0.0,
+        "rss_mb_1000_streams": streams_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
         "throughput_ratio_web_stream": ratio("web-stream-c32"),
-        "web_stream_cpu_vs_gemini": (results["web-stream-c32/gemgate"].cpu_ms_per_request or 0)
-        / (results["stream-c32/gemgate"].cpu_ms_per_request or 1),
+        "web_stream_cpu_vs_gemini": cpu("web-stream-c32/gemgate")
+        / (cpu("stream-c32/gemgate") or 1),
         "throughput_ratio_nonstream_c1": ratio("nonstream-c1"),
-        "added_p50_ms_c1": results["nonstream-c1/gemgate"].p50_ms
-        - results["nonstream-c1/direct"].p50_ms,
+        "added_p50_ms_c1": get("nonstream-c1/gemgate").p50_ms - get("nonstream-c1/direct").p50_ms,
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
@@ -649,30 +729,82 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
     if any(r.core0_other_pct > 10 for r in results.values()):
         print("warning: other processes used core 0; gemgate's numbers are low by that much")
     print()
-    units = {"mb": "MB", "_s": "s", "ms_c1": "ms"}
+    units = {"mb": "MB", "_s": "s", "ms_c1": "ms", "streams": "MB"}
+    print(f"{'':<32}{'now':>12}   {'before #14':>10}   target")
     for name, value in derived.items():
         unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
+        if name.startswith("cpu_ms"):
+            unit = "ms"
         percent = name.startswith(("throughput", "cli_cpu", "responses_cpu"))
-        shown = f"{100 * value:.1f} %" if percent else f"{value:.2f} {unit}"
+        shown = f"{100 * value:.1f} %" if percent else f"{value:.3f} {unit}"
+        before = f"{PREVIOUS[name]:.2f}" if name in PREVIOUS else ""
         verdict = ""
         if name in TARGETS:
             wanted, passes = TARGETS[name]
-            verdict = f"target {wanted:<9} {'PASS' if passes(value) else 'FAIL'}"
-        print(f"{name:<32}{shown:>12}   {verdict}")
+            verdict = f"{wanted:<10} {'PASS' if passes(value) else 'FAIL'}"
+        print(f"{name:<32}{shown:>12}   {before:>10}   {verdict}")
+
+
+async def open_streams(stack: Stack, count: int) -> float:
+    """gemgate's VmRSS (MB) with `count` streams under way at once: each has had its first
+    chunk and waits for the rest (the fake's slow model), as long-running answers do."""
+    body = orjson.dumps({**CHAT_BODY, "model": SLOW_MODEL, "stream": True})
+    headers = {"authorization": f"Bearer {stack.client_key}", "content-type": "application/json"}
+    started = asyncio.Event()
+    under_way = 0
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal under_way
+        url = f"{stack.url}/v1/chat/completions"
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.content.readany()
+            under_way += 1
+            if under_way == count:
+                started.set()
+            async for _ in resp.content.iter_any():
+                pass
+
+    connector = aiohttp.TCPConnector(limit=count)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [asyncio.create_task(one(session)) for _ in range(count)]
+        try:
+            await asyncio.wait_for(started.wait(), 30)
+            await asyncio.sleep(SLOW_DELAY)  # every stream past its first chunk
+            rss = proc_status(stack.server.pid)["VmRSS"]
+        except TimeoutError:
+            print(f"only {under_way} of {count} streams got under way in 30 s")
+            rss = 0.0
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return rss
 
 
 def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     targets = stack.targets()
     plan = [
         ("nonstream-c1", 1, "gemgate", "direct"),
-        ("nonstream-c32", 32, "responses-store", "responses", "gemgate", "direct"),
-        ("stream-c32", 32, "responses-stream", "gemgate-stream", "direct-stream"),
+        ("stream-c1", 1, "gemgate-stream", "direct-stream"),
+        ("nonstream-c32", 32, "native", "responses-store", "responses", "gemgate", "direct"),
+        (
+            "stream-c32",
+            32,
+            "native-stream",
+            "anthropic-stream",
+            "responses-stream",
+            "gemgate-stream",
+            "direct-stream",
+        ),
         ("web-stream-c32", 32, "web-gemgate-stream", "web-direct-stream"),
         ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),
         ("cli-stream-c32", 32, "gemgate-cli-stream", "direct-cli-stream"),
     ]
     results: dict[str, Result] = {}
     for scenario, concurrency, *names in plan:
+        if args.only and scenario not in args.only:
+            continue
         for name in reversed(names):  # direct first, then gemgate
             target = targets[name]
             cpu_before = cpu_seconds(stack.server.pid)
@@ -691,6 +823,82 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     return results
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every process under it (a server and its workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += tree_cpu_seconds(int(child))
+    return total
+
+
+def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
+    """Non-streaming c=32 through a second gemgate on the same store and fake, free to run on
+    both cores, with 1 worker and with `--workers 2`, in two interleaved rounds (the better run
+    of each counts). The fake and this load generator stay on core 1, so the second worker
+    shares that core with them: the raw req/s ratio is what this machine shows; CPU per
+    request shows what the workers would give on cores of their own."""
+    port = free_port()
+    target = stack.targets()["gemgate"]
+    target = Target(
+        target.name, target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
+        target.headers, target.body, target.stream, target.check,
+    )  # fmt: skip
+
+    def one_run(workers: int) -> Result:
+        server = subprocess.Popen(
+            ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m", "gemgate",
+             "serve", "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT, env=stack.env, stdout=(stack.tmp / f"workers-{workers}.log").open("wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", server)
+            time.sleep(1.0 * workers)  # every worker up, not only the first
+            cpu_before = tree_cpu_seconds(server.pid)
+            result = asyncio.run(drive(target, 32, args.warmup, args.duration))
+            cpu = tree_cpu_seconds(server.pid) - cpu_before
+        finally:
+            server.terminate()
+            server.wait(30)
+        total = result.requests * (args.warmup + args.duration) / args.duration
+        result.cpu_ms_per_request = 1000 * cpu / total if total else None
+        result.scenario, result.target = "nonstream-c32", f"{workers} worker" + "s" * (workers > 1)
+        print(f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s", flush=True)
+        return result
+
+    results: dict[str, Result] = {}
+    for _ in range(2):
+        for workers in (1, 2):
+            result = one_run(workers)
+            best = results.get(f"workers-{workers}")
+            if best is None or result.rps > best.rps:
+                results[f"workers-{workers}"] = result
+    return results
+
+
+WORKERS_NOTE = (
+    "workers rows: gemgate may use both cores, but the fake and the load generator share core 1"
+    "\nwith its second worker, which holds throughput_ratio_workers2 down on a 2-core machine;"
+    "\nthroughput_ratio_workers2_by_cpu (2 cores over 2 workers' CPU per request, against 1 core"
+    "\nover 1 worker's) is the ratio when the workers have cores of their own"
+)
+
+
+def workers_derived(results: dict[str, Result]) -> dict[str, float]:
+    if "workers-1" not in results:
+        return {}  # left out with --only
+    one, two = results["workers-1"], results["workers-2"]
+    return {
+        # Measured here, where the fake and this load generator share core 1 with worker 2.
+        "throughput_ratio_workers2": two.rps / one.rps if one.rps else 0.0,
+        # Cores over CPU seconds per request, 2 workers on 2 cores against 1 worker on the one
+        # core it can use: the throughput ratio when the workers have the cores to themselves.
+        "throughput_ratio_workers2_by_cpu": 2 * (one.cpu_ms_per_request or 0)
+        / (two.cpu_ms_per_request or float("inf")),
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     if load > 0.5:
@@ -698,14 +906,21 @@ def run(args: argparse.Namespace) -> None:
     with running(args.chunks) as stack:
         print(f"gemgate up in {stack.startup_s:.2f}s, idle RSS {stack.idle['VmRSS']:.1f} MB")
         results = measure(args, stack)
+        streams_mb = 0.0
+        if not args.only or "streams" in args.only:
+            streams_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
+            print(f"  {OPEN_STREAMS} open streams: gemgate RSS {streams_mb:.1f} MB", flush=True)
         peak = proc_status(stack.server.pid)["VmHWM"]
+        if not args.only or "workers" in args.only:
+            results |= measure_workers(args, stack)
         hot: list[tuple[str, float]] = []
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
             hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
-    derived = derive(results, stack, peak)
+    derived = derive(results, stack, peak, streams_mb) | workers_derived(results)
     print()
     show(results, derived)
+    print(WORKERS_NOTE)
     if hot:
         print("\ngemgate self time under c=32 non-streaming load (py-spy, % of samples):")
         for frame, share in hot:
@@ -716,7 +931,7 @@ def run(args: argparse.Namespace) -> None:
         "python": platform.python_version(),
         "load_average_before": load,
         "cores": {"gemgate": GEMGATE_CORE, "fake_and_client": CLIENT_CORE},
-        "settings": vars(args),
+        "settings": {**vars(args), "only": sorted(args.only)},
         "results": [
             {k: v for k, v in asdict(r).items() if k not in ("latencies", "ttfcs")}
             for r in results.values()
@@ -738,6 +953,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     parser.add_argument("--chunks", type=int, default=20, help="chunks per streamed answer")
     parser.add_argument("--profile", action="store_true", help="py-spy gemgate at c=32 after")
+    parser.add_argument(
+        "--only",
+        type=lambda value: set(value.split(",")),
+        default=set(),
+        help="comma-separated scenarios to run (e.g. stream-c32,streams); default: all",
+    )
     args = parser.parse_args()
     if not 1 <= args.duration <= 60 or not 0 <= args.warmup <= 10:
         parser.error("--duration must be 1-60 s and --warmup 0-10 s")

@@ -12,18 +12,19 @@ from tests.fakes.code_assist import FakeCodeAssist
 from tests.harness import Gemgate
 
 
+def code_assist_env(fake: FakeCodeAssist) -> dict[str, str]:
+    """The settings that point gemgate's gemini_cli channel and Google sign-in at the fake."""
+    return {
+        "GEMGATE_CODE_ASSIST_BASE": fake.base_url,
+        "GEMGATE_OAUTH_TOKEN_URL": fake.token_url,
+        "GEMGATE_GOOGLE_ACCOUNTS_BASE": fake.base_url,
+        # Onboarding polls its operation; the fake finishes it after one poll.
+        "GEMGATE_ONBOARD_POLL_INTERVAL": "0.05",
+    }
+
+
 def cli_gemgate(data_dir: Path, fake: FakeCodeAssist, env: dict[str, str] | None = None) -> Gemgate:
-    return Gemgate(
-        data_dir,
-        {
-            "GEMGATE_CODE_ASSIST_BASE": fake.base_url,
-            "GEMGATE_OAUTH_TOKEN_URL": fake.token_url,
-            "GEMGATE_GOOGLE_ACCOUNTS_BASE": fake.base_url,
-            # Onboarding polls its operation; the fake finishes it after one poll.
-            "GEMGATE_ONBOARD_POLL_INTERVAL": "0.05",
-            **(env or {}),
-        },
-    )
+    return Gemgate(data_dir, {**code_assist_env(fake), **(env or {})})
 
 
 def write_oauth_file(folder: Path, name: str, data: dict[str, Any]) -> Path:

@@ -61,12 +61,12 @@ class Gemgate:
         out = self.cli("credentials", "add", "gemini", "--api-key", api_key, *options).stdout
         return int(out.split("credential ")[1].split()[0])
 
-    def start(self) -> Gemgate:
+    def start(self, *serve_args: str) -> Gemgate:
         self._needs_store = False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gemgate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "gemgate", "serve", "--port", str(self.port), *serve_args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

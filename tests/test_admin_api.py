@@ -11,22 +11,38 @@ import pytest
 
 from tests.admin_client import AdminClient, fetch
 from tests.conftest import start_gemgate
+from tests.fakes.code_assist import FakeCodeAssist
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.gemini_cli_setup import code_assist_env
 from tests.harness import Gemgate
 
 TOKEN = "admin-token-for-tests-0123456789"
+PSID = "g.a000psid-value-for-an-admin-api-test-0123456789"
+PSIDTS = "sidts-CjIB-psidts-value-for-an-admin-api-test"
 API_KEY = "AIzaFakeKeyBravo0002"
 USAGE = {"promptTokenCount": 8, "candidatesTokenCount": 12, "totalTokenCount": 20}
 
 
 @pytest.fixture(scope="module")
+def code_assist() -> Iterator[FakeCodeAssist]:
+    with FakeCodeAssist() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, fake_gemini: FakeGeminiAPI
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_gemini: FakeGeminiAPI,
+    code_assist: FakeCodeAssist,
 ) -> Iterator[Gemgate]:
     gate = start_gemgate(
         tmp_path_factory.mktemp("admin"),
         fake_gemini,
-        {"GEMGATE_ADMIN_TOKEN": TOKEN, "GEMGATE_METRICS_TOKEN": "metrics-secret"},
+        {
+            "GEMGATE_ADMIN_TOKEN": TOKEN,
+            "GEMGATE_METRICS_TOKEN": "metrics-secret",
+            **code_assist_env(code_assist),
+        },
     )
     gate.start()
     yield gate
@@ -312,6 +328,10 @@ def test_credential_kinds_say_what_each_channel_needs(admin: AdminClient) -> Non
     kinds = {k["channel"]: k for k in admin.get("/credential-kinds").json()["kinds"]}
     assert [f["name"] for f in kinds["gemini"]["fields"]] == ["api_key"]
     assert kinds["gemini"]["fields"][0]["kind"] == "secret" and kinds["gemini"]["guide"]
+    web = kinds["gemini_official"]
+    assert [f["name"] for f in web["fields"]] == ["cookies", "psid", "psidts"]
+    assert any("Firefox" in step for step in web["steps"])
+    assert any("without chatting" in step for step in web["steps"])
 
 
 def test_a_gemini_cli_account_is_added_by_pasting_its_oauth_file(admin: AdminClient) -> None:
@@ -335,3 +355,112 @@ def test_a_gemini_cli_account_is_added_by_pasting_its_oauth_file(admin: AdminCli
     cred = added.json()
     assert cred["channel"] == "gemini_cli" and cred["secret"]["project_id"] == "my-project"
     assert admin.delete(f"/credentials/{cred['id']}").status_code == 200
+
+
+def test_quota_left_is_read_where_the_channel_reports_it(
+    admin: AdminClient, code_assist: FakeCodeAssist
+) -> None:
+    account = code_assist.account("quota@example.com", project="proj-quota")
+    account.quota = {"gemini-2.5-pro": 0.4, "gemini-2.5-flash": 0.9}
+    oauth_file = code_assist.oauth_file("quota@example.com")
+    added = admin.post(
+        "/credentials", json_body={"channel": "gemini_cli", "oauth_creds": json.dumps(oauth_file)}
+    )
+    assert added.status_code == 201, added.text
+    cred = added.json()
+    assert cred["quota"] is None  # never read: Google is asked only when the operator asks
+
+    read = admin.get(f"/credentials/{cred['id']}/quota")
+    assert read.status_code == 200, read.text
+    reading = read.json()
+    assert reading["lowest"] == {
+        "model": "gemini-2.5-pro",
+        "left": "40%",
+        "resets": account.quota_reset,
+    }
+    assert {m["model"]: m["left"] for m in reading["models"]}["gemini-2.5-flash"] == "90%"
+    listed = {c["id"]: c for c in admin.get("/credentials").json()["credentials"]}
+    assert listed[cred["id"]]["quota"]["lowest"]["left"] == "40%"
+    everything = admin.get("/credentials").text + read.text
+    assert oauth_file["refresh_token"] not in everything
+    assert oauth_file["access_token"] not in everything
+
+    # A channel that does not report it says so.
+    api_key = (
+        next(c for c in listed.values() if c["channel"] == "gemini")
+        if any(c["channel"] == "gemini" for c in listed.values())
+        else admin.post("/credentials", json_body={"channel": "gemini", "api_key": API_KEY}).json()
+    )
+    silent = admin.get(f"/credentials/{api_key['id']}/quota")
+    assert silent.status_code == 400 and "does not report" in silent.json()["error"]["message"]
+    assert admin.get("/credentials/9999/quota").status_code == 404
+    assert admin.delete(f"/credentials/{cred['id']}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"cookies": f"Cookie: __Secure-1PSID={PSID}; __Secure-1PSIDTS={PSIDTS}; NID=511=x"},
+        {
+            "cookies": json.dumps(
+                [
+                    {"name": "__Secure-1PSID", "value": PSID, "domain": ".google.com"},
+                    {"name": "__Secure-1PSIDTS", "value": PSIDTS, "domain": ".google.com"},
+                    {"name": "__Secure-1PSID", "value": "other-site", "domain": ".example.com"},
+                ]
+            )
+        },
+        {"psid": PSID, "psidts": PSIDTS, "proxy": "socks5://user:pw@127.0.0.1:1080"},
+    ],
+    ids=["cookie-header", "extension-json", "two-values"],
+)
+def test_a_gemini_web_session_is_added_from_its_cookies(
+    admin: AdminClient, values: dict[str, str]
+) -> None:
+    added = admin.post(
+        "/credentials", json_body={"channel": "gemini_official", "label": "web", **values}
+    )
+    assert added.status_code == 201, added.text
+    cred = added.json()
+    assert cred["channel"] == "gemini_official" and cred["label"] == "web"
+    assert cred["secret"]["psid"] == "g.a0…6789" and cred["secret"]["psidts"] == "sidt…test"
+    everything = added.text + admin.get("/credentials").text
+    assert PSID not in everything and PSIDTS not in everything and "user:pw" not in everything
+    assert admin.delete(f"/credentials/{cred['id']}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({}, "needs the cookies"),
+        ({"cookies": f"__Secure-1PSID={PSID}", "psid": PSID}, "not both"),
+        ({"cookies": "NID=1; SID=2"}, "no __Secure-1PSID"),
+        ({"cookies": "[{"}, "not valid JSON"),
+    ],
+)
+def test_a_gemini_web_session_without_its_cookie_is_refused(
+    admin: AdminClient, values: dict[str, str], words: str
+) -> None:
+    refused = admin.post("/credentials", json_body={"channel": "gemini_official", **values})
+    assert refused.status_code == 400 and words in refused.json()["error"]["message"]
+
+
+def test_wrong_admin_tokens_are_slowed_down_per_address(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    # A server of its own: its refusals must not reach the other tests.
+    gate = start_gemgate(tmp_path, gemini, {"GEMGATE_ADMIN_TOKEN": TOKEN}).start()
+    try:
+        guesses = [
+            fetch(gate.url + "/admin/api/keys", headers={"authorization": f"Bearer guess-{n}"})
+            for n in range(5)
+        ]
+        assert [g.status_code for g in guesses] == [401] * 5
+        throttled = fetch(gate.url + "/admin/api/keys", headers={"authorization": "Bearer x"})
+        assert throttled.status_code == 429
+        assert "too many wrong admin tokens" in throttled.json()["error"]["message"]
+        # Even the right token waits: a guess that happens to be right must not stand out.
+        right = fetch(gate.url + "/admin/api/keys", headers={"authorization": f"Bearer {TOKEN}"})
+        assert right.status_code == 429
+    finally:
+        gate.stop()

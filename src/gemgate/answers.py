@@ -52,6 +52,8 @@ async def merged(
             elif isinstance(item, ir.PartEvent | ir.Finish | ir.Grounding):
                 item.index = item.index * count + number
                 yield item
+            elif isinstance(item, ir.Progress):
+                yield item
     finally:
         for task in tasks:
             task.cancel()

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from gemgate.admin import api as admin_api
 from gemgate.admin import pages as admin_pages
 from gemgate.admin.auth import AdminAuth
+from gemgate.admin.google_login import GoogleLogins
 from gemgate.api.endpoints import routes
 from gemgate.api.front_door import FrontDoor
 from gemgate.api.fronts import error_format
@@ -23,6 +24,7 @@ from gemgate.config import Settings
 from gemgate.errors import GatewayError, InvalidRequest, NotFound
 from gemgate.gateway import Gateway
 from gemgate.proxy import error_response
+from gemgate.services.quota_readings import QuotaReadings
 
 
 def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
@@ -70,4 +72,6 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
     )
     app.state.gateway = gateway
     app.state.admin_auth = AdminAuth.from_settings(settings)
+    app.state.quota_readings = QuotaReadings()
+    app.state.google_logins = GoogleLogins()
     return FrontDoor(app, gateway, settings.max_body_bytes)

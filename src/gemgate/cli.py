@@ -20,7 +20,6 @@ from gemgate.services import cookie_import
 from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.store import DatabaseMissing, KeyRecord, Store
-from gemgate.store.redis_state import announce_once, redis_answers
 
 T = TypeVar("T")
 
@@ -114,6 +113,8 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
                 before = await store.revision()
                 result = await func(store, **kwargs)
                 if settings.redis_url and await store.revision() != before:
+                    from gemgate.store.redis_state import announce_once
+
                     # Running instances apply the change now, not at their next reload.
                     await announce_once(
                         settings.redis_url, settings.redis_namespace, {"type": "reload"}
@@ -140,13 +141,18 @@ def _with_store(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
 @click.option(
     "--port", type=click.IntRange(1, 65535), help="Port to listen on [GEMGATE_PORT, 8000]."
 )
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    help="Server processes sharing the port; auto: one per core [GEMGATE_WORKERS, 1].",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: str | None) -> None:
     """Start the server (the default command)."""
-    from gemgate import server
     from gemgate.admin.auth import ensure_token, token_path
 
-    settings = _settings(ctx, host=host, port=port)
+    settings = _settings(ctx, host=host, port=port, workers=workers)
+    count = settings.worker_count
 
     async def check_store() -> str:
         # Opened once before the server starts, so a bad database URL or a missing or wrong
@@ -171,7 +177,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
         else:
             click.echo(text)
 
-    say(f"gemgate {_version()} on {base}")
+    say(f"gemgate {_version()} on {base}" + (f" with {count} workers" if count > 1 else ""))
     say(f"store: {where}")
     say("add a client key with: gemgate keys create --name NAME")
     new_token = ensure_token(settings)
@@ -186,7 +192,21 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             "log in with the admin token printed on the first start "
             f"(delete {token_path(settings)} and restart for a new one)"
         )
-    server.run(settings)
+    if count == 1:
+        from gemgate import server
+
+        server.run(settings)
+        return
+    # The parent only watches the workers: it never loads the app (or its memory).
+    from gemgate import workers as supervisor
+
+    if not settings.redis_url:
+        say(
+            f"warning: {count} workers without GEMGATE_REDIS_URL: each keeps its own --rpm and"
+            f" --tpm windows (a key may get up to {count}x its --rpm) and learns the others'"
+            " cooldowns only through the database (README: Workers)"
+        )
+    sys.exit(supervisor.run(settings, count))
 
 
 def _version() -> str:
@@ -779,6 +799,8 @@ def db_check(ctx: click.Context) -> None:
         finally:
             await store.close()
         if settings.redis_url:
+            from gemgate.store.redis_state import redis_answers
+
             if await redis_answers(settings.redis_url):
                 click.echo(f"redis {_safe_url(settings.redis_url)}: answers")
             else:

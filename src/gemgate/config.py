@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes sharing the port: a number, or "auto" for one per usable core.
+    workers: int | Literal["auto"] = 1
     data_dir: Path = Path("gemgate-data")
     database_url: str | None = None
     # The key that seals upstream secrets in the database (Fernet, url-safe base64); when unset,
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
     web_chat_ttl: float = 1800.0
     web_prompt_max_bytes: int = 120_000
     web_attachment_max_bytes: int = 150_000
+    # gemini_official: seconds between polls of a rendering video or a running deep research
+    # (the web app's own client polls every 10 s), and the longest each may take.
+    web_poll_interval: float = 10.0
+    web_video_timeout: float = 600.0
+    web_research_timeout: float = 1800.0
 
     # gemini_cli: seconds between polls of an account's onboarding operation (Gemini CLI: 5).
     onboard_poll_interval: float = 5.0
@@ -178,6 +185,27 @@ class Settings(BaseSettings):
                     {"name": repr(name), "target": repr(target)},
                 ) from None
         return aliases
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_a_count_or_auto(cls, value: Any) -> int | str:
+        # One message for every wrong value, rather than one per member of the union.
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        raise PydanticCustomError("workers", "workers is a whole number of 1 or more, or auto")
+
+    @property
+    def worker_count(self) -> int:
+        """How many server processes `serve` runs; "auto" counts the cores this process may
+        run on (its CPU affinity, as a container or taskset leaves it)."""
+        if self.workers != "auto":
+            return self.workers
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
     @field_validator("fetch_allow_hosts")
     @classmethod

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemgate.api.request_id import CURRENT
 from gemgate.audio import Encoder
@@ -34,8 +34,10 @@ from gemgate.services.stored_responses import StoredResponses
 from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
-from gemgate.store import Store
-from gemgate.store.redis_state import SharedState
+from gemgate.store import CredentialRecord, Store
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate")
 
@@ -48,11 +50,11 @@ class Gateway:
         self.keys = KeyRing()
         self.usage = UsageMeter(self.store)
         # Runtime state shared with other instances, when there are any (GEMGATE_REDIS_URL).
-        self.shared = (
-            SharedState(settings.redis_url, settings.redis_namespace, new_id())
-            if settings.redis_url
-            else None
-        )
+        self.shared: SharedState | None = None
+        if settings.redis_url:
+            from gemgate.store.redis_state import SharedState  # loaded only when used
+
+            self.shared = SharedState(settings.redis_url, settings.redis_namespace, new_id())
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(
@@ -91,12 +93,15 @@ class Gateway:
         self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
+        self.credential_records: list[CredentialRecord] = []
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.open(create=True)
+        # `serve` has prepared the database (migrations, the key check) once, before any of its
+        # processes start: they only open it.
+        await self.store.open(prepare=False)
         await self.reload()
         await self.cooldowns.load_into(self.pool)
         await self.usage.flush()
@@ -135,6 +140,8 @@ class Gateway:
             return
         self.keys.replace(await self.store.list_keys())
         records = await self.store.list_credentials()
+        # Kept as loaded (secrets opened once per change), for the admin board to read.
+        self.credential_records = records
         self.pool.load(
             [credential_service.to_pool(r) for r in records],
             {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},
@@ -157,6 +164,10 @@ class Gateway:
                 await self.web.chats.flush()
             except Exception:
                 log.exception("could not write usage records; they are kept for the next try")
+            try:
+                self.metrics.publish()
+            except OSError:
+                log.exception("could not leave this worker's metrics for the others")
 
     def _upstream_failed(self, credential: Credential, model: str, failure: Failure) -> None:
         self.metrics.upstream_error(credential.id, credential.channel, failure)

@@ -6,6 +6,7 @@ status and latency as fields. Secrets never reach a line: the redaction filter
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any
@@ -22,6 +23,11 @@ _STANDARD = frozenset(
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process: bool = False) -> None:
+        super().__init__()
+        # With several workers, which process wrote a line (its pid).
+        self.process = process
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -30,6 +36,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.process:
+            line["pid"] = record.process
         for name, value in record.__dict__.items():
             if name not in _STANDARD and not name.startswith("_"):
                 line[name] = value
@@ -42,13 +50,30 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
-def configure(level: str, fmt: str) -> None:
-    """Root logging: our text lines, or JSON lines that uvicorn's own loggers share."""
+def configure(level: str, fmt: str, process: bool = False) -> None:
+    """Root logging: our text lines, or JSON lines that uvicorn's own loggers share; with
+    `process` (several workers), each line names the process that wrote it."""
     handler = logging.StreamHandler()
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        pid = " [%(process)d]" if process else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{pid}: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def uvicorn_text(process: bool) -> dict[str, Any]:
+    """uvicorn's own text logging setup; with `process`, its lines name their process too."""
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    if process:
+        for formatter in config["formatters"].values():
+            formatter["fmt"] = formatter["fmt"].replace(
+                "%(levelprefix)s ", "%(levelprefix)s [%(process)d] ", 1
+            )
+    return config

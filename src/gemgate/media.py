@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -169,13 +170,15 @@ class MediaStore:
             self.root.mkdir(parents=True, exist_ok=True)
             path = self.root / ".secret"
             if not path.exists():
-                # O_EXCL: two processes starting together must not both write a secret.
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:
-                    pass
-                else:
-                    with os.fdopen(fd, "wb") as file:
-                        file.write(secrets.token_bytes(32))
+                # Written whole under a name of its own, then linked into place: two processes
+                # (workers, instances) making it at once keep the first, and neither can read
+                # it half-written.
+                draft = self.root / f".secret.{os.getpid()}"
+                fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as file:
+                    file.write(secrets.token_bytes(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(draft, path)
+                draft.unlink()
             self._secret = path.read_bytes()
         return self._secret

@@ -4,11 +4,14 @@ labelled-child lookup under a lock per metric."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -46,6 +49,16 @@ class _Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
+    def copy(self) -> _Histogram:
+        twin = _Histogram(self.bounds)
+        twin.add(self.counts, self.total)
+        return twin
+
+    def add(self, counts: list[int], total: float) -> None:
+        if len(counts) == len(self.counts):
+            self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+            self.total += total
+
     def buckets(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         running = 0
@@ -63,6 +76,9 @@ class Metrics:
         self._first_byte: dict[tuple[str, str], _Histogram] = {}
         self._tokens: dict[tuple[str, str, str], int] = {}
         self._upstream_errors: dict[tuple[str, str, str, str], int] = {}
+        # With several workers: where each leaves its counts for the others' scrapes.
+        self._folder: Path | None = None
+        self._name = ""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # type: ignore[arg-type]
 
@@ -103,18 +119,55 @@ class Metrics:
         key = (str(credential_id), channel, reason, str(failure.error.status))
         self._upstream_errors[key] = self._upstream_errors.get(key, 0) + 1
 
+    # -- several workers ------------------------------------------------------------------
+
+    def share(self, folder: Path, name: str) -> None:
+        """One of several workers: `publish` leaves this worker's counts in `folder`, and a
+        scrape of any worker adds up every worker's."""
+        self._folder, self._name = folder, name
+
+    def publish(self) -> None:
+        """Write this worker's counts for the others (off the request path, every reload)."""
+        if self._folder is None:
+            return
+        snapshot = {
+            "requests": [[*k, v] for k, v in list(self._requests.items())],
+            "latency": [[*k, h.counts, h.total] for k, h in list(self._latency.items())],
+            "first_byte": [[*k, h.counts, h.total] for k, h in list(self._first_byte.items())],
+            "tokens": [[*k, v] for k, v in list(self._tokens.items())],
+            "upstream_errors": [[*k, v] for k, v in list(self._upstream_errors.items())],
+        }
+        partial = self._folder / f".{self._name}.part"
+        partial.write_bytes(orjson.dumps(snapshot))
+        # A scrape reads the whole of the old file or the whole of the new one.
+        partial.replace(self._folder / f"{self._name}.json")
+
+    def _counts(self) -> _Counts:
+        own = _Counts(
+            self._requests, self._latency, self._first_byte, self._tokens, self._upstream_errors
+        )
+        if self._folder is None:
+            return own
+        total = own.copy()
+        for path in self._folder.glob("*.json"):
+            if path.stem != self._name:
+                with contextlib.suppress(OSError, ValueError):
+                    total.add(orjson.loads(path.read_bytes()))
+        return total
+
     # -- scraping -------------------------------------------------------------------------
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
+        counts = self._counts()
         requests = CounterMetricFamily(
             "gemgate_requests",
             "Answered requests by channel, model, endpoint and HTTP status.",
             labels=["channel", "model", "endpoint", "status"],
         )
-        for shape4, count in list(self._requests.items()):
+        for shape4, count in list(counts.requests.items()):
             requests.add_metric(list(shape4), count)
         yield requests
 
@@ -123,7 +176,7 @@ class Metrics:
             "Time from a request's arrival to the end of its answer.",
             labels=["channel", "model", "endpoint"],
         )
-        for shape, hist in list(self._latency.items()):
+        for shape, hist in list(counts.latency.items()):
             latency.add_metric(list(shape), hist.buckets(), hist.total)
         yield latency
 
@@ -132,7 +185,7 @@ class Metrics:
             "Time from a streamed request's arrival to its first answer event.",
             labels=["channel", "model"],
         )
-        for pair, hist in list(self._first_byte.items()):
+        for pair, hist in list(counts.first_byte.items()):
             first.add_metric(list(pair), hist.buckets(), hist.total)
         yield first
 
@@ -141,7 +194,7 @@ class Metrics:
             "Tokens by channel, model and direction (in: prompt; out: answer and thoughts).",
             labels=["channel", "model", "direction"],
         )
-        for triple, count in list(self._tokens.items()):
+        for triple, count in list(counts.tokens.items()):
             tokens.add_metric(list(triple), count)
         yield tokens
 
@@ -150,7 +203,7 @@ class Metrics:
             "Failed upstream attempts by credential, channel, reason and upstream status.",
             labels=["credential", "channel", "reason", "status"],
         )
-        for quad, count in list(self._upstream_errors.items()):
+        for quad, count in list(counts.upstream_errors.items()):
             errors.add_metric(list(quad), count)
         yield errors
 
@@ -190,3 +243,43 @@ class Metrics:
                 cooldowns.add_metric([channel, model], count)
         yield states
         yield cooldowns
+
+
+class _Counts:
+    """Every counter and histogram of one scrape: this worker's, plus the other workers'."""
+
+    def __init__(
+        self,
+        requests: dict[tuple[str, ...], int],
+        latency: dict[tuple[str, ...], _Histogram],
+        first_byte: dict[tuple[str, ...], _Histogram],
+        tokens: dict[tuple[str, ...], int],
+        upstream_errors: dict[tuple[str, ...], int],
+    ) -> None:
+        self.requests = requests
+        self.latency = latency
+        self.first_byte = first_byte
+        self.tokens = tokens
+        self.upstream_errors = upstream_errors
+
+    def copy(self) -> _Counts:
+        return _Counts(
+            dict(self.requests),
+            {k: h.copy() for k, h in self.latency.items()},
+            {k: h.copy() for k, h in self.first_byte.items()},
+            dict(self.tokens),
+            dict(self.upstream_errors),
+        )
+
+    def add(self, snapshot: dict[str, list[list[Any]]]) -> None:
+        for name in ("requests", "tokens", "upstream_errors"):
+            into: dict[tuple[str, ...], int] = getattr(self, name)
+            for *key, count in snapshot.get(name, []):
+                into[tuple(key)] = into.get(tuple(key), 0) + int(count)
+        for name, bounds in (("latency", LATENCY_BOUNDS), ("first_byte", FIRST_BYTE_BOUNDS)):
+            hists: dict[tuple[str, ...], _Histogram] = getattr(self, name)
+            for *key, counts, total in snapshot.get(name, []):
+                hist = hists.get(tuple(key))
+                if hist is None:
+                    hist = hists[tuple(key)] = _Histogram(bounds)
+                hist.add(counts, total)

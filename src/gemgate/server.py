@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
@@ -16,18 +19,44 @@ class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose shutdown first starts the gateway's drain window: streams under
     way get `drain_seconds` to finish, then end with their format's error event."""
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        gateway: Gateway,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.gateway = gateway
+        self.on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.gateway.drain.begin(self.gateway.settings.drain_seconds)
         await super().shutdown(sockets)
 
 
-def run(settings: Settings) -> None:
-    log_format.configure(settings.log_level, settings.log_format)
+@dataclass(frozen=True)
+class Worker:
+    """One of the processes of `gemgate serve --workers N`: the socket the parent bound for
+    it, what to call once it accepts requests, and where the workers add up their metrics."""
+
+    number: int
+    sock: socket.socket
+    started: Callable[[], None]
+    metrics: Path
+
+
+def run(settings: Settings, worker: Worker | None = None) -> None:
+    """Serve until SIGTERM or SIGINT: on `settings.host:port`, or as a worker."""
+    several = worker is not None
+    log_format.configure(settings.log_level, settings.log_format, process=several)
     gateway = Gateway(settings)
+    if worker is not None:
+        gateway.metrics.share(worker.metrics, str(worker.number))
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         build_app(settings, gateway),
@@ -38,7 +67,7 @@ def run(settings: Settings) -> None:
         log_level=settings.log_level,
         # JSON logs: uvicorn's loggers go through the root handler (and its JSON lines), and
         # gemgate's own request lines replace uvicorn's access log.
-        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
+        log_config=None if json_logs else log_format.uvicorn_text(several),
         access_log=bool(settings.access_log) and not json_logs,
         lifespan="on",
         # A backstop only: the drain ends streams (with an error event) before this.
@@ -46,4 +75,7 @@ def run(settings: Settings) -> None:
     )
     # uvicorn sets up its loggers when the config is made; the filter goes on after that.
     log_redaction.install()
-    DrainingServer(config, gateway).run()
+    if worker is None:
+        DrainingServer(config, gateway).run()
+    else:
+        DrainingServer(config, gateway, worker.started).run([worker.sock])

@@ -223,6 +223,26 @@ class _Grant:
     email: str
     redirect_uri: str
     challenge: str | None
+    offline: bool = True
+    issued: float = field(default_factory=time.time)
+
+
+# Gemini CLI's client is an installed app: Google sends a browser back only to a loopback
+# address (any port and path, plain http) or to its own page that shows the code (§B.1).
+PASTE_REDIRECT = "https://codeassist.google.com/authcode"
+# How long an authorization code can be traded (Google's are short-lived).
+CODE_SECONDS = 600.0
+
+
+def installed_app_redirect(uri: str) -> bool:
+    if uri == PASTE_REDIRECT:
+        return True
+    parts = urllib.parse.urlsplit(uri)
+    return (
+        parts.scheme == "http"
+        and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        and not parts.fragment
+    )
 
 
 def id_token(email: str, audience: str = CLIENT_ID) -> str:
@@ -677,18 +697,21 @@ class FakeCodeAssist(FakeGeminiAPI):
         if grant == "authorization_code":
             with self._lock:
                 issued = self.grants.pop(form.get("code", ""), None)
-            if issued is None:
+            if issued is None or issued.issued + CODE_SECONDS < time.time():
                 return self._oauth_error(400, "invalid_grant", "Malformed auth code.")
             if form.get("redirect_uri") != issued.redirect_uri:
                 return self._oauth_error(400, "redirect_uri_mismatch", "Bad Request")
             if issued.challenge is not None:
                 verifier = form.get("code_verifier", "")
+                if not verifier:
+                    return self._oauth_error(400, "invalid_request", "Missing code verifier.")
                 digest = hashlib.sha256(verifier.encode()).digest()
                 if base64.urlsafe_b64encode(digest).decode().rstrip("=") != issued.challenge:
                     return self._oauth_error(400, "invalid_grant", "Invalid code verifier.")
             if issued.email not in self.accounts:
                 self.account(issued.email)
-            return self._json(self._tokens_for(issued.email, with_refresh=True))
+            # A refresh token only for offline access, as Google hands them out.
+            return self._json(self._tokens_for(issued.email, with_refresh=issued.offline))
         return self._oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant}")
 
     def _tokens_for(self, email: str, *, with_refresh: bool) -> dict[str, Any]:
@@ -718,6 +741,9 @@ class FakeCodeAssist(FakeGeminiAPI):
             problems.append("code_challenge_method")
         if problems:
             return web.Response(status=400, text="Error 400: invalid_request " + ",".join(problems))
+        if not installed_app_redirect(q["redirect_uri"]):
+            # Shown by Google itself; the browser is never sent to an unregistered address.
+            return web.Response(status=400, text="Error 400: redirect_uri_mismatch")
         params = {"state": q["state"]}
         if self.login_email is None:
             params["error"] = "access_denied"
@@ -725,7 +751,10 @@ class FakeCodeAssist(FakeGeminiAPI):
             code = "4/0A" + secrets.token_urlsafe(30)
             with self._lock:
                 self.grants[code] = _Grant(
-                    self.login_email, q["redirect_uri"], q.get("code_challenge")
+                    self.login_email,
+                    q["redirect_uri"],
+                    q.get("code_challenge"),
+                    offline=q.get("access_type") == "offline",
                 )
             params.update(code=code, scope=" ".join(sorted(SCOPES)))
         location = q["redirect_uri"] + "?" + urllib.parse.urlencode(params)

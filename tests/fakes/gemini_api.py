@@ -2034,12 +2034,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keys", default="test-key", help="comma-separated valid API keys")
     parser.add_argument("--chunks", type=int, default=3, help="chunks per default stream")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between chunks")
+    parser.add_argument(
+        "--slow",
+        default="",
+        metavar="MODEL=SECONDS",
+        help="a model whose answers wait SECONDS between chunks (streams that stay open)",
+    )
     args = parser.parse_args(argv)
     fake = FakeGeminiAPI(keys=args.keys.split(","), stream_chunks=args.chunks, host=args.host)
     if args.delay:
         fake.always(
             Reply.text("Hello from the fake Gemini API", chunks=args.chunks, delay=args.delay)
         )
+    if args.slow:
+        model, _, seconds = args.slow.partition("=")
+        slow = Reply.text("Hello, slowly", chunks=args.chunks, delay=float(seconds))
+        fake.always(slow, model=model)
     fake.start(args.port)
     print(f"fake Gemini API on {fake.base_url} (keys: {args.keys})", flush=True)
     stopped = threading.Event()

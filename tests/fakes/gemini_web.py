@@ -2,7 +2,8 @@
 
 Every host is served by path from one aiohttp server on 127.0.0.1 (a daemon thread with its own
 loop): `/app`, `/_/BardChatUi/data/batchexecute`, `…/StreamGenerate` (gemini.google.com),
-`/RotateCookies` (accounts.google.com) and `/upload` (content-push.googleapis.com). Built from
+`/RotateCookies` (accounts.google.com), `/upload` (content-push.googleapis.com) and `/video/…`
+(generated videos, cookie-checked, 206 while rendering). Built from
 /work/shared/reference/gemini-web-protocol.md §12: it checks the cookies, `at`, `bl`, `f.sid`,
 `_reqid`, the model header against inner slots 79/80, and the request slots; it answers in the
 length-prefixed framing (lengths in UTF-16 units) with cumulative text, thoughts, the model that
@@ -27,6 +28,8 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
+from tests.fakes.gemini_web_images import ImageHost
+
 BUILD_LABEL = "boq_assistant-bard-web-server_20261120.07_p0"
 PUSH_ID = "feeds/mcudyrk2a4khkz"
 SENTINEL = b'[000,"-0000000000000000000"]'
@@ -40,6 +43,19 @@ MODELS = {
 }
 _ERROR_TYPE = "type.googleapis.com/assistant.boq.bard.application.BardErrorInfo"
 _GRPC_FOR = {1037: 8, 1060: 9, 1050: 3, 1052: 3, 1013: 13, 1003: 3, 1100: 7, 1152: 13}
+# Deep research (reference §9.2): the task id a report carries until it is written.
+PLACEHOLDER_TASK = "agency-placeholder-task-id"
+CONFIRM_PROMPT = "Start research"
+PREDEFINED_GEMS = {"storybook", "coding-partner"}
+VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
+REPORT = (
+    "# Tidal power\n\nTidal barrages work like dams [cite: 1]. Stream turbines sit in open "
+    "water [cite: 1, 2].\n\nhttp://googleusercontent.com/immersive_entry_chip/0\n"
+)
+REPORT_SOURCES = [
+    ("https://example.org/barrages", "How barrages work"),
+    ("https://example.net/turbines", "Tidal stream turbines"),
+]
 
 
 @dataclass
@@ -58,6 +74,11 @@ class WebReply:
     # Held after the first text frame until the test sets it: proves a client saw the first
     # words before the answer was complete.
     gate: threading.Event | None = None
+    # Generated images (rich field 7) in the final frame: None makes one when the request asks
+    # for image generation (slot 49 = 14). `images_in`: "stream" (positional field 7),
+    # "sparse" (the sparse bundle) or "chat" (only in the chat read back with hNvQHb).
+    images: int | None = None
+    images_in: str = "stream"
 
     @classmethod
     def error_code(cls, code: int) -> WebReply:
@@ -74,6 +95,9 @@ class Account:
     issued: list[str] = field(default_factory=list)  # every 1PSIDTS this fake gave out
     reset_at: float = 0.0  # the usage window reset jSf9Qc reports
     previous: str | None = None  # the 1PSIDTS a rotation replaced, still accepted for a while
+    # Entitlements of a paid plan: a free account (tier 1) has neither.
+    video: bool = True
+    research: bool = True
 
 
 @dataclass
@@ -85,6 +109,26 @@ class Conversation:
     rcid: str = ""
     ctx: str = ""
     turns: list[str] = field(default_factory=list)
+    # (rid, prompt, candidate) of every answered turn, oldest first: what hNvQHb reads.
+    history: list[tuple[str, str, list[Any]]] = field(default_factory=list)
+    research: Research | None = None
+
+
+@dataclass
+class Research:
+    """A deep-research task: planned, then confirmed, then written after some reads."""
+
+    confirm: str = CONFIRM_PROMPT
+    started: bool = False
+    reads: int = 0
+    doc_id: str = field(default_factory=lambda: "doc_" + secrets.token_hex(6))
+
+
+@dataclass
+class Video:
+    psid: str
+    polls_left: int
+    data: bytes = VIDEO_BYTES
 
 
 @dataclass
@@ -115,6 +159,31 @@ class Refused(Exception):
         self.text = text
 
 
+@dataclass
+class Special:
+    """An answer a request's slots or prompt ask for: its text, rich block, and whether its
+    last frame carries the completion mark."""
+
+    text: str | None
+    rich: list[Any] | None = None
+    complete: bool = True
+
+
+def _research_slots(inner: list[Any]) -> bool:
+    proof, nonce = inner[3], inner[4]
+    return (
+        isinstance(proof, str)
+        and proof.startswith("!")
+        and len(proof) > 100
+        and not any(c.isspace() for c in proof)
+        and isinstance(nonce, str)
+        and len(nonce) == 32
+        and all(c in "0123456789abcdef" for c in nonce)
+        and inner[54] == [[[[[1]]]]]
+        and inner[55] == [[1]]
+    )
+
+
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -143,12 +212,19 @@ class FakeGeminiWeb:
         self.conversations: dict[str, Conversation] = {}
         self.rotations = 0
         self.default_chunks = 3  # text frames of an unscripted answer
+        self.videos: dict[str, Video] = {}
+        self.video_polls = 2  # 206 answers a video gives before its bytes
+        self.research_reads = 2  # hNvQHb reads that find a report still being written
+        # The other places the reference allows: video field 59 positional, the plan in field
+        # 56 of the sparse bundle, a report's citations in document [5].
+        self.alternate_layout = False
         self._queue: list[tuple[str | None, WebReply]] = []
         self._reqids: dict[str, set[int]] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.images = ImageHost(self)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -187,6 +263,7 @@ class FakeGeminiWeb:
         runner = self._runner
         if runner is not None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.images.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop = self._thread = None
@@ -204,6 +281,7 @@ class FakeGeminiWeb:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, port).start()
         self.port = self._runner.addresses[0][1]
+        await self.images.start()
 
     # ---- scripting ----------------------------------------------------------------------
 
@@ -224,6 +302,7 @@ class FakeGeminiWeb:
             self._queue.clear()
             self.requests.clear()
             self.rotations = 0
+        self.images.reset()
 
     def expire(self, psid: str) -> None:
         """The account's 1PSIDTS expires; a rotation from the last issued one revives it."""
@@ -253,6 +332,8 @@ class FakeGeminiWeb:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        if path.startswith(("/gg-dl/", "/rd-gg-dl/", "/ogi/")) and request.method == "GET":
+            return await self.images.handle(request)
         try:
             if path.endswith("/app") and request.method == "GET":
                 return self._app_page(request)
@@ -264,6 +345,8 @@ class FakeGeminiWeb:
                 return await self._batchexecute(request)
             if path.endswith("BardFrontendService/StreamGenerate") and request.method == "POST":
                 return await self._stream_generate(request)
+            if path.startswith("/video/") and request.method == "GET":
+                return self._video(request)
         except Refused as refused:
             return web.Response(status=refused.status, text=refused.text or "Error")
         return web.Response(status=404, text="Not Found")
@@ -359,14 +442,14 @@ class FakeGeminiWeb:
         body = b")]}'\n\n"
         for call in calls:
             rpcid, ident = call[0], call[3] if len(call) > 3 else "generic"
-            answer = self._rpc(rpcid, account)
+            answer = self._rpc(rpcid, account, call[1] if len(call) > 1 else "")
             body += frame(
                 [["wrb.fr", rpcid, orjson.dumps(answer).decode(), None, None, None, ident]]
             )
         body += frame([["di", 42], ["af.httprm", 41, "-1", 3]])
         return web.Response(body=body, content_type="application/json")
 
-    def _rpc(self, rpcid: str, account: Account | None) -> Any:
+    def _rpc(self, rpcid: str, account: Account | None, payload: str = "") -> Any:
         if rpcid == "otAQ7b":
             status = 1000 if account is not None else 1016
             ids = [GUEST_MODEL] if account is None else [FAST, PRO, GUEST_MODEL]
@@ -381,10 +464,75 @@ class FakeGeminiWeb:
             body[16] = [8] if account is not None and account.tier == 2 else []
             body[17] = [115] if account is not None and account.tier == 4 else []
             return body
+        if rpcid == "c8o8Fe":
+            return self.images.full_size(payload, account)
+        if rpcid == "hNvQHb":
+            return self._read_chat(account, payload)
         if rpcid == "jSf9Qc" and account is not None:
             reset = int(account.reset_at or time.time() + 3600)
             return [account.tier, [[0, 1.0, 1, [[reset, 0]]]], 0]
         return []
+
+    def _read_chat(self, account: Account | None, payload: str) -> Any:
+        """hNvQHb: the chat's turns, newest first (§10.1); a research turn gets its report
+        (§9.2), written only after `research_reads` reads."""
+        try:
+            args = orjson.loads(payload)
+            cid, limit = args[0], args[1]
+            assert isinstance(cid, str) and isinstance(limit, int) and args[3:6] == [1, [1], [4]]
+        except (orjson.JSONDecodeError, IndexError, TypeError, AssertionError):
+            raise Refused(400, "bad hNvQHb payload") from None
+        conversation = self.conversations.get(cid)
+        if account is None or conversation is None or conversation.psid != account.psid:
+            return [[]]
+        research = conversation.research
+        turns = []
+        for rid, prompt, candidate in reversed(conversation.history[-limit:]):
+            candidate = list(candidate)
+            if research is not None and research.started and rid == conversation.rid:
+                candidate[30] = [self._report(research)]
+            turns.append([[cid, rid], None, [[prompt]], [[candidate]]])
+        if research is not None and research.started:
+            research.reads += 1
+        return [turns]
+
+    def _report(self, research: Research) -> list[Any]:
+        """The immersive document of a research turn: empty under the placeholder task id
+        until it is written, then the Markdown body and its citations (field 43 of [17][1])."""
+        done = research.reads >= self.research_reads
+        body = REPORT if done else ""
+        document: list[Any] = [None] * 18
+        document[0], document[2] = research.doc_id, "Tidal power"
+        document[3] = "task_" + research.doc_id if done else PLACEHOLDER_TASK
+        document[4] = body
+        rich: list[Any] = [None] * 44
+        if done:
+            entries = [[None, None, None, [["https://favicon/x.ico", url, title]]]
+                       for url, title in REPORT_SOURCES]  # fmt: skip
+            rich[43] = [[[" [cite: 1]"], entries[:1]], [[" [cite: 1, 2]"], entries]]
+        if self.alternate_layout:
+            document[5], document[17] = rich, [body]
+        else:
+            document[17] = [body, rich]
+        return document
+
+    def _video(self, request: web.Request) -> web.Response:
+        """A generated video: cookie-checked like every gg-dl download, 206 while it renders."""
+        cookies = cookie_header(request.headers.get("Cookie", ""))
+        self._record(request, cookies)
+        name = request.path.removeprefix("/video/")
+        video = self.videos.get(name.removesuffix("/thumb"))
+        account = self._account(cookies)
+        if video is None:
+            raise Refused(404, "Not Found")
+        if account is None or account.psid != video.psid:
+            raise Refused(403, "Forbidden")
+        if name.endswith("/thumb"):
+            return web.Response(body=b"\xff\xd8\xff\xe0thumb", content_type="image/jpeg")
+        if video.polls_left > 0:
+            video.polls_left -= 1
+            return web.Response(status=206, body=b"", content_type="video/mp4")
+        return web.Response(body=video.data, content_type="video/mp4")
 
     async def _rotate(self, request: web.Request) -> web.Response:
         cookies = cookie_header(request.headers.get("Cookie", ""))
@@ -488,16 +636,36 @@ class FakeGeminiWeb:
             if account is not None:
                 self.conversations[conversation.cid] = conversation
         conversation.turns.append(prompt)
+        special = self._special(inner, prompt, account, conversation)
+        rich, complete = special.rich, special.complete
         rid, rcid = "r_" + secrets.token_hex(8), "rc_" + secrets.token_hex(8)
         answered = reply.answered_by or model
         _, display, _ = MODELS.get(answered, ("?", "unknown", 0))
         model_info = [answered, None, None, display, True]
+        last: list[Any] = []
+
+        made: list[Any] = []
+        drawing = inner[49] == 14 if len(inner) > 49 else False
+        count = reply.images if reply.images is not None else (1 if drawing else 0)
+        if count and account is not None:
+            made = self.images.make(account.psid, conversation.cid, rid, rcid, count)
+        image_rich = ImageHost.rich(made, sparse=reply.images_in != "stream") if made else None
+        rich = image_rich or rich
 
         def body(text: str, thoughts: str, done: bool) -> list[Any]:
+            final = done
+            done = done and complete
             candidate: list[Any] = [None] * 38
             candidate[0], candidate[1], candidate[8] = rcid, [text], [2 if done else 1]
             if thoughts:
                 candidate[37] = [[thoughts]]
+            if final:
+                shown = rich is not None and (image_rich is None or reply.images_in != "chat")
+                if shown:
+                    candidate[12] = rich
+                stored = list(candidate)  # as the chat read back has it, images and all
+                stored[12] = rich
+                last[:] = [stored]
             out: list[Any] = [None] * 43
             out[1] = [conversation.cid, rid]
             out[4] = [candidate]
@@ -510,11 +678,23 @@ class FakeGeminiWeb:
             return frame([["wrb.fr", None, orjson.dumps(body_value).decode()]])
 
         await response.write(wrap([None, [conversation.cid, rid], None, None, None]))
+        if made:
+            # While the image is made, the frames name the running tool (§6.2).
+            running = [None, ["data_analysis_tool", [None, None, "Loading Nano Banana Pro..."]]]
+            meta = [conversation.cid, rid]
+            await response.write(wrap([None, meta, None, None, None, None, running]))
         if reply.stall:
             await asyncio.sleep(reply.stall)
-        text = reply.text if reply.text is not None else self._echo(prompt, files, account)
-        if reply.placeholder:
-            text += "\n\nhttp://googleusercontent.com/image_generation_content/0\n"
+        text = reply.text if reply.text is not None else special.text
+        if text is None:
+            text = self._echo(prompt, files, account)
+        if drawing and account is None:
+            text = "Are you signed in? Sign in to create images."
+        elif made and reply.text is None:
+            text = "Here you go!"
+        if reply.placeholder or made:
+            for n in range(max(1, len(made))):
+                text += f"\n\nhttp://googleusercontent.com/image_generation_content/{n}\n"
         thoughts = reply.thoughts if thinking == 2 and account is not None else ""
         if thinking == 2 and account is not None and not thoughts:
             thoughts = "**Considering the question**\n\nThe user wants an answer."
@@ -533,9 +713,65 @@ class FakeGeminiWeb:
             if reply.delay:
                 await asyncio.sleep(reply.delay)
         conversation.rid, conversation.rcid = rid, rcid
+        conversation.history.append((rid, prompt, last[0]))
         await response.write(frame([["di", 77], ["af.httprm", 76, "-1", 12]]))
         await response.write_eof()
         return response
+
+    def _special(
+        self,
+        inner: list[Any],
+        prompt: str,
+        account: Account | None,
+        conversation: Conversation,
+    ) -> Special:
+        """Deep research (slot 49 = 1), a gem (slot 19) or a video asked for in the prompt."""
+        if inner[49] == 1:
+            if not _research_slots(inner):
+                raise Refused(400, "malformed deep research request")
+            if account is None or account.tier < 2 or not account.research:
+                return Special("Deep Research isn't available with your plan.")
+            research = conversation.research
+            if research is not None and not research.started and prompt == research.confirm:
+                research.started = True
+                words = "" if self.alternate_layout else "I'm on it. The report is coming."
+                return Special(words, complete=False)
+            conversation.research = Research()
+            rich: list[Any] = [None] * 70
+            steps = [
+                [None, "Research Websites", "(1) Find how tidal barrages work."],
+                [None, "Analyze Results", "(2) Compare them with stream turbines."],
+            ]
+            rich[55] = ["Tidal power", steps, "Ready in a few mins", [CONFIRM_PROMPT],
+                        ["https://gemini.google.com/deep-research"], ["Edit plan"]]  # fmt: skip
+            rich[69] = 1
+            if self.alternate_layout:
+                rich = [None] * 13 + [{"57": rich[55], "70": 1}]
+            return Special("Here's a research plan for that topic.", rich=rich)
+        gem = inner[19]
+        if gem is not None:
+            if gem not in PREDEFINED_GEMS:
+                raise Refused(400, f"unknown gem {gem}")
+            if gem == "storybook":
+                return Special(
+                    "Once upon a time, a small robot learned to paint the sea.\n\n"
+                    "http://googleusercontent.com/immersive_entry_chip/0\n"
+                )
+        if "video" in prompt.lower() and account is not None:
+            if account.tier < 2 or not account.video:
+                # An ineligible account: a refusal, without the completion mark (§8.5).
+                return Special("I can't create videos for you yet. Try again later.",
+                               complete=False)  # fmt: skip
+            name = secrets.token_hex(8)
+            self.videos[name] = Video(account.psid, self.video_polls)
+            url = f"{self.base_url}/video/{name}"
+            info: list[Any] = [None] * 8
+            info[7] = [url + "/thumb", url]
+            rich = [None] * 13 + [{"60": [[[[info]]]]}]  # field 59, in the sparse bundle
+            if self.alternate_layout:
+                rich = [None] * 59 + [[[[[info]]]]]
+            return Special("Your video is being generated. It will be ready soon.", rich=rich)
+        return Special(None)
 
     def _model_for(
         self, request: web.Request, inner: list[Any], account: Account | None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gemgate.channels.google_oauth import SCOPES, pkce_pair
 from tests.fakes.code_assist import CLIENT_ID, CLIENT_SECRET, FakeCodeAssist, quota_error
 
 METADATA = {
@@ -173,6 +174,79 @@ def test_token_endpoint_refreshes_exchanges_and_refuses(fake: FakeCodeAssist) ->
         fake, {"grant_type": "authorization_code", "code": "4/0Aforged", "redirect_uri": "x"}
     )
     assert status == 400 and bad_code["error"] == "invalid_grant"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def authorize(fake: FakeCodeAssist, redirect_uri: str, **extra: str) -> tuple[int, str]:
+    """Sign in at the authorize endpoint: the status, and the Location or the page shown."""
+    params = {
+        "client_id": CLIENT_ID,
+        "response_type": "code",
+        "scope": " ".join(SCOPES),
+        "state": "s" * 64,
+        "redirect_uri": redirect_uri,
+        "access_type": "offline",
+        **extra,
+    }
+    url = f"{fake.base_url}/o/oauth2/v2/auth?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("location") or error.read().decode()
+
+
+def code_of(location: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+
+
+def test_sign_in_sends_back_only_where_an_installed_app_may_be_reached(
+    fake: FakeCodeAssist,
+) -> None:
+    fake.login_email = "signin@example.com"
+    for refused in (
+        "https://gemgate.example.com/admin/oauth/gemini_cli/callback",
+        "https://127.0.0.1:8000/cb",
+        "http://10.0.0.5:8000/cb",
+    ):
+        status, page = authorize(fake, refused)
+        assert status == 400 and "redirect_uri_mismatch" in page
+    status, location = authorize(fake, "http://localhost:8123/admin/oauth/gemini_cli/callback")
+    assert status == 302 and location.startswith("http://localhost:8123/admin/oauth/")
+    assert "state=" + "s" * 64 in location
+
+    # The code: once, for the same redirect_uri, with the verifier of its challenge.
+    verifier, challenge = pkce_pair()
+    uri = "http://127.0.0.1:9/cb"
+    _, location = authorize(fake, uri, code_challenge=challenge, code_challenge_method="S256")
+    exchange = {"grant_type": "authorization_code", "code": code_of(location)}
+    status, wrong_uri = token_call(fake, {**exchange, "redirect_uri": uri + "x"})
+    assert status == 400 and wrong_uri["error"] == "redirect_uri_mismatch"
+    _, location = authorize(fake, uri, code_challenge=challenge, code_challenge_method="S256")
+    exchange = {"grant_type": "authorization_code", "code": code_of(location), "redirect_uri": uri}
+    status, no_verifier = token_call(fake, exchange)
+    assert status == 400 and no_verifier["error"] == "invalid_request"
+    _, location = authorize(fake, uri, code_challenge=challenge, code_challenge_method="S256")
+    exchange["code"] = code_of(location)
+    status, wrong = token_call(fake, {**exchange, "code_verifier": verifier + "x"})
+    assert status == 400 and wrong["error"] == "invalid_grant"
+    _, location = authorize(fake, uri, code_challenge=challenge, code_challenge_method="S256")
+    exchange["code"] = code_of(location)
+    status, tokens = token_call(fake, {**exchange, "code_verifier": verifier})
+    assert status == 200 and tokens["refresh_token"].startswith("1//")
+    status, again = token_call(fake, {**exchange, "code_verifier": verifier})
+    assert status == 400 and again["error"] == "invalid_grant"
+
+    # Online access: no refresh token.
+    _, location = authorize(fake, uri, access_type="online")
+    status, online = token_call(
+        fake, {"grant_type": "authorization_code", "code": code_of(location), "redirect_uri": uri}
+    )
+    assert status == 200 and "refresh_token" not in online
 
 
 def test_quota_errors_carry_the_b6_details(fake: FakeCodeAssist) -> None:

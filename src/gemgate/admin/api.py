@@ -14,14 +14,23 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gemgate.admin.auth import AdminAuth
-from gemgate.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from gemgate.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+)
 from gemgate.gateway import Gateway
-from gemgate.services import credentials as credential_service
-from gemgate.services import keys as key_service
 from gemgate.services import (
+    cookie_import,  # noqa: F401  (registers the gemini_official kind)
     oauth_import,  # noqa: F401  (registers the gemini_cli kind)
     usage_report,
 )
+from gemgate.services import credentials as credential_service
+from gemgate.services import keys as key_service
+from gemgate.services.quota_readings import QuotaReadings
+from gemgate.store import CredentialRecord
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 KEY_FIELDS = ("channels", "models", "endpoints", *key_service.LIMITS)
@@ -33,9 +42,22 @@ def json_response(data: Any, status: int = 200) -> Response:
 
 
 def error_body(error: GatewayError) -> Response:
-    return json_response(
+    response = json_response(
         {"error": {"message": error.message, "type": error.kind, "status": error.status}},
         error.status,
+    )
+    response.headers.update(error.headers())
+    return response
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def too_many_tries(wait: float) -> RateLimited:
+    return RateLimited(
+        f"too many wrong admin tokens from this address: try again in {wait:.0f} s",
+        retry_after=wait,
     )
 
 
@@ -47,10 +69,15 @@ def admin_endpoint(func: Endpoint) -> Endpoint:
         auth: AdminAuth = request.app.state.admin_auth
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        address = client_address(request)
         try:
             if not auth.configured:
                 raise AuthenticationFailed("no admin token is set: start gemgate with serve")
+            wait = auth.throttle.wait(address)
+            if wait:
+                raise too_many_tries(wait)
             if scheme.lower() != "bearer" or not auth.check_token(token):
+                auth.throttle.failed(address)
                 raise AuthenticationFailed(
                     "send the admin token as 'Authorization: Bearer <token>'"
                 )
@@ -152,17 +179,29 @@ async def keys_revoke(request: Request) -> Response:
 # -- credentials ------------------------------------------------------------------------------
 
 
-async def live_credentials(gateway: Gateway) -> list[dict[str, Any]]:
+async def live_credentials(gateway: Gateway, readings: QuotaReadings) -> list[dict[str, Any]]:
+    # What the gateway loaded at the store's current revision: no second read of every row.
     await gateway.reload()
-    return [
-        credential_service.live(r, gateway.pool.state(r.id))
-        for r in await gateway.store.list_credentials()
-    ]
+    return [_live(gateway, readings, r) for r in gateway.credential_records]
+
+
+def _live(gateway: Gateway, readings: QuotaReadings, record: CredentialRecord) -> dict[str, Any]:
+    """A credential's live view, with the quota left when its channel reports it (the last
+    reading; None when never read or the channel does not say)."""
+    view = credential_service.live(record, gateway.pool.state(record.id))
+    view["quota"] = readings.last(record.id)
+    return view
+
+
+def quota_readings(request: Request) -> QuotaReadings:
+    return request.app.state.quota_readings  # type: ignore[no-any-return]
 
 
 @admin_endpoint
 async def credentials_list(request: Request) -> Response:
-    return json_response({"credentials": await live_credentials(_gateway(request))})
+    return json_response(
+        {"credentials": await live_credentials(_gateway(request), quota_readings(request))}
+    )
 
 
 @admin_endpoint
@@ -172,6 +211,7 @@ async def credential_kinds(request: Request) -> Response:
             "channel": kind.channel,
             "title": kind.title,
             "guide": kind.guide,
+            "steps": list(kind.steps),
             "fields": [
                 {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required}
                 for f in kind.fields
@@ -196,7 +236,7 @@ async def credentials_add(request: Request) -> Response:
         gateway.store, channel, raw, label=raw.get("label"), proxy=raw.get("proxy")
     )
     await gateway.reload()
-    return json_response(credential_service.live(record, gateway.pool.state(record.id)), 201)
+    return json_response(_live(gateway, quota_readings(request), record), 201)
 
 
 def _all_secret_fields() -> tuple[str, ...]:
@@ -207,7 +247,18 @@ def _all_secret_fields() -> tuple[str, ...]:
 async def credentials_show(request: Request) -> Response:
     gateway = _gateway(request)
     record = await credential_service.find(gateway.store, _cred_id(request))
-    return json_response(credential_service.live(record, gateway.pool.state(record.id)))
+    return json_response(_live(gateway, quota_readings(request), record))
+
+
+@admin_endpoint
+async def credentials_quota(request: Request) -> Response:
+    """Ask the upstream now how much quota the account has left (gemini_cli only)."""
+    gateway = _gateway(request)
+    record = await credential_service.find(gateway.store, _cred_id(request))
+    reading = await quota_readings(request).read(
+        gateway.store, gateway.settings, record, gateway.channels.get(record.channel)
+    )
+    return json_response({"credential_id": record.id, **reading})
 
 
 @admin_endpoint
@@ -220,7 +271,7 @@ async def credentials_test(request: Request) -> Response:
         {
             "ok": result.ok,
             "message": result.message,
-            "credential": credential_service.live(record, gateway.pool.state(record.id)),
+            "credential": _live(gateway, quota_readings(request), record),
         }
     )
 
@@ -231,7 +282,7 @@ def _set_enabled(enabled: bool) -> Endpoint:
         gateway = _gateway(request)
         record = await credential_service.set_enabled(gateway.store, _cred_id(request), enabled)
         await gateway.reload()
-        return json_response(credential_service.live(record, gateway.pool.state(record.id)))
+        return json_response(_live(gateway, quota_readings(request), record))
 
     return endpoint
 
@@ -240,6 +291,7 @@ def _set_enabled(enabled: bool) -> Endpoint:
 async def credentials_remove(request: Request) -> Response:
     gateway = _gateway(request)
     record = await credential_service.remove(gateway.store, _cred_id(request))
+    quota_readings(request).forget(record.id)
     await gateway.reload()
     return json_response({"removed": credential_service.describe(record)})
 
@@ -283,6 +335,7 @@ def routes() -> list[BaseRoute]:
         Route("/credentials/{cred_id}", credentials_show, methods=["GET"]),
         Route("/credentials/{cred_id}", credentials_remove, methods=["DELETE"]),
         Route("/credentials/{cred_id}/test", credentials_test, methods=["POST"]),
+        Route("/credentials/{cred_id}/quota", credentials_quota, methods=["GET"]),
         Route("/credentials/{cred_id}/enable", _set_enabled(True), methods=["POST"]),
         Route("/credentials/{cred_id}/disable", _set_enabled(False), methods=["POST"]),
         Route("/usage", usage, methods=["GET"]),

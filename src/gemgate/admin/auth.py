@@ -14,6 +14,8 @@ import hmac
 import os
 import secrets
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from gemgate.config import Settings
@@ -52,6 +54,7 @@ def ensure_token(settings: Settings) -> str | None:
 class AdminAuth:
     def __init__(self, token_hash: str | None) -> None:
         self.token_hash = token_hash
+        self.throttle = LoginThrottle()
         self._key = hmac.new(
             (token_hash or secrets.token_hex(32)).encode(), b"gemgate admin session", "sha256"
         ).digest()
@@ -107,3 +110,46 @@ class AdminAuth:
 
     def check_csrf(self, session: str, given: str | None) -> bool:
         return bool(given) and hmac.compare_digest(self.csrf(session), str(given))
+
+
+class LoginThrottle:
+    """Wrong admin tokens, counted per client address: after `limit` failures within `window`
+    seconds that address is refused (429) until the oldest of them is out of the window, so
+    the token cannot be guessed at speed. A right token is never counted."""
+
+    def __init__(
+        self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def wait(self, address: str) -> float:
+        """Seconds until this address may try again; 0 when it may now."""
+        failures = self._recent(address)
+        if len(failures) < self.limit:
+            return 0.0
+        return max(1.0, failures[0] + self.window - self.clock())
+
+    @property
+    def tracked(self) -> int:
+        """How many addresses have failures remembered."""
+        return len(self._failures)
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        if len(self._failures) > 10_000:
+            # Bounded memory under a spray from many addresses: forget the idle ones.
+            for key in [k for k, v in self._failures.items() if v[-1] <= now - self.window]:
+                del self._failures[key]
+        self._failures.setdefault(address, deque(maxlen=self.limit)).append(now)
+
+    def _recent(self, address: str) -> deque[float]:
+        failures = self._failures.get(address)
+        if failures is None:
+            return deque()
+        cutoff = self.clock() - self.window
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+        return failures

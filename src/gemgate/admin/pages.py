@@ -1,175 +1,26 @@
 """The admin pages under /admin/: server-rendered HTML over the same services as the admin API.
 Plain forms, no JavaScript. A session cookie stands for the admin token; every form carries the
-session's CSRF token and a POST without it is refused."""
+session's CSRF token and a POST without it is refused (see session.py). Here: logging in and
+out, client keys, usage and errors, and the route table of all pages."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from functools import cache, wraps
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gemgate.admin import charts
-from gemgate.admin.api import key_changes, live_credentials
+from gemgate.admin import charts, google_login
+from gemgate.admin.api import client_address, key_changes, too_many_tries
 from gemgate.admin.auth import LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, AdminAuth
+from gemgate.admin.credential_pages import add_credential, board, cred_action, new_credential
+from gemgate.admin.rendering import HERE, back, render
+from gemgate.admin.session import Session, gateway_of, page, read_form
 from gemgate.errors import GatewayError, InvalidRequest
-from gemgate.gateway import Gateway
-from gemgate.services import credentials as credential_service
 from gemgate.services import keys as key_service
 from gemgate.services import usage_report
-
-HERE = Path(__file__).parent
-FLASH_COOKIE = "gemgate_flash"
-Page = Callable[[Request, "Session"], Awaitable[Response]]
-
-def _ago(timestamp: float | None) -> str:
-    if not timestamp:
-        return "never"
-    seconds = time.time() - timestamp
-    if seconds < 0:
-        return _in(timestamp)
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return f"{int(seconds)} s ago"
-
-
-def _in(timestamp: float) -> str:
-    seconds = max(0, timestamp - time.time())
-    if seconds >= 3600:
-        return f"in {seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"in {int(seconds // 60)} min {int(seconds % 60)} s"
-    return f"in {int(seconds)} s"
-
-
-def _when(timestamp: float | None) -> str:
-    if not timestamp:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
-
-
-@cache
-def templates() -> Any:
-    """The template environment, made on the first page view: a gateway whose admin page is
-    never opened does not pay for Jinja in memory or start-up time."""
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(ago=_ago, until=_in, when=_when, num=lambda n: f"{n or 0:,}")
-    return env
-
-
-class Session:
-    """The logged-in admin of one request: their CSRF token, and the form they sent."""
-
-    def __init__(self, auth: AdminAuth, session_id: str, request: Request) -> None:
-        self.csrf = auth.csrf(session_id)
-        self.request = request
-        self.form: dict[str, list[str]] = {}
-
-    def get(self, name: str) -> str:
-        values = self.form.get(name)
-        return values[-1] if values else ""
-
-    def getlist(self, name: str) -> list[str]:
-        return self.form.get(name, [])
-
-
-def render(
-    request: Request, template: str, status: int = 200, **context: Any
-) -> HTMLResponse:
-    flash = request.cookies.get(FLASH_COOKIE)
-    context.setdefault("flash", _read_flash(flash) if flash else None)
-    html = templates().get_template(template).render(request=request, **context)
-    response = HTMLResponse(html, status_code=status, headers=_NO_STORE)
-    if flash:
-        response.delete_cookie(FLASH_COOKIE, path="/admin")
-    return response
-
-
-# Pages hold masked secrets and once a new client key: never cached, never framed.
-_NO_STORE = {
-    "cache-control": "no-store",
-    "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'",
-    "referrer-policy": "same-origin",
-}
-
-
-def _read_flash(raw: str) -> dict[str, str]:
-    kind, _, text = unquote(raw).partition(":")
-    return {"kind": kind if kind in ("ok", "error") else "ok", "text": text}
-
-
-def back(path: str, text: str, kind: str = "ok") -> RedirectResponse:
-    """Post/redirect/get, with a one-time message for the next page."""
-    response = RedirectResponse(path, status_code=303)
-    response.set_cookie(
-        FLASH_COOKIE, quote(f"{kind}:{text}"[:600]), path="/admin", httponly=True, samesite="strict"
-    )
-    return response
-
-
-def page(func: Page) -> Callable[[Request], Awaitable[Response]]:
-    """A logged-in page: no session → the login page; a POST must carry the CSRF token."""
-
-    @wraps(func)
-    async def endpoint(request: Request) -> Response:
-        auth: AdminAuth = request.app.state.admin_auth
-        session_id = auth.session(request.cookies.get(SESSION_COOKIE))
-        if session_id is None:
-            if request.method == "POST":
-                return render(request, "refused.html", 403, reason="login")
-            return RedirectResponse("/admin/login", status_code=303)
-        session = Session(auth, session_id, request)
-        if request.method == "POST":
-            session.form = await _form(request)
-            if not auth.check_csrf(session_id, session.get("csrf")):
-                return render(request, "refused.html", 403, reason="csrf")
-        try:
-            return await func(request, session)
-        except GatewayError as error:
-            if request.method != "POST":
-                return render(
-                    request, "refused.html", error.status, reason="error", message=error.message
-                )
-            return back(_referer_path(request), error.message, "error")
-
-    return endpoint
-
-
-def _referer_path(request: Request) -> str:
-    referer = request.headers.get("referer", "")
-    path = "/" + referer.split("://", 1)[-1].partition("/")[2] if referer else "/admin/"
-    return path if path.startswith("/admin") else "/admin/"
-
-
-async def _form(request: Request) -> dict[str, list[str]]:
-    # Plain url-encoded forms only: no upload needs multipart yet.
-    body = (await request.body()).decode("utf-8", "replace")
-    form: dict[str, list[str]] = {}
-    for name, value in parse_qsl(body, keep_blank_values=True):
-        form.setdefault(name, []).append(value)
-    return form
-
-
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
 
 # -- login ------------------------------------------------------------------------------------
 
@@ -197,12 +48,19 @@ def _login_form(request: Request, auth: AdminAuth, error: str = "") -> Response:
 
 async def login(request: Request) -> Response:
     auth: AdminAuth = request.app.state.admin_auth
-    form = await _form(request)
+    form = await read_form(request)
     nonce = request.cookies.get(LOGIN_COOKIE)
     given_csrf = (form.get("csrf") or [""])[-1]
     if not nonce or not auth.check_csrf("login:" + nonce, given_csrf):
         return render(request, "refused.html", 403, reason="csrf")
+    address = client_address(request)
+    wait = auth.throttle.wait(address)
+    if wait:
+        refused = render(request, "refused.html", 429, reason="throttled", wait=wait)
+        refused.headers.update(too_many_tries(wait).headers())
+        return refused
     if not auth.check_token((form.get("token") or [""])[-1]):
+        auth.throttle.failed(address)
         return _login_form(request, auth, "That is not the admin token.")
     response = RedirectResponse("/admin/", status_code=303)
     response.set_cookie(
@@ -225,91 +83,13 @@ async def logout(request: Request, session: Session) -> Response:
     return response
 
 
-# -- credentials ------------------------------------------------------------------------------
-
-
-@page
-async def board(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
-    # What needs the operator comes first: broken, then cooling, then working, then disabled.
-    order = {"invalid": 0, "cooling": 1, "ok": 2, "disabled": 3}
-    credentials = sorted(
-        await live_credentials(gateway), key=lambda c: (order.get(c["state"], 9), c["id"])
-    )
-    counts = dict.fromkeys(order, 0)
-    for cred in credentials:
-        counts[cred["state"]] = counts.get(cred["state"], 0) + 1
-    return render(
-        request,
-        "credentials.html",
-        session=session,
-        nav="credentials",
-        credentials=credentials,
-        counts=counts,
-        kinds=credential_service.KINDS,
-    )
-
-
-@page
-async def new_credential(request: Request, session: Session) -> Response:
-    return render(
-        request,
-        "credential_new.html",
-        session=session,
-        nav="credentials",
-        kinds=list(credential_service.KINDS.values()),
-    )
-
-
-@page
-async def add_credential(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
-    channel = session.get("channel")
-    values = {name: values[-1] for name, values in session.form.items()}
-    record = await credential_service.add(
-        gateway.store,
-        channel,
-        values,
-        label=session.get("label"),
-        proxy=session.get("proxy"),
-    )
-    await gateway.reload()
-    return back("/admin/", f"Added credential {record.id} ({record.label}) to {channel}.")
-
-
-def _cred_action(action: str) -> Callable[[Request], Awaitable[Response]]:
-    @page
-    async def endpoint(request: Request, session: Session) -> Response:
-        gateway = _gateway(request)
-        raw = request.path_params["cred_id"]
-        if not raw.isdigit():
-            raise InvalidRequest(f"no credential {raw!r}")
-        cred_id = int(raw)
-        kind = "ok"
-        if action == "test":
-            result = await credential_service.test(gateway.store, gateway.channels, cred_id)
-            text, kind = result.message, "ok" if result.ok else "error"
-        elif action == "remove":
-            record = await credential_service.remove(gateway.store, cred_id)
-            text = f"Removed credential {record.id} ({record.label})."
-        else:
-            enabled = action == "enable"
-            record = await credential_service.set_enabled(gateway.store, cred_id, enabled)
-            done = "Enabled" if enabled else "Disabled"
-            text = f"{done} credential {record.id} ({record.label})."
-        await gateway.reload()
-        return back("/admin/", text, kind)
-
-    return endpoint
-
-
 # -- client keys ------------------------------------------------------------------------------
 
 
 async def _keys_page(
     request: Request, session: Session, status: int = 200, **context: Any
 ) -> Response:
-    records = await _gateway(request).store.list_keys()
+    records = await gateway_of(request).store.list_keys()
     return render(
         request,
         "keys.html",
@@ -342,7 +122,7 @@ def _form_changes(session: Session) -> dict[str, Any]:
 
 @page
 async def create_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     name = session.get("name").strip()
     try:
         if not name:
@@ -357,7 +137,7 @@ async def create_key(request: Request, session: Session) -> Response:
 
 @page
 async def key_page(request: Request, session: Session) -> Response:
-    record = await key_service.find(_gateway(request).store, request.path_params["ident"])
+    record = await key_service.find(gateway_of(request).store, request.path_params["ident"])
     return render(
         request,
         "key_edit.html",
@@ -371,7 +151,7 @@ async def key_page(request: Request, session: Session) -> Response:
 
 @page
 async def update_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     record = await key_service.find(gateway.store, request.path_params["ident"])
     await key_service.update(gateway.store, record.id, _form_changes(session))
     await gateway.reload()
@@ -380,7 +160,7 @@ async def update_key(request: Request, session: Session) -> Response:
 
 @page
 async def revoke_key(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     record = await key_service.revoke(gateway.store, request.path_params["ident"])
     gateway.keys.forget(record.id)
     await gateway.reload()
@@ -394,7 +174,7 @@ RANGES = {"day": ("7d", "14d", "30d", "90d"), "hour": ("24h", "48h", "7d")}
 
 @page
 async def usage(request: Request, session: Session) -> Response:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     params = dict(request.query_params)
     bucket = params.get("bucket", "day")
     if bucket not in RANGES:
@@ -434,7 +214,7 @@ async def errors(request: Request, session: Session) -> Response:
         "errors.html",
         session=session,
         nav="errors",
-        errors=_gateway(request).recent_errors.latest(200),
+        errors=gateway_of(request).recent_errors.latest(200),
     )
 
 
@@ -447,8 +227,8 @@ def routes() -> list[BaseRoute]:
         Route("/credentials/new", new_credential, methods=["GET"]),
         Route("/credentials", add_credential, methods=["POST"]),
         *(
-            Route(f"/credentials/{{cred_id}}/{action}", _cred_action(action), methods=["POST"])
-            for action in ("test", "enable", "disable", "remove")
+            Route(f"/credentials/{{cred_id}}/{action}", cred_action(action), methods=["POST"])
+            for action in ("test", "quota", "enable", "disable", "remove")
         ),
         Route("/keys", keys, methods=["GET"]),
         Route("/keys", create_key, methods=["POST"]),
@@ -458,4 +238,5 @@ def routes() -> list[BaseRoute]:
         Route("/usage", usage, methods=["GET"]),
         Route("/errors", errors, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        *google_login.routes(),
     ]

@@ -15,7 +15,7 @@ import dataclasses
 import platform
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -36,7 +36,9 @@ from gemgate.config import Settings
 from gemgate.ids import new_id
 from gemgate.pool import Credential, Failure, UpstreamFailed
 from gemgate.store import Store
-from gemgate.store.redis_state import SharedState
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 # What Code Assist serves to Gemini CLI (§B.7). Each id also exists with `_vertex`, a separate
 # quota bucket (§B.8); `-thinking` after either turns thoughts on.

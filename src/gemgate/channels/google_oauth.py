@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -28,7 +28,9 @@ from aiohttp import web
 
 from gemgate.services.credentials import save_secret
 from gemgate.store import Store
-from gemgate.store.redis_state import SharedState
+
+if TYPE_CHECKING:
+    from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate.oauth")
 

@@ -19,9 +19,11 @@ from gemgate.formats.base import (
     integer_field,
     json_or_text,
     load_json_object,
+    media_format,
     number_field,
     object_field,
     render_code,
+    source_listing,
     string_field,
 )
 from gemgate.ids import new_id
@@ -108,13 +110,14 @@ class AnthropicMessages:
             ),
             thinking=_thinking(data.get("thinking"), data.get("output_config")),
             stream=bool(boolean_field(data, "stream")) and not self.counting,
+            client_options=media_format(data),
         )
 
     # -- response -------------------------------------------------------------------------
 
     def encode(self, response: ir.Response, request: ir.Request) -> bytes:
         cand = response.candidates[0]
-        content = _blocks(cand.parts)
+        content = _blocks(cand.parts + _listing(cand.sources))
         has_tools = any(block["type"] == "tool_use" for block in content)
         text = "".join(block["text"] for block in content if block["type"] == "text")
         stop_reason, stop_sequence = _stop(cand.finish, has_tools, text, request.generation.stop)
@@ -167,6 +170,7 @@ class MessagesStream:
         self.thinking_signature: str | None = None
         self.has_tools = False
         self.tail = ""  # the end of the answer text, to tell which stop sequence ended it
+        self.sources: list[ir.Source] = []
 
     def event(self, event: ir.Event) -> bytes:
         if isinstance(event, ir.Start):
@@ -187,13 +191,20 @@ class MessagesStream:
         if isinstance(event, ir.UsageEvent):
             self.usage = event.usage
             return self._start()
+        if isinstance(event, ir.Progress):
+            return self.ping()  # Anthropic's keep-alive has no room for words
+        if isinstance(event, ir.Grounding) and event.index == 0:
+            ir.add_sources(self.sources, event.sources)
         return b""
 
     def ping(self) -> bytes:
         return self._start() + _sse("ping", {"type": "ping"})
 
     def end(self) -> bytes:
-        out = self._start() + self._close()
+        out = self._start()
+        for part in _listing(self.sources):
+            out += self._part(part)
+        out += self._close()
         stop_reason, stop_sequence = _stop(
             self.finish, self.has_tools, self.tail, self.stop_sequences
         )
@@ -562,6 +573,12 @@ def _blocks(parts: list[ir.Part]) -> list[dict[str, Any]]:
     return blocks
 
 
+def _listing(sources: list[ir.Source]) -> list[ir.Part]:
+    """Sources as a Markdown list after the answer: Anthropic's citation blocks need the
+    cited passages, which a Gemini answer does not give."""
+    return [ir.Text(source_listing(sources, 0)[0])] if sources else []
+
+
 def _image_block(part: ir.Part) -> dict[str, Any] | None:
     """A generated image as the image block Anthropic clients already read in requests."""
     if not isinstance(part, ir.Media) or not part.mime_type.startswith("image/"):
@@ -581,9 +598,12 @@ def _render(part: ir.Part) -> str:
     if code is not None:
         return code
     if isinstance(part, ir.Media):
+        kind = part.mime_type.split("/")[0]
+        shown = "!" if kind == "image" else ""
+        if part.uri:
+            return f"\n{shown}[{kind}]({part.uri})\n"
         if part.data:
-            return f"\n![image](data:{part.mime_type};base64,{part.data})\n"
-        return f"\n{part.uri}\n" if part.uri else ""
+            return f"\n{shown}[{kind}](data:{part.mime_type};base64,{part.data})\n"
     return ""
 
 

@@ -61,6 +61,26 @@ def json_or_text(text: str) -> Any:
     return text
 
 
+MEDIA_FORMATS = ("url", "b64_json")
+
+
+def media_format(data: dict[str, Any]) -> dict[str, str]:
+    """The `media_format` extra field (any front): generated media as gemgate links (`url`)
+    or inline base64 (`b64_json`); as a client option, empty when not given."""
+    value = string_field(data, "media_format")
+    if value is None:
+        return {}
+    if value not in MEDIA_FORMATS:
+        raise InvalidRequest("media_format must be 'url' or 'b64_json'", param="media_format")
+    return {"media_format": value}
+
+
+def sse_comment(progress: ir.Progress) -> bytes:
+    """An SSE comment line: every SSE client skips it, and it keeps the connection alive."""
+    text = " ".join(progress.message.split())
+    return b": " + text.encode() + b"\n\n"
+
+
 def render_code(part: ir.Part) -> str | None:
     """Executed code and its result as Markdown, for client APIs that have no field for them;
     None for any other part."""

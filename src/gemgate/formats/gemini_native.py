@@ -19,6 +19,7 @@ from gemgate.formats.base import (
     array_field,
     boolean_field,
     load_json_object,
+    media_format,
     object_field,
     string_field,
 )
@@ -80,6 +81,7 @@ class GeminiNative:
             thinking=_thinking(_get(config, "thinkingConfig")),
             safety=_safety(_get(data, "safetySettings")),
             stream=self.mode != "unary",
+            client_options=media_format(data),
         )
 
     # -- response -------------------------------------------------------------------------
@@ -94,6 +96,8 @@ class GeminiNative:
             out: dict[str, Any] = {"content": {"role": "model", "parts": _wire_parts(cand.parts)}}
             if cand.finish:
                 out["finishReason"] = _finish(cand.finish, cand.finish_detail)
+            if cand.sources:
+                out["groundingMetadata"] = grounding_metadata(cand.sources)
             out["index"] = cand.index
             candidates.append(out)
         body: dict[str, Any] = {"candidates": candidates}
@@ -174,6 +178,7 @@ class NativeStream:
         self.finish: dict[int, ir.Finish] = {}
         self.blocked: str | None = None
         self.frames = 0
+        self.sources: dict[int, list[ir.Source]] = {}
 
     def event(self, event: ir.Event) -> bytes:
         if isinstance(event, ir.Start):
@@ -191,6 +196,12 @@ class NativeStream:
                 self.finish[event.index] = event
         elif isinstance(event, ir.UsageEvent):
             self.usage = event.usage
+        elif isinstance(event, ir.Grounding):
+            ir.add_sources(self.sources.setdefault(event.index, []), event.sources)
+        elif isinstance(event, ir.Progress):
+            # A blank line: an SSE reader dispatches nothing, a JSON reader skips whitespace
+            # (google-genai would choke on an SSE comment).
+            return b"\r\n"
         return b""
 
     def end(self) -> bytes:
@@ -202,6 +213,11 @@ class NativeStream:
                 {"finishReason": _finish(f.reason, f.detail), "index": i}
                 for i, f in sorted(self.finish.items())
             ]
+            for candidate in last["candidates"]:
+                # Gemini sends what grounded an answer with its last chunk.
+                sources = self.sources.get(candidate["index"])
+                if sources:
+                    candidate["groundingMetadata"] = grounding_metadata(sources)
         tail = self._frame(last) if last or self.usage else b""
         if self.sse:
             return tail
@@ -223,6 +239,11 @@ class NativeStream:
         if self.sse:
             return b"data: " + body + SSE_END
         return (b",\r\n" if self.frames > 1 else b"[") + body
+
+
+def grounding_metadata(sources: list[ir.Source]) -> dict[str, Any]:
+    chunks = [{"web": {"uri": s.url, "title": s.title or s.url}} for s in sources]
+    return {"groundingChunks": chunks}
 
 
 def usage_metadata(usage: ir.Usage) -> dict[str, Any]:

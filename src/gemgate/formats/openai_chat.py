@@ -17,7 +17,7 @@ import orjson
 from gemgate import ir, signatures
 from gemgate.errors import GatewayError
 from gemgate.formats import openai_chat_request
-from gemgate.formats.base import render_code, source_listing
+from gemgate.formats.base import render_code, source_listing, sse_comment
 from gemgate.ids import new_id
 
 _FINISH = {
@@ -164,6 +164,8 @@ class ChatStream:
             if event.response_id:
                 self.id = _completion_id(event.response_id)
             return self._chunk(0, self._role_delta(0, {"content": ""}))
+        if isinstance(event, ir.Progress):
+            return sse_comment(event)
         return b""
 
     def _part(self, event: ir.PartEvent) -> bytes:

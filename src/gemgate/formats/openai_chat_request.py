@@ -21,6 +21,7 @@ from gemgate.formats.base import (
     integer_field,
     json_or_text,
     load_json_object,
+    media_format,
     narrow_tools,
     number_field,
     object_field,
@@ -84,6 +85,7 @@ def decode(body: bytes) -> ir.Request:
             # The response names the model the way the client did, suffix and all.
             "model": model,
             "link_media": True,
+            **media_format(data),
             # Speech in the answer is encoded in this format (see gemgate.speech_out).
             **({"audio_format": audio[1]} if audio is not None else {}),
         },

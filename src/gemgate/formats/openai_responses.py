@@ -25,7 +25,7 @@ from gemgate import ir
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats import openai_responses_request as request_format
 from gemgate.formats import responses_signatures
-from gemgate.formats.base import load_json_object, render_code, source_listing
+from gemgate.formats.base import load_json_object, render_code, source_listing, sse_comment
 from gemgate.formats.openai_chat import error_object
 from gemgate.ids import new_id
 from gemgate.services.stored_responses import StoredResponses
@@ -162,6 +162,8 @@ class ResponsesStream:
             self.usage = event.usage
         elif isinstance(event, ir.Grounding) and event.index == 0:
             ir.add_sources(self.sources, event.sources)
+        elif isinstance(event, ir.Progress):
+            out += sse_comment(event)
         return out
 
     def end(self) -> bytes:

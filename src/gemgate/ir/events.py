@@ -78,7 +78,16 @@ class UsageEvent:
     usage: Usage
 
 
-Event = Start | PartEvent | Finish | UsageEvent | Grounding
+@dataclass(slots=True)
+class Progress:
+    """The upstream is still at work with nothing to show yet (a video rendering, a research
+    running). A stream tells the client it is alive in its format's keep-alive shape; a
+    collected answer drops it."""
+
+    message: str
+
+
+Event = Start | PartEvent | Finish | UsageEvent | Grounding | Progress
 
 
 @dataclass(slots=True)

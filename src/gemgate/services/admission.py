@@ -8,13 +8,26 @@ answer, this instance decides alone until it can. Keys without limits cost nothi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gemgate.errors import RateLimited
 from gemgate.ids import new_id
 from gemgate.services.keys import ClientKey
 from gemgate.services.limits import RequestRate
 from gemgate.services.usage import UsageMeter
-from gemgate.store.redis_state import Refused, SharedState
+
+if TYPE_CHECKING:
+    # Only an instance with GEMGATE_REDIS_URL loads the Redis client (about 6 MB).
+    from gemgate.store.redis_state import SharedState
+
+
+class Refused(Exception):
+    """Admission refused by the shared limits: which limit, and how long to wait."""
+
+    def __init__(self, limit: str, wait: float) -> None:
+        super().__init__(limit)
+        self.limit = limit
+        self.wait = wait
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,27 +8,45 @@ are kept (`.google.com` and its subdomains); `__Secure-1PSID` is required.
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 from gemgate.errors import InvalidRequest
+from gemgate.services import credentials as credential_service
 from gemgate.services.credentials import checked_proxy, mask
 from gemgate.store import CredentialRecord, Store
 
 PSID, PSIDTS = "__Secure-1PSID", "__Secure-1PSIDTS"
 
-GUIDE = """\
-How to get the cookies (a dedicated Google account is best):
-  1. In Firefox, open a private window and sign in at https://gemini.google.com
-     (sign out and in again if you were signed in). Chrome binds its Google sessions to the
-     device (DBSC): cookies exported from Chrome cannot be renewed by a server and die within
-     about 30 minutes to 2 hours. Firefox sessions can be renewed, so export from Firefox.
-  2. Open the developer tools, Storage > Cookies > https://gemini.google.com, and copy the
-     values of __Secure-1PSID and __Secure-1PSIDTS (or export all cookies with a cookie
-     extension, or copy the Cookie header of a request to gemini.google.com).
-  3. Add them at once: gemgate credentials add gemini_official --psid VALUE --psidts VALUE
-     (or --cookies FILE, or --cookies - to read them from standard input).
-  4. Close the private window without chatting, so the browser does not rotate the session
-     that gemgate now keeps alive."""
+
+def steps(add: str) -> tuple[str, ...]:
+    """How to take a session from a browser so that gemgate can keep it alive (why Firefox:
+    reference/gemini-web-protocol.md, "Changes 2026-11" item 6). `add`: how to add them here."""
+    return (
+        "Use Firefox. Chrome binds its Google sessions to the device (DBSC): cookies exported "
+        "from Chrome cannot be renewed by a server and die within about 30 minutes to 2 hours. "
+        "Firefox sessions can be renewed, so export from Firefox.",
+        "Open a private window and sign in at https://gemini.google.com (sign out and in "
+        "again if you were signed in). A dedicated Google account is best.",
+        "Open the developer tools, Storage > Cookies > https://gemini.google.com, and copy the "
+        "values of __Secure-1PSID and __Secure-1PSIDTS (or export all cookies with a cookie "
+        "extension, or copy the Cookie header of a request to gemini.google.com).",
+        f"Add them at once: {add}.",
+        "Close the private window without chatting, so the browser does not rotate the "
+        "session that gemgate now keeps alive.",
+    )
+
+
+GUIDE = "How to get the cookies:\n" + "\n".join(
+    textwrap.fill(step, 94, initial_indent=f"  {n}. ", subsequent_indent="     ")
+    for n, step in enumerate(
+        steps(
+            "gemgate credentials add gemini_official --psid VALUE --psidts VALUE "
+            "(or --cookies FILE, or --cookies - to read them from standard input)"
+        ),
+        1,
+    )
+)
 
 
 def parse(text: str) -> dict[str, str]:
@@ -142,3 +160,47 @@ async def add_gemini_official(
         secret=secret,
         proxy=proxy,
     )
+
+
+async def _add_kind(
+    store: Store, values: dict[str, str], label: str | None, proxy: str | None
+) -> CredentialRecord:
+    # One of the two ways: the whole export pasted, or the two values.
+    pasted = values.get("cookies", "").strip()
+    psid = values.get("psid", "").strip()
+    if pasted and psid:
+        raise InvalidRequest("give either the cookie export or the two cookie values, not both")
+    if not pasted and not psid:
+        raise InvalidRequest(
+            f"gemini_official needs the cookies: paste the export, or give {PSID} (and {PSIDTS})"
+        )
+    return await add_gemini_official(
+        store,
+        psid=psid or None,
+        psidts=values.get("psidts") or None,
+        cookies_text=pasted or None,
+        label=label,
+        proxy=proxy,
+    )
+
+
+credential_service.register(
+    credential_service.CredentialKind(
+        channel="gemini_official",
+        title="Gemini web session",
+        fields=(
+            credential_service.SecretField(
+                "cookies",
+                "Cookies: a Cookie header, cookies.txt or a cookie-extension JSON export",
+                kind="document",
+                required=False,
+                hint="__Secure-1PSID=…; __Secure-1PSIDTS=…",
+            ),
+            credential_service.SecretField("psid", PSID, required=False, hint="g.a000…"),
+            credential_service.SecretField("psidts", PSIDTS, required=False, hint="sidts-…"),
+        ),
+        add=_add_kind,
+        steps=steps("paste them here and press Add, before anything else"),
+        socks=True,
+    )
+)

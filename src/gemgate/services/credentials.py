@@ -103,8 +103,13 @@ class CredentialKind:
     title: str
     fields: tuple[SecretField, ...]
     add: Adder
-    # A few words beside the form: where to find the value.
+    # A few words beside the form: where to find the value; or numbered steps.
     guide: str = ""
+    steps: tuple[str, ...] = ()
+    # The channel's transport speaks SOCKS5 too, so a socks5:// proxy is accepted.
+    socks: bool = False
+    # The form may hold a file to upload (its `document` fields).
+    upload: bool = False
 
 
 KINDS: dict[str, CredentialKind] = {}
@@ -137,7 +142,8 @@ async def add(
     label = (label or "").strip() or None
     if label and len(label) > 200:
         raise InvalidRequest("a label is at most 200 characters")
-    return await kind.add(store, given, label, checked_proxy((proxy or "").strip() or None))
+    proxy = checked_proxy((proxy or "").strip() or None, socks=kind.socks)
+    return await kind.add(store, given, label, proxy)
 
 
 async def _add_gemini_kind(

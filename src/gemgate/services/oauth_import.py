@@ -229,7 +229,6 @@ async def login(
 ) -> list[str]:
     """Sign an account in with Gemini CLI's OAuth client and store it. With `read_code`, the
     headless variant: PKCE, and the operator pastes the code Google shows."""
-    http = Http(settings)
     try:
         if read_code is None:
             code, redirect_uri = await google_oauth.loopback_code(
@@ -250,6 +249,39 @@ async def login(
             code = (await asyncio.wait_for(read_code(), wait)).strip()
             if not code:
                 raise google_oauth.LoginFailed("no code was pasted")
+    except google_oauth.LoginFailed as exc:
+        raise InvalidRequest(f"login failed: {exc}") from None
+    except TimeoutError:
+        raise InvalidRequest("login failed: no code within the time allowed") from None
+    record = await signed_in(
+        store,
+        settings,
+        code,
+        redirect_uri,
+        verifier=verifier,
+        label=label,
+        proxy=proxy,
+        project=project,
+    )
+    return await _report(store, settings, [record], verify)
+
+
+async def signed_in(
+    store: Store,
+    settings: Settings,
+    code: str,
+    redirect_uri: str,
+    *,
+    verifier: str | None = None,
+    label: str | None = None,
+    proxy: str | None = None,
+    project: str | None = None,
+) -> tuple[CredentialRecord, bool]:
+    """Trade the code Google gave a sign-in for tokens and store the account (True: an
+    account already here was renewed). Shared by `gemgate login` and the admin page."""
+    proxy = credential_service.checked_proxy(proxy)
+    http = Http(settings)
+    try:
         grant = await google_oauth.exchange_code(
             http.session,
             settings.oauth_token_url,
@@ -260,25 +292,31 @@ async def login(
         )
     except google_oauth.LoginFailed as exc:
         raise InvalidRequest(f"login failed: {exc}") from None
-    except TimeoutError:
-        raise InvalidRequest("login failed: no code within the time allowed") from None
     finally:
         await http.close()
-    record = await store_account(store, secret_of(grant), label=label, proxy=proxy, project=project)
-    return await _report(store, settings, [record], verify)
+    return await store_account(store, secret_of(grant), label=label, proxy=proxy, project=project)
 
 
-async def quota(store: Store, settings: Settings, record: CredentialRecord) -> list[dict[str, Any]]:
+async def quota(
+    store: Store,
+    settings: Settings,
+    record: CredentialRecord,
+    channel: GeminiCLI | None = None,
+) -> list[dict[str, Any]]:
     """What Google says is left of each model's quota on this account (retrieveUserQuota):
-    model, percent left and reset time; or one row saying why it could not be read."""
-    http = Http(settings)
-    channel = GeminiCLI(settings, http, store)
+    model, percent left and reset time; or one row saying why it could not be read. `channel`:
+    a running server's, so its token cache is used; else one made for this call."""
+    http = Http(settings) if channel is None else None
+    if http is not None:
+        channel = GeminiCLI(settings, http, store)
+    assert channel is not None
     try:
         buckets = await channel.quota(credential_service.to_pool(record))
     except UpstreamFailed as failed:
         return [{"error": failed.failure.reason or failed.failure.error.message}]
     finally:
-        await http.close()
+        if http is not None:
+            await http.close()
     rows = []
     for bucket in buckets:
         fraction = bucket.get("remainingFraction")

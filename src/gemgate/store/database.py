@@ -91,9 +91,11 @@ class Store:
         url = self.engine.url
         return url.render_as_string(hide_password=True) if url.password else str(url)
 
-    async def open(self, create: bool = False) -> None:
+    async def open(self, create: bool = False, prepare: bool = True) -> None:
         """Open the database and bring it up to date. Only with `create` (serve, db migrate)
-        is a missing SQLite file, its folder or the secret key file made."""
+        is a missing SQLite file, its folder or the secret key file made. Without `prepare`
+        (the server's own processes, which `serve` opens only after it has prepared the
+        database) nothing is written: a database not up to date is an error."""
         if self.path is not None and not self.path.exists():
             if not create:
                 raise DatabaseMissing(self.path)
@@ -102,6 +104,9 @@ class Store:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             async with self.engine.begin() as conn:
+                if not prepare:
+                    self._box = await conn.run_sync(self._check)
+                    return
                 if not self.is_sqlite:
                     # Several instances may start at once; one migrates, the others wait.
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
@@ -123,6 +128,23 @@ class Store:
         migrate(conn, box)
         if check is None:
             write_key_check(conn, box.key_check())
+        return box
+
+    def _check(self, conn: Connection) -> SecretBox:
+        check = read_key_check(conn)
+        key = self.secret_key.load()
+        if key is None:
+            raise self.secret_key.missing(sealed=check is not None)
+        box = SecretBox(key, self.secret_key.describe())
+        if check is not None:
+            box.verify(check)
+        behind = pending(conn)
+        if behind:
+            numbers = ", ".join(map(str, behind))
+            raise StoreError(
+                f"the database {self.describe()} lacks migrations {numbers}:"
+                " gemgate db migrate brings it up to date"
+            )
         return box
 
     @property

@@ -27,6 +27,8 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from gemgate.services.admission import Refused
+
 log = logging.getLogger("gemgate.redis")
 
 EVENTS = "events"
@@ -102,15 +104,6 @@ if tonumber(ARGV[3]) > 0 then
 end
 return 0
 """
-
-
-class Refused(Exception):
-    """Admission refused by the shared limits: which limit, and how long to wait."""
-
-    def __init__(self, limit: str, wait: float) -> None:
-        super().__init__(limit)
-        self.limit = limit
-        self.wait = wait
 
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]

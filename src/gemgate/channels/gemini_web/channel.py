@@ -9,7 +9,8 @@ client: the first content is held until the frame says which model answered.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -18,7 +19,7 @@ import orjson
 from gemgate import errors, ir
 from gemgate.channels.base import ModelInfo
 from gemgate.channels.features import Features
-from gemgate.channels.gemini_web import conversations, frames, uploads
+from gemgate.channels.gemini_web import conversations, frames, images, research, uploads, video
 from gemgate.channels.gemini_web.client import (
     SIGNED_OUT,
     Exclusive,
@@ -32,11 +33,14 @@ from gemgate.channels.gemini_web.client import (
 )
 from gemgate.channels.gemini_web.request import (
     FREE_SUFFIX,
+    TOOLS,
     ModelTable,
+    Tool,
     WebModel,
     inner_request,
     new_chat_metadata,
     new_request_id,
+    split_tool,
 )
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
@@ -52,6 +56,18 @@ THINKING = "-thinking"
 _TRANSIENT = {1013, 1003, 1099, 1152, 1155}
 _MODEL_ERRORS = {1050, 1052}
 
+# What follows the answer's text for a model that asks for a tool (TOOLS in request.py), by
+# tool name: the tool's artefacts, fetched once the turn is over, as more IR events.
+AfterTurn = Callable[[WebSession, "AnswerReader", ir.Request], AsyncIterator[ir.Event]]
+_AFTER_TURN: dict[str, AfterTurn] = {
+    "image": images.deliver,
+}
+# What a tool adds to the prompt, by tool name (the web app takes its options in words).
+_PROMPT_NOTE: dict[str, Callable[[ir.Request], str]] = {
+    "image": images.prompt_note,
+    "video": video.prompt_note,
+}
+
 
 class GeminiWeb:
     id = "gemini_official"
@@ -59,7 +75,8 @@ class GeminiWeb:
         function_tools=False,
         builtin_tools=frozenset(),
         ignored_builtin_tools=frozenset({"googleSearch"}),
-        images_out=False,
+        # Only through a tool model (`-imagen`); the images API picks that tool itself.
+        images_out=True,
         count_tokens=False,
         native_passthrough=False,
         structured_output=False,
@@ -91,17 +108,26 @@ class GeminiWeb:
     def serves(self, model: str) -> bool:
         # Unprefixed, only the names the web app alone has (the 2.5 names stay the API's);
         # OpenAI clients' `-thinking` suffix reaches channels already split off.
+        # A tool suffix is the web app's alone, so it claims the 2.5 names that carry one.
         bare = model.removesuffix(FREE_SUFFIX)
+        if split_tool(bare)[1] is not None:
+            return self.models.lookup(bare) is not None
         return bare in self.models.models or f"{bare}{THINKING}" in self.models.models
 
     def _model(self, request: ir.Request, model: str) -> WebModel:
-        if self.models.lookup(model) is None and request.thinking is not None:
+        found = self.models.lookup(model)
+        if found is None and request.thinking is not None:
             # `gemini-3-thinking` from an OpenAI client arrives as `gemini-3` + thinking.
             free = model.endswith(FREE_SUFFIX)
-            thinking = model.removesuffix(FREE_SUFFIX) + THINKING + (FREE_SUFFIX if free else "")
-            if self.models.lookup(thinking) is not None:
-                return self.models.resolve(thinking)
-        return self.models.resolve(model)
+            named, _ = split_tool(model.removesuffix(FREE_SUFFIX))
+            suffix = model.removesuffix(FREE_SUFFIX)[len(named) :]
+            found = self.models.lookup(named + THINKING + suffix + (FREE_SUFFIX if free else ""))
+        web_model = found or self.models.resolve(model)
+        modalities = request.generation.response_modalities or ()
+        if web_model.tool is None and any(m.upper() == "IMAGE" for m in modalities):
+            # The images API (or a client asking for image output) wants the image tool.
+            web_model = replace(web_model, tool=TOOLS["-imagen"])
+        return web_model
 
     async def preferred_credential(self, request: ir.Request, model: str) -> int | None:
         """The account holding the web chat this request continues, if any."""
@@ -115,12 +141,13 @@ class GeminiWeb:
         tells `credentials test` whether the cookies still sign in)."""
         _, account = await self.client.session_for(credential).ready()
         names = []
+        paid = account.capacity > self._free_capacity
         for name in self.models.names():
             model = self.models.lookup(name)
             capacity = 1 if model is None or model.free else account.capacity
-            if model is not None and (
-                not account.model_ids or model.id_for(capacity) in account.model_ids
-            ):
+            if model is None or (model.tool is not None and model.tool.paid and not paid):
+                continue
+            if not account.model_ids or model.id_for(capacity) in account.model_ids:
                 names.append(name)
         return [ModelInfo(id=name, display_name=f"Gemini web app: {name}") for name in names]
 
@@ -149,6 +176,14 @@ class GeminiWeb:
         self, request: ir.Request, model: str, credential: Credential, session: WebSession
     ) -> AsyncIterator[ir.Event]:
         web_model = self._model(request, model)
+        tool = web_model.tool
+        if tool is not None and tool.paid and web_model.free:
+            raise errors.InvalidRequest(
+                f"{model}: {_suffix(tool)} needs an account's paid Gemini plan, and -free runs "
+                "without the account's tier",
+                param="model",
+                code="model_not_available",
+            )
         if session.rotation_due():
             await session.rotate()
         _, account = await session.ready()
@@ -158,6 +193,13 @@ class GeminiWeb:
                 Failure("cooldown", errors.RateLimited(message), cooldown=USAGE_COOLDOWN,
                         reason=message)
             )  # fmt: skip
+        if tool is not None and tool.paid:
+            if account.capacity <= self._free_capacity:
+                raise cannot_serve(model, tool, "the account has no paid Gemini plan")
+            # A video or a research is a task of its own, never a continued chat.
+            async for event in self._turn(request, web_model, session, None, request.messages):
+                yield event
+            return
         found = await self.chats.find(request, model)
         chat = found[0] if found and found[0].credential_id == credential.id else None
         if chat is not None and found is not None:
@@ -174,6 +216,10 @@ class GeminiWeb:
                          credential.id)  # fmt: skip
         async for event in self._turn(request, web_model, session, None, request.messages):
             yield event
+
+    @property
+    def _free_capacity(self) -> int:
+        return int(self.models.config.get("free_capacity", 1))
 
     async def _turn(
         self,
@@ -200,10 +246,11 @@ class GeminiWeb:
                 await uploads.upload(session, "conversation.txt", "text/plain", turn.history_file)
             )
         page, account = await session.ready()
-        capacity = self.models.config.get("free_capacity", 1) if model.free else account.capacity
+        capacity = self._free_capacity if model.free else account.capacity
         request_id = new_request_id()
+        note = _PROMPT_NOTE.get(model.tool.name) if model.tool is not None else None
         inner = inner_request(
-            turn.prompt,
+            turn.prompt + (note(request) if note is not None else ""),
             model=model,
             language=page.language,
             metadata=chat.metadata() if chat else new_chat_metadata(),
@@ -211,12 +258,32 @@ class GeminiWeb:
             files=files,
             request_id=request_id,
         )
-        body = urlencode(
-            {"at": page.at, "f.req": orjson.dumps([None, orjson.dumps(inner).decode()]).decode()}
-        ).encode()
+        if model.tool is not None and model.tool.name == "deepsearch":
+            research.prepare(inner)
         reader = AnswerReader(model, self.models.guest_ids, request.model)
-        async for event in self._send(session, model, capacity, body, request_id, reader):
+        sent = self._send(session, model, capacity, _body(page.at, inner), request_id, reader)
+        if model.tool is not None and model.tool.name in ("video", "deepsearch"):
+            # Held until the answer shows the video or the plan: an account that answers
+            # with a refusal instead gives a clear error before anything is sent.
+            held = [event async for event in sent]
+            follow = self._follow(request, model, session, capacity, reader, model.tool)
+            if model.tool.name == "deepsearch":
+                held = research.as_reasoning(held)
+            shown = {False: 0, True: 0}  # characters of answer and of thoughts
+            async for event in after_start(held, follow):
+                if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
+                    shown[event.part.thought] += len(event.part.text)
+                yield event
+            yield ir.Finish("stop")
+            yield ir.UsageEvent(estimate(turn.prompt, shown[False], shown[True]))
+            return
+        async for event in sent:
             yield event
+        after = _AFTER_TURN.get(model.tool.name) if model.tool is not None else None
+        if after is not None:
+            async for event in after(session, reader, request):
+                yield event
+        yield ir.Finish("stop")
         answer = reader.answer_text()
         if reader.cid and reader.rid and reader.rcid:
             new_chat = conversations.Chat(
@@ -225,6 +292,52 @@ class GeminiWeb:
             )  # fmt: skip
             self.chats.remember(request, request.model, answer, new_chat)
         yield ir.UsageEvent(reader.usage(turn.prompt))
+
+    def _follow(
+        self,
+        request: ir.Request,
+        model: WebModel,
+        session: WebSession,
+        capacity: int,
+        reader: AnswerReader,
+        tool: Tool,
+    ) -> AsyncIterator[ir.Event]:
+        """What comes after a video's or a research's first turn: the video awaited, or the
+        plan confirmed and the report awaited. Raises before anything when the answer has
+        neither (the account is not entitled)."""
+        settings = self.settings
+        if tool.name == "video":
+            found = video.find(reader.rich)
+            if found is None:
+                raise cannot_serve(request.model, tool, _refusal(reader))
+            return video.rendered(
+                session, found,
+                interval=settings.web_poll_interval, limit=settings.web_video_timeout,
+            )  # fmt: skip
+        plan = research.find_plan(reader.rich)
+        if plan is None or not reader.cid or not reader.rid or not reader.rcid:
+            raise cannot_serve(request.model, tool, _refusal(reader))
+        chat = [reader.cid, reader.rid, reader.rcid, None, None, None, None, None, None,
+                reader.context or ""]  # fmt: skip
+
+        async def confirm(prompt: str) -> AsyncIterator[ir.Event]:
+            page, _ = await session.ready()
+            request_id = new_request_id()
+            inner = inner_request(
+                prompt, model=model, language=page.language, metadata=chat, turn=1,
+                files=None, request_id=request_id,
+            )  # fmt: skip
+            research.prepare(inner)
+            answer = AnswerReader(model, self.models.guest_ids, request.model, wordless=True)
+            async for event in self._send(
+                session, model, capacity, _body(page.at, inner), request_id, answer
+            ):
+                yield event
+
+        return research.carried_out(
+            session, reader.cid, plan, confirm,
+            interval=settings.web_poll_interval, limit=settings.web_research_timeout,
+        )  # fmt: skip
 
     async def _send(
         self,
@@ -298,6 +411,49 @@ class GeminiWeb:
         raise transient(f"the Gemini web app answered HTTP {status}")
 
 
+def _body(at: str, inner: list[Any]) -> bytes:
+    return urlencode(
+        {"at": at, "f.req": orjson.dumps([None, orjson.dumps(inner).decode()]).decode()}
+    ).encode()
+
+
+def _suffix(tool: Tool) -> str:
+    return next(suffix for suffix, known in TOOLS.items() if known is tool)
+
+
+def cannot_serve(model: str, tool: Tool, why: str) -> UpstreamFailed:
+    """This account cannot serve a tool: another account may; if none can, the client gets
+    this 400 naming the suffix."""
+    message = f"{model}: this gemini_official account cannot serve {_suffix(tool)} ({why})"
+    return UpstreamFailed(
+        Failure(
+            "retry",
+            errors.InvalidRequest(message, param="model", code="model_not_available"),
+            reason=message,
+        )
+    )
+
+
+async def after_start(
+    first: list[ir.Event], rest: AsyncIterator[ir.Event]
+) -> AsyncIterator[ir.Event]:
+    """The first turn's events, then the rest: once the answer has begun, an account failure
+    can no longer move the request to another account, so it reaches the client as the
+    error it carries."""
+    for event in first:
+        yield event
+    try:
+        async for event in rest:
+            yield event
+    except UpstreamFailed as failed:
+        raise failed.failure.error from None
+
+
+def _refusal(reader: AnswerReader) -> str:
+    text = " ".join(reader.answer_text().split())
+    return f"the web app answered: {text[:200]!r}" if text else "the web app gave nothing"
+
+
 def _with_token(body: bytes, at: str) -> bytes:
     form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
     form["at"] = at
@@ -308,10 +464,15 @@ class AnswerReader:
     """One answer's frames in, IR events out: text deltas of the chosen candidate, thoughts
     as thought text, and the in-band errors turned into pool outcomes."""
 
-    def __init__(self, model: WebModel, guest_ids: frozenset[str], asked: str) -> None:
+    def __init__(
+        self, model: WebModel, guest_ids: frozenset[str], asked: str, wordless: bool = False
+    ) -> None:
         self.model = model
         self.guest_ids = guest_ids
         self.asked = asked
+        # An answer that may end without words (a research confirmed in a known chat: the
+        # work goes on on the server).
+        self.wordless = wordless
         self.started = False  # a part has gone out: too late to fail over
         self.opened = False  # the Start event is made (once, before the first part)
         self.verified = False
@@ -324,6 +485,8 @@ class AnswerReader:
         self.context: str | None = None
         self.done = False
         self.code: int | None = None
+        self.rich: Any = None  # the chosen candidate's latest rich-content block
+        self.raw_text = ""  # its text as it came: placeholders say what a tool made
         self._last_payload: Any = None
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
@@ -349,13 +512,14 @@ class AnswerReader:
             self.verified = True
         for event in self._release():
             yield event
+        if not self.started and self.wordless and self.code in (None, 1096):
+            return
         if not self.started:
             if self.code == 1096 or self.code is None:
                 raise transient("the Gemini web app ended without an answer")
             raise transient(f"the Gemini web app failed (BardErrorInfo {self.code})")
         if not self.done:
             log.info("a web answer ended without its completion mark")
-        yield ir.Finish("stop")
 
     def _payload(self, payload: Any) -> list[ir.Event]:
         if payload == self._last_payload:
@@ -378,6 +542,8 @@ class AnswerReader:
             candidate = turn.candidates[0]
             self.rcid = candidate.rcid or self.rcid
             self.done = self.done or candidate.done
+            self.rich = candidate.rich or self.rich
+            self.raw_text = candidate.text or self.raw_text
             if not self.opened:
                 self.opened = True
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
@@ -448,17 +614,21 @@ class AnswerReader:
         return self.text.sent
 
     def usage(self, prompt: str) -> ir.Usage:
-        """The web app reports no token counts: an estimate (about four characters a token)."""
-        prompt_tokens = max(1, len(prompt) // 4)
-        output = max(1, len(self.text.sent) // 4) if self.text.sent else 0
-        thoughts = len(self.thoughts.sent) // 4
-        return ir.Usage(
-            prompt_tokens=prompt_tokens,
-            output_tokens=output,
-            thought_tokens=thoughts,
-            total_tokens=prompt_tokens + output + thoughts,
-            estimated=True,
-        )
+        return estimate(prompt, len(self.text.sent), len(self.thoughts.sent))
+
+
+def estimate(prompt: str, answer_chars: int, thought_chars: int) -> ir.Usage:
+    """The web app reports no token counts: an estimate (about four characters a token)."""
+    prompt_tokens = max(1, len(prompt) // 4)
+    output = max(1, answer_chars // 4) if answer_chars else 0
+    thoughts = thought_chars // 4
+    return ir.Usage(
+        prompt_tokens=prompt_tokens,
+        output_tokens=output,
+        thought_tokens=thoughts,
+        total_tokens=prompt_tokens + output + thoughts,
+        estimated=True,
+    )
 
 
 class UsageLimit(Exception):

@@ -353,6 +353,7 @@ class Reply:
     url: str
     set_cookies: list[str]
     content: bytes = b""
+    location: str | None = None  # where a redirect points, when it was not followed
 
     @property
     def text(self) -> str:
@@ -453,6 +454,7 @@ class WebClient:
         multipart: CurlMime | None = None,
         only_session_cookies: bool = False,
         cookies: bool = True,
+        redirects: bool = True,
     ) -> Reply:
         if cookies:
             headers = {**headers, "Cookie": session.cookie_header(only_session_cookies)}
@@ -464,6 +466,7 @@ class WebClient:
                 data=body,
                 multipart=multipart,
                 proxy=self._proxy(session),
+                allow_redirects=redirects,
             )
         except RequestException as exc:
             raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
@@ -472,6 +475,7 @@ class WebClient:
             str(response.url),
             _set_cookies(response.headers),
             response.content,
+            response.headers.get("location"),
         )
         if cookies:
             session.merge(reply.set_cookies)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from gemgate.errors import InvalidRequest
 from gemgate.store import Store
 
 _ROLE_LABEL = {"user": "User", "model": "Assistant"}
+# An image the gateway put in a model answer, as the client keeps it: a Markdown image (a link
+# or a data URL) in OpenAI chat, an image block or inline data elsewhere.
+_ANSWER_IMAGE = re.compile(r"!\[[^\]\n]*\]\((?:https?://|data:)[^)\s]*\)")
 # Chats held in memory; older ones are read from the store when continued.
 _RECENT_LIMIT = 10_000
 _LEAD = (
@@ -64,11 +68,19 @@ def history_hash(request: ir.Request, messages: list[ir.Message], model: str) ->
     for text in request.system:
         digest.update(b"\x00s" + text.text.strip().encode())
     for message in messages:
+        answer = message.role == "model"
         digest.update(b"\x00" + message.role.encode())
         for part in message.parts:
             if isinstance(part, ir.Text):
                 if not part.thought:
-                    digest.update(b"\x01" + part.text.strip().encode())
+                    said = part.text
+                    if answer and "![" in said:
+                        # The images of an answer are the web chat's own: it is continued
+                        # whichever form the client keeps them in.
+                        said = _ANSWER_IMAGE.sub("", said)
+                    digest.update(b"\x01" + said.strip().encode())
+            elif answer and isinstance(part, ir.Media):
+                continue
             elif isinstance(part, ir.Media):
                 digest.update(
                     b"\x02" + hashlib.sha256((part.data or part.uri or "").encode()).digest()

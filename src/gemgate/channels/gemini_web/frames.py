@@ -280,6 +280,7 @@ class Candidate:
     text: str
     thoughts: str
     done: bool
+    rich: Any = None  # the rich-content block [12] (§6.4), read with `rich_field`
 
 
 @dataclass(slots=True)
@@ -325,12 +326,26 @@ def _candidate(raw: list[Any]) -> Candidate:
         text = alternate if isinstance(alternate, str) else ""
     thoughts = _first(_first(raw[37])) if size > 37 else None
     state = _first(raw[8]) if size > 8 else None
+    rich = raw[12] if size > 12 else None
     return Candidate(
         rcid=raw[0] if isinstance(raw[0], str) else None,
         text=text if isinstance(text, str) else "",
         thoughts=thoughts if isinstance(thoughts, str) else "",
         done=state == 2,
+        rich=rich if isinstance(rich, list) and rich else None,
     )
+
+
+def rich_field(block: Any, number: int) -> Any:
+    """Field `number` of a JSPB block: at its index, or for a sparse high field in the dict
+    that ends the block under `str(number + 1)` (§6.4). None, [] and {} mean absent."""
+    if not isinstance(block, list):
+        return None
+    value = block[number] if number < len(block) else None
+    if value is None or value == [] or isinstance(value, dict):
+        bundle = block[-1] if block and isinstance(block[-1], dict) else None
+        value = bundle.get(str(number + 1)) if bundle is not None else None
+    return None if value in (None, [], {}) else value
 
 
 def _first(value: Any) -> Any:

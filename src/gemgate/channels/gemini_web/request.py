@@ -63,14 +63,51 @@ FREE_SUFFIX = "-free"
 
 
 @dataclass(frozen=True, slots=True)
+class Tool:
+    """One of the web app's tools, asked for by a model-name suffix (`gemini-3-pro-imagen`).
+    `name` says what the channel does with the answer; `selector` is inner slot 49 (§5.2),
+    `slots` any further inner slots the tool sets."""
+
+    name: str
+    selector: int | None = None
+    slots: tuple[tuple[int, Any], ...] = ()
+    # Needs a signed-in account on a paid plan (Veo and deep research do, §8.5, §9.2).
+    paid: bool = False
+
+
+# Model-name suffix -> tool. A name is `<model>[<tool suffix>][-free]`.
+TOOLS: dict[str, Tool] = {
+    "-imagen": Tool("image", selector=14),
+    # Nothing known selects Veo but asking for a video in words (§8.5).
+    "-video": Tool("video", paid=True),
+    # Slots 3 and 4 (a fresh token per turn) are set by research.prepare.
+    "-deepsearch": Tool(
+        "deepsearch", selector=1, slots=((54, [[[[[1]]]]]), (55, [[1]])), paid=True
+    ),
+    # Nothing known selects a canvas: the answer as it comes, placeholders removed (§9.3).
+    "-canvas": Tool("canvas"),
+    "-storybook": Tool("storybook", slots=((19, "storybook"),)),  # a predefined gem (§9.4)
+}
+
+
+def split_tool(name: str) -> tuple[str, Tool | None]:
+    """A name without `-free` as (the model, the tool its suffix asks for or None)."""
+    for suffix, tool in TOOLS.items():
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), tool
+    return name, None
+
+
+@dataclass(frozen=True, slots=True)
 class WebModel:
-    name: str  # the client-facing name (after aliasing, with -free)
+    name: str  # the client-facing name (after aliasing, with its suffixes)
     id: str
     mode: int
     thinking: int
     free: bool = False
     answers: frozenset[str] = frozenset()
     tier_ids: dict[str, str] = field(default_factory=dict)
+    tool: Tool | None = None
 
     def id_for(self, capacity: int) -> str:
         return self.tier_ids.get(str(capacity), self.id)
@@ -99,11 +136,13 @@ class ModelTable:
 
     def names(self) -> list[str]:
         base = [*self.models, *self.aliases]
-        return base + [name + FREE_SUFFIX for name in base]
+        tools = [name + suffix for suffix in TOOLS for name in base]
+        return base + [name + FREE_SUFFIX for name in base] + tools
 
     def lookup(self, name: str) -> WebModel | None:
         free = name.endswith(FREE_SUFFIX)
         bare = name.removesuffix(FREE_SUFFIX) if free else name
+        bare, tool = split_tool(bare)
         bare = self.aliases.get(bare, bare)
         entry = self.models.get(bare)
         if entry is None:
@@ -117,6 +156,7 @@ class ModelTable:
             free=free,
             answers=frozenset(entry.get("answers") or [model_id]) | {model_id},
             tier_ids={str(k): str(v) for k, v in (entry.get("tier_ids") or {}).items()},
+            tool=tool,
         )
 
     def resolve(self, name: str) -> WebModel:
@@ -193,6 +233,11 @@ def inner_request(
     inner[80] = model.thinking
     inner[91] = 0
     inner[96] = 1 if model.thinking == 2 else 0
+    if model.tool is not None:
+        if model.tool.selector is not None:
+            inner[49] = model.tool.selector
+        for slot, value in model.tool.slots:
+            inner[slot] = value
     return inner
 
 

@@ -1,0 +1,315 @@
+"""`gemgate serve --workers N`: several server processes on one port. Requests reach every
+worker; SIGTERM to the parent drains the streams of all of them; a worker that dies is
+replaced, workers that cannot start stop the server; startup work happens once, in the
+parent; with Redis a key's rpm holds across the workers. Real `gemgate serve` processes; which
+process answered is read from the JSON log lines (their `pid`), never from an answer."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import secrets
+import signal
+import sqlite3
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_gemgate
+from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.harness import Gemgate
+from tests.services import REDIS_URL, require
+
+USAGE = {"promptTokenCount": 5, "candidatesTokenCount": 10, "totalTokenCount": 15}
+CHAT = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}]}
+JSON_LOGS = {"GEMGATE_LOG_FORMAT": "json"}
+
+
+@pytest.fixture
+def launched() -> Iterator[list[Gemgate]]:
+    """Servers a test starts, stopped even when it fails (a lost parent takes its workers)."""
+    servers: list[Gemgate] = []
+    yield servers
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def _gemgate(
+    launched: list[Gemgate],
+    data_dir: Path,
+    gemini: FakeGeminiAPI,
+    env: dict[str, str] | None = None,
+    init_store: bool = True,
+) -> Gemgate:
+    server = start_gemgate(data_dir, gemini, env, init_store=init_store)
+    launched.append(server)
+    return server
+
+
+def _lines(server: Gemgate) -> list[dict[str, Any]]:
+    out = []
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def _serving(server: Gemgate, count: int, timeout: float = 30) -> list[int]:
+    """The pids of the workers that have finished starting, once there are `count`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [
+            line["pid"]
+            for line in _lines(server)
+            if line.get("message") == "Application startup complete."
+        ]
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"{count} workers did not start:\n{server.log()}")
+
+
+def _holder(workers: list[int], server_port: int, client_port: int) -> int:
+    """Which worker holds the server side of a connection, from /proc (Linux)."""
+    wanted = f":{server_port:04X} 0100007F:{client_port:04X} "
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        inode = next(
+            (
+                line.split()[9]
+                for line in Path("/proc/net/tcp").read_text().splitlines()
+                if wanted in line
+            ),
+            None,
+        )
+        for pid in workers:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if inode and os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no worker holds the connection from port {client_port}")
+
+
+def _post(server: Gemgate, key: str, body: dict[str, Any] = CHAT) -> tuple[int, str]:
+    """One request on a connection of its own (the kernel spreads connections, not requests)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps(body),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        response = conn.getresponse()
+        return response.status, response.getheader("x-request-id") or ""
+    finally:
+        conn.close()
+
+
+def _answered_by(server: Gemgate, request_ids: list[str]) -> dict[str, int]:
+    """Which pid wrote each request's log line."""
+    deadline = time.monotonic() + 5
+    while True:
+        seen = {
+            line["request_id"]: line["pid"]
+            for line in _lines(server)
+            if line.get("request_id") in request_ids and "status" in line
+        }
+        if len(seen) == len(request_ids) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.05)
+
+
+def test_requests_reach_both_workers_and_startup_work_happens_once(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    # No `db migrate` first: serve creates the database, as on a first start.
+    server = _gemgate(launched, tmp_path, gemini, JSON_LOGS, init_store=False)
+    server.start("--workers", "2")
+    workers = _serving(server, 2)
+    assert server.process is not None and server.process.pid not in workers
+    key = server.create_key("k")
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.wait_reload()
+    ids = []
+    for _ in range(40):
+        status, request_id = _post(server, key)
+        assert status == 200
+        ids.append(request_id)
+        if len(set(_answered_by(server, ids).values())) == 2:
+            break
+    answered = _answered_by(server, ids)
+    assert set(answered.values()) == set(workers), (answered, workers)
+    # /metrics counts every worker's requests, whichever worker takes the scrape.
+    server.wait_reload()
+    for _ in range(6):
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gemgate_requests_total{")
+        )
+        assert counted == len(ids), text
+
+    log = server.log()
+    # The first start's admin token is made and printed once, by the parent.
+    assert log.count("admin token (shown only now") == 1
+    # One warning line: without Redis some limits hold per worker.
+    assert len(re.findall(r"warning: 2 workers without GEMGATE_REDIS_URL", log)) == 1
+    # The migrations were applied by the parent, before any worker existed.
+    with sqlite3.connect(tmp_path / "gemgate.db") as db:
+        applied = [row[0] for row in db.execute("SELECT applied_at FROM schema_migrations")]
+    first_worker = min(
+        datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        for line in _lines(server)
+        if str(line.get("message", "")).startswith("Started server process")
+    )
+    assert applied and max(applied) < first_worker
+    assert server.stop()
+
+
+def test_sigterm_drains_the_streams_of_every_worker(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    server = _gemgate(launched, tmp_path, gemini, {**JSON_LOGS, "GEMGATE_DRAIN_SECONDS": "1"})
+    key = server.create_key("k")
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start("--workers", "2")
+    workers = _serving(server, 2)
+    gemini.always(Reply.text(" ".join("abcdefghijklmnopqrst"), chunks=20, delay=0.4, usage=USAGE))
+    # Streams on connections of their own until both workers have some (the kernel spreads
+    # connections at random).
+    streams = []
+    holders: set[int] = set()
+    while len(holders) < 2:
+        assert len(streams) < 20, "the connections all went to one worker"
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps({**CHAT, "stream": True}),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        )
+        response = conn.getresponse()
+        assert response.status == 200
+        streams.append((response, response.read1(), response.getheader("x-request-id")))
+        holders.add(_holder(workers, server.port, conn.sock.getsockname()[1]))
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    tails: list[str] = [""] * len(streams)
+
+    def finish(at: int) -> None:
+        response, first, _ = streams[at]
+        tails[at] = (first + response.read()).decode()
+
+    readers = [threading.Thread(target=finish, args=(at,)) for at in range(len(streams))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(10)
+    # Every stream was cut at the end of the one-second window, with the format's error event.
+    assert time.monotonic() - began < 5
+    for tail in tails:
+        last = [line for line in tail.splitlines() if line.startswith("data:")][-1]
+        assert json.loads(last[5:])["error"]["type"] == "server_error", tail
+    assert server.process.wait(timeout=20) == 0
+    server.process = None
+    log = server.log()
+    assert "Traceback" not in log
+    rows = json.loads(server.cli("usage", "--key", "k", "--json").stdout)
+    count = len(streams)
+    assert rows and rows[0]["requests"] == count and rows[0]["errors"] == count, (rows, log)
+
+
+def test_a_worker_that_dies_is_replaced(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    server = _gemgate(launched, tmp_path, gemini, JSON_LOGS)
+    key = server.create_key("k")
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start("--workers", "2")
+    first, second = _serving(server, 2)
+    os.kill(first, signal.SIGKILL)
+    replacement = [pid for pid in _serving(server, 3) if pid not in (first, second)]
+    assert len(replacement) == 1
+    assert f"(pid {first}) exited (signal 9); starting another" in server.log()
+    ids = []
+    for _ in range(40):
+        status, request_id = _post(server, key)
+        assert status == 200
+        ids.append(request_id)
+        if len(set(_answered_by(server, ids).values())) == 2:
+            break
+    assert set(_answered_by(server, ids).values()) == {second, *replacement}
+    assert server.stop()
+
+
+def test_workers_that_cannot_start_stop_the_server(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    # A Python that dies as soon as it starts as a worker: a broken environment, not gemgate.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\nif '--multiprocessing-fork' in sys.argv:\n    os._exit(7)\n"
+    )
+    server = _gemgate(launched, tmp_path / "data", gemini, {"PYTHONPATH": str(site)})
+    server.cli("db", "migrate")
+    with pytest.raises(AssertionError, match="gemgate exited"):
+        server.start("--workers", "2")
+    assert server.process is not None and server.process.wait(timeout=20) == 1
+    log = server.log()
+    assert "exited before serving (code 7); stopping" in log
+    # It gave up after a few tries instead of restarting forever.
+    assert log.count("starting another") <= 2, log
+
+
+def test_port_in_use_is_one_clear_line(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    first = _gemgate(launched, tmp_path / "a", gemini).start("--workers", "2")
+    second = _gemgate(launched, tmp_path / "b", gemini)
+    second.port = first.port
+    with pytest.raises(AssertionError, match="gemgate exited"):
+        second.start("--workers", "2")
+    assert second.process is not None and second.process.wait(timeout=10) == 1
+    assert f"cannot listen on 127.0.0.1:{first.port}: Address already in use" in second.log()
+    assert first.stop()
+
+
+def test_a_keys_rpm_holds_across_workers_with_redis(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    require(6379, "Redis")
+    env = {
+        **JSON_LOGS,
+        "GEMGATE_REDIS_URL": REDIS_URL,
+        "GEMGATE_REDIS_NAMESPACE": "gg-test-" + secrets.token_hex(4),
+    }
+    server = _gemgate(launched, tmp_path, gemini, env)
+    key = server.create_key("limited", "--rpm", "4")
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start("--workers", "2")
+    _serving(server, 2)
+    assert "without GEMGATE_REDIS_URL" not in server.log()
+    results = [_post(server, key) for _ in range(12)]
+    statuses = [status for status, _ in results]
+    assert statuses.count(200) == 4 and statuses.count(429) == 8, statuses
+    # Both workers answered, so the limit held across them, not within one.
+    answered = _answered_by(server, [request_id for _, request_id in results])
+    assert len(set(answered.values())) == 2, answered
+    assert server.stop()
