@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.fakes.gemini_web import FakeGeminiWeb
 from tests.harness import Gemgate, free_port
 from tests.services import REDIS_URL, postgres_database, require
 
@@ -284,3 +285,49 @@ def test_instances_without_redis_still_serve(tmp_path: Path, gemini: FakeGeminiA
         assert json.dumps(server.log()).count("Redis is unreachable") == 1
     finally:
         server.stop()
+
+
+def test_a_web_cookie_rotated_by_one_instance_is_used_by_the_other(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    """Instance A renews the account's 1PSIDTS on its schedule; B, started before that with
+    the old value, takes A's from the store instead of renewing (or dropping) it again."""
+    require(6379, "Redis")
+    psid = "g.a000psid-shared-rotation"
+    with postgres_database() as database, FakeGeminiWeb() as web:
+        account = web.add_account(psid, tier=2)
+        first = account.psidts
+        a, b = _pair(tmp_path, gemini, database, REDIS_URL)
+        a.env.update(web.env() | {"GEMGATE_WEB_ROTATE_INTERVAL": "0"})
+        b.env.update(web.env() | {"GEMGATE_WEB_ROTATE_INTERVAL": "86400"})
+        a.client_key = a.create_key("shared")  # type: ignore[attr-defined]
+        b.client_key = a.client_key  # type: ignore[attr-defined]
+        a.cli("credentials", "add", "gemini_official", "--psid", psid, "--psidts", first)
+        a.start()
+        b.start()
+        try:
+
+            def chat(server: Gemgate) -> str:
+                client = openai.OpenAI(
+                    base_url=server.url + "/gemini_official/v1",
+                    api_key=server.client_key,  # type: ignore[attr-defined]
+                    max_retries=0,
+                    timeout=20,
+                )
+                answer = client.chat.completions.create(model="gemini-3-fast", messages=HI)
+                return answer.choices[0].message.content or ""
+
+            assert chat(a).startswith("You said: hi")
+            assert web.rotations == 1 and account.psidts != first
+            # From now on only A's new value opens the account.
+            account.issued, account.previous = [account.psidts], None
+            web.reset()
+            for _ in range(2):
+                assert chat(b).startswith("You said: hi")
+            assert web.rotations == 0
+            assert {r.cookies["__Secure-1PSIDTS"] for r in web.chats()} == {account.psidts}
+            listing = b.cli("credentials", "list").stdout
+            assert "signed out" not in listing
+        finally:
+            a.stop()
+            b.stop()
