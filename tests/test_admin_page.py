@@ -492,3 +492,42 @@ def test_a_big_board_shows_a_page_at_a_time_and_finds_a_credential(
         page.close()
         for cred in added:
             admin.delete(f"/credentials/{cred}")
+
+
+def test_a_sign_in_is_finished_by_whichever_process_gets_google_s_answer(
+    tmp_path: Path, gemini: FakeGeminiAPI, browser: object, code_assist: FakeCodeAssist
+) -> None:
+    """Nothing of a sign-in lives in the process that started it (with `--workers N` another
+    may get the answer): here the server restarts between the start and Google's answer."""
+    code_assist.account("restart@example.com", project="proj-restart")
+    code_assist.login_email = "restart@example.com"
+    gate = start_gemgate(
+        tmp_path, gemini, {"GEMGATE_ADMIN_TOKEN": TOKEN, **code_assist_env(code_assist)}
+    ).start()
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        log_in(page, gate)
+        page.goto(gate.url + "/admin/credentials/new")
+        csrf = page.input_value("#sign-in-gemini_cli input[name=csrf]")
+        started = page.request.post(
+            gate.url + "/admin/oauth/gemini_cli/start",
+            form={"csrf": csrf, "label": "across"},
+            max_redirects=0,
+        )
+        assert started.status == 303
+        google = started.headers["location"]
+        assert google.startswith(code_assist.base_url)
+        sealed = next(c for c in page.context.cookies() if c["name"] == "gemgate_oauth")
+        assert "across" not in sealed["value"] and sealed["httpOnly"]
+
+        gate.stop()
+        gate.start()
+        page.goto(google)  # Google signs the account in and sends the browser back
+        assert "Added credential" in page.inner_text("main")
+        page.wait_for_url(lambda url: "/admin/#credential-" in url)
+        assert "across" in page.inner_text(".board")
+        assert not [c for c in page.context.cookies() if c["name"] == "gemgate_oauth"]
+    finally:
+        code_assist.login_email = "login@example.com"
+        page.close()
+        gate.stop()

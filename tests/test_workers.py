@@ -102,18 +102,23 @@ def _holder(workers: list[int], server_port: int, client_port: int) -> int:
     raise AssertionError(f"no worker holds the connection from port {client_port}")
 
 
-def _post(server: Gemgate, key: str, body: dict[str, Any] = CHAT) -> tuple[int, str]:
-    """One request on a connection of its own (the kernel spreads connections, not requests)."""
+def _post(
+    server: Gemgate, key: str, workers: list[int] | None = None
+) -> tuple[int, str, int | None]:
+    """One request on a connection of its own (the kernel spreads connections, not requests):
+    its status, its request id and, given the workers, the one that held the connection."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
     try:
         conn.request(
             "POST",
             "/v1/chat/completions",
-            body=json.dumps(body),
+            body=json.dumps(CHAT),
             headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
         )
         response = conn.getresponse()
-        return response.status, response.getheader("x-request-id") or ""
+        response.read()
+        holder = _holder(workers, server.port, conn.sock.getsockname()[1]) if workers else None
+        return response.status, response.getheader("x-request-id") or "", holder
     finally:
         conn.close()
 
@@ -145,7 +150,7 @@ def test_requests_reach_both_workers_and_startup_work_happens_once(
     server.wait_reload()
     ids = []
     for _ in range(40):
-        status, request_id = _post(server, key)
+        status, request_id, _ = _post(server, key)
         assert status == 200
         ids.append(request_id)
         if len(set(_answered_by(server, ids).values())) == 2:
@@ -249,7 +254,7 @@ def test_a_worker_that_dies_is_replaced(
     assert f"(pid {first}) exited (signal 9); starting another" in server.log()
     ids = []
     for _ in range(40):
-        status, request_id = _post(server, key)
+        status, request_id, _ = _post(server, key)
         assert status == 200
         ids.append(request_id)
         if len(set(_answered_by(server, ids).values())) == 2:
@@ -304,12 +309,46 @@ def test_a_keys_rpm_holds_across_workers_with_redis(
     key = server.create_key("limited", "--rpm", "4")
     server.add_api_key("AIzaFakeKeyAlpha0001")
     server.start("--workers", "2")
-    _serving(server, 2)
+    workers = _serving(server, 2)
     assert "without GEMGATE_REDIS_URL" not in server.log()
-    results = [_post(server, key) for _ in range(12)]
-    statuses = [status for status, _ in results]
+    results = [_post(server, key, workers) for _ in range(12)]
+    statuses = [status for status, _, _ in results]
+    # Both workers took requests: each alone would have let 4 through, 5 or more in all.
+    assert {holder for _, _, holder in results} == set(workers), results
     assert statuses.count(200) == 4 and statuses.count(429) == 8, statuses
-    # Both workers answered, so the limit held across them, not within one.
-    answered = _answered_by(server, [request_id for _, request_id in results])
-    assert len(set(answered.values())) == 2, answered
     assert server.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_workers_value_is_one_clear_line(tmp_path: Path, value: str) -> None:
+    server = Gemgate(tmp_path, init_store=False)
+    result = server.cli("serve", "--workers", value, check=False)
+    assert result.returncode != 0 and server.process is None
+    assert (
+        f"setting GEMGATE_WORKERS: workers is a whole number of 1 or more, or auto (got '{value}')"
+        in result.stderr
+    ), result.stderr
+
+
+def test_workers_whose_parent_is_killed_drain_and_exit(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    server = _gemgate(launched, tmp_path, gemini, JSON_LOGS)
+    server.start("--workers", "2")
+    workers = _serving(server, 2)
+    assert server.process is not None
+    server.process.kill()
+    server.process.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "workers kept running without their parent"
+        time.sleep(0.1)
+    finished = [
+        line["pid"]
+        for line in _lines(server)
+        if str(line.get("message")).startswith("Finished server process")
+    ]
+    # Each shut down as on SIGTERM, rather than being cut off.
+    assert sorted(finished) == sorted(workers)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(server.url + "/healthz", timeout=2)

@@ -15,7 +15,6 @@ from starlette.types import ASGIApp
 from gemgate.admin import api as admin_api
 from gemgate.admin import pages as admin_pages
 from gemgate.admin.auth import AdminAuth
-from gemgate.admin.google_login import GoogleLogins
 from gemgate.api.endpoints import routes
 from gemgate.api.front_door import FrontDoor
 from gemgate.api.fronts import error_format
@@ -73,5 +72,4 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
     app.state.gateway = gateway
     app.state.admin_auth = AdminAuth.from_settings(settings)
     app.state.quota_readings = QuotaReadings()
-    app.state.google_logins = GoogleLogins()
     return FrontDoor(app, gateway, settings.max_body_bytes)

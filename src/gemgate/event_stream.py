@@ -11,7 +11,8 @@ looks at the time of the last frame, not a future per event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -19,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 class EventStream:
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        frames: AsyncGenerator[bytes, None],
         media_type: str,
         headers: Mapping[str, str],
         *,
@@ -54,6 +55,9 @@ class EventStream:
             run.stop()
             if not listener.done():
                 listener.cancel()
+            # Cancelled while a frame was being sent, the frames are still open: closing them
+            # now records the answer's usage at once rather than whenever they are collected.
+            await self.frames.aclose()
 
 
 class _Run:
@@ -122,7 +126,7 @@ class _Run:
             self.last, idle = loop.time(), 0.0
         self.timer = loop.call_later(max(self.interval - idle, 0.01), self._due)
 
-    def client_message(self, listener: asyncio.Future[object]) -> None:
+    def client_message(self, listener: asyncio.Future[Any]) -> None:
         """What `receive()` gave while the stream ran: only a disconnect can come now."""
         if self.ended or listener.cancelled() or listener.exception() is not None:
             return

@@ -71,11 +71,13 @@ class _Histogram:
 class Metrics:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._requests: dict[tuple[str, str, str, str], int] = {}
-        self._latency: dict[tuple[str, str, str], _Histogram] = {}
-        self._first_byte: dict[tuple[str, str], _Histogram] = {}
-        self._tokens: dict[tuple[str, str, str], int] = {}
-        self._upstream_errors: dict[tuple[str, str, str, str], int] = {}
+        # Keyed by label values: (channel, model, endpoint, status), (channel, model, endpoint),
+        # (channel, model), (channel, model, direction), (credential, channel, reason, status).
+        self._requests: dict[tuple[str, ...], int] = {}
+        self._latency: dict[tuple[str, ...], _Histogram] = {}
+        self._first_byte: dict[tuple[str, ...], _Histogram] = {}
+        self._tokens: dict[tuple[str, ...], int] = {}
+        self._upstream_errors: dict[tuple[str, ...], int] = {}
         # With several workers: where each leaves its counts for the others' scrapes.
         self._folder: Path | None = None
         self._name = ""

@@ -36,6 +36,8 @@ log = logging.getLogger("gemgate.proxy")
 request_log = logging.getLogger("gemgate.request")
 
 _STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# What an endpoint answers: a whole response, or a stream of frames.
+Answer = Response | EventStream
 # What a stream still running when the shutdown's drain window ends is told.
 SHUTTING_DOWN = Unavailable("gemgate is shutting down; this answer was cut short, ask again")
 
@@ -47,7 +49,7 @@ async def handle(
     *,
     channel: str | None,
     path_model: str | None = None,
-) -> Response:
+) -> Answer:
     started = time.perf_counter()
     key: ClientKey = request.scope["state"]["client_key"]
     exchange: Exchange | None = None
@@ -297,7 +299,7 @@ async def _frames(
     first: ir.Event | None,
     events: AsyncGenerator[ir.Event, None],
     exchange: Exchange,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     status, message = 200, None
     drain = exchange.gateway.drain
     drain.enter()
@@ -374,8 +376,8 @@ async def passthrough(
     channel: str | None,
     model: str,
     action: str,
-    fallback: Callable[[], Awaitable[Response]],
-) -> Response:
+    fallback: Callable[[], Awaitable[Answer]],
+) -> Answer:
     """A Gemini-native request: relayed as is (client key swapped for a pool credential, model
     rewritten) when the routed channel speaks the Gemini API, else `fallback` (the IR path).
     Routing, key scopes, usage and the pool's failover before the first byte all still apply."""
@@ -447,7 +449,7 @@ async def _relay(
     exchange: Exchange | None,
     upstream: Passthrough,
     fmt: RelayFormat,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Upstream events to the client as they arrive, never re-encoded; only the framing is the
     client's. An error, after some events, is one more whole event."""
     status, message = 200, None

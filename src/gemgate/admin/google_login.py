@@ -5,19 +5,22 @@ That client is an installed app: Google sends a browser back only to a loopback 
 its own page that shows the code. So when the page is opened on a loopback address (on the
 server itself, or through an SSH tunnel), Google sends the browser back to our callback here;
 otherwise Google shows the code and the operator pastes it into the page. Either way: PKCE, a
-random `state` known only to this process and used once, and the code traded for tokens by
-the same call `gemgate login` uses.
+random `state`, and the code traded for tokens by the same call `gemgate login` uses.
 
-The callback cannot lean on the session cookie (SameSite=Strict: not sent on the way back from
-Google); the unguessable single-use state stands for the login an admin started, and a second
-cookie (SameSite=Lax) ties it to the browser that started it."""
+What a sign-in must remember until Google answers (its state, PKCE verifier and what the admin
+asked for) travels sealed with the store's secret key in a cookie of the browser that started
+it, not in this process: with `--workers N` or several instances the answer may reach another
+process, and any of them can open it. The callback cannot lean on the session cookie
+(SameSite=Strict: not sent on the way back from Google); the sealed cookie (SameSite=Lax,
+HTTP-only, ten minutes) holding the state Google echoes is what ties the answer to a sign-in an
+admin started, and it is dropped once used."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from ipaddress import ip_address
 
 from starlette.requests import Request
@@ -31,12 +34,12 @@ from gemgate.channels.gemini_cli import GeminiCLI
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.services import credentials as credential_service
 from gemgate.services import oauth_import
+from gemgate.store.errors import StoreError
 
 CALLBACK = "/admin/oauth/gemini_cli/callback"
-BROWSER_COOKIE = "gemgate_oauth"
+PENDING_COOKIE = "gemgate_oauth"
 # Long enough to sign in and consent; a Google code itself lives only minutes.
-PENDING_SECONDS = 600.0
-MOST_PENDING = 64
+PENDING_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,53 +49,53 @@ class Pending:
     state: str
     verifier: str
     redirect_uri: str
-    browser: str
     label: str | None
     proxy: str | None
     project: str | None
-    started: float = field(default_factory=time.monotonic)
+    expires: float
 
-
-class GoogleLogins:
-    """Sign-ins started on this instance and not finished yet."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, Pending] = {}
-
-    def start(
-        self, redirect_uri: str, label: str | None, proxy: str | None, project: str | None
+    @classmethod
+    def new(
+        cls, redirect_uri: str, label: str | None, proxy: str | None, project: str | None
     ) -> tuple[Pending, str]:
         """A new sign-in and its PKCE challenge."""
-        self._expire()
-        if len(self._pending) >= MOST_PENDING:
-            oldest = min(self._pending.values(), key=lambda p: p.started)
-            del self._pending[oldest.state]
         verifier, challenge = google_oauth.pkce_pair()
-        pending = Pending(
+        pending = cls(
             state=secrets.token_hex(32),
             verifier=verifier,
             redirect_uri=redirect_uri,
-            browser=secrets.token_urlsafe(24),
             label=label,
             proxy=proxy,
             project=project,
+            expires=time.time() + PENDING_SECONDS,
         )
-        self._pending[pending.state] = pending
         return pending, challenge
 
-    def take(self, state: str) -> Pending | None:
-        """The sign-in this state belongs to, once: a second use finds nothing."""
-        self._expire()
-        return self._pending.pop(state, None) if state else None
 
-    def _expire(self) -> None:
-        cutoff = time.monotonic() - PENDING_SECONDS
-        for state in [s for s, p in self._pending.items() if p.started < cutoff]:
-            del self._pending[state]
+def _remember(request: Request, response: Response, pending: Pending) -> None:
+    response.set_cookie(
+        PENDING_COOKIE,
+        gateway_of(request).store.box.seal(asdict(pending)),
+        max_age=PENDING_SECONDS,
+        path="/admin/oauth",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
 
 
-def _logins(request: Request) -> GoogleLogins:
-    return request.app.state.google_logins  # type: ignore[no-any-return]
+def _recall(request: Request, state: str) -> Pending | None:
+    """The sign-in this browser started, if Google's answer names its state and it is fresh."""
+    sealed = request.cookies.get(PENDING_COOKIE)
+    if not sealed or not state:
+        return None
+    try:
+        pending = Pending(**gateway_of(request).store.box.open(sealed))
+    except (StoreError, TypeError):
+        return None  # not sealed by gemgate, or by another version of it
+    if pending.expires < time.time() or not hmac.compare_digest(pending.state, state):
+        return None
+    return pending
 
 
 def _loopback(host: str | None) -> bool:
@@ -118,7 +121,7 @@ async def start(request: Request, session: Session) -> Response:
     redirect_uri = (
         str(request.base_url).rstrip("/") + CALLBACK if loopback else google_oauth.PASTE_REDIRECT
     )
-    pending, challenge = _logins(request).start(redirect_uri, label, proxy, project)
+    pending, challenge = Pending.new(redirect_uri, label, proxy, project)
     url = google_oauth.authorize_url(
         gateway_of(request).settings.google_accounts_base, redirect_uri, pending.state, challenge
     )
@@ -133,24 +136,15 @@ async def start(request: Request, session: Session) -> Response:
             url=url,
             state=pending.state,
         )
-    response.set_cookie(
-        BROWSER_COOKIE,
-        pending.browser,
-        max_age=int(PENDING_SECONDS),
-        path="/admin/oauth",
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    _remember(request, response, pending)
     return response
 
 
 async def callback(request: Request) -> Response:
     """Where Google sends the browser back (loopback only)."""
     query = request.query_params
-    pending = _logins(request).take(query.get("state", ""))
-    browser = request.cookies.get(BROWSER_COOKIE, "")
-    if pending is None or not hmac.compare_digest(pending.browser, browser):
+    pending = _recall(request, query.get("state", ""))
+    if pending is None:
         return _done(
             request,
             400,
@@ -168,17 +162,22 @@ async def callback(request: Request) -> Response:
 @page
 async def pasted(request: Request, session: Session) -> Response:
     """The paste-the-code variant: the code Google showed, for the state it was shown for."""
-    pending = _logins(request).take(session.get("state"))
+    pending = _recall(request, session.get("state"))
     if pending is None or pending.redirect_uri != google_oauth.PASTE_REDIRECT:
         message = "This sign-in is unknown, already used or expired; start again."
-        return back("/admin/credentials/new", message, "error")
+        return _forget(back("/admin/credentials/new", message, "error"))
     code = session.get("code").strip()
     if not code:
         return back("/admin/credentials/new", "No code was pasted; start again.", "error")
     ok, message, cred_id = await _finish(request, pending, code)
     if not ok:
-        return back("/admin/credentials/new", message, "error")
-    return back(f"/admin/#credential-{cred_id}", message)
+        return _forget(back("/admin/credentials/new", message, "error"))
+    return _forget(back(f"/admin/#credential-{cred_id}", message))
+
+
+def _forget(response: Response) -> Response:
+    response.delete_cookie(PENDING_COOKIE, path="/admin/oauth")
+    return response
 
 
 async def _finish(request: Request, pending: Pending, code: str) -> tuple[bool, str, int | None]:
@@ -217,7 +216,7 @@ def _done(request: Request, status: int, message: str, cred_id: int | None = Non
     response = render(
         request, "oauth_done.html", status, message=message, cred_id=cred_id, ok=status == 200
     )
-    response.delete_cookie(BROWSER_COOKIE, path="/admin/oauth")
+    _forget(response)
     if cred_id is not None:
         set_flash(response, message)
     return response

@@ -10,18 +10,18 @@ from gemgate.services.keys import ClientKey
 
 
 def find_secret(headers: dict[bytes, bytes], query: bytes) -> str | None:
-    for name in (b"x-api-key", b"x-goog-api-key"):
-        value = headers.get(name)
-        if value:
-            return value.decode("latin-1").strip()
+    for header in (b"x-api-key", b"x-goog-api-key"):
+        raw = headers.get(header)
+        if raw:
+            return raw.decode("latin-1").strip()
     authorization = headers.get(b"authorization")
     if authorization:
-        value = authorization.decode("latin-1").strip()
-        scheme, _, rest = value.partition(" ")
+        text = authorization.decode("latin-1").strip()
+        scheme, _, rest = text.partition(" ")
         if scheme.lower() == "bearer":
             # "Bearer " with nothing after it is a client whose key variable was empty.
             return rest.strip() or None
-        return value or None
+        return text or None
     if b"key=" in query:
         for name, value in parse_qsl(query.decode("latin-1")):
             if name == "key" and value:

@@ -33,7 +33,7 @@ from gemgate.gateway import Gateway
 from gemgate.services.keys import ClientKey
 
 
-async def chat_completions(request: Request, channel: str | None = None) -> Response:
+async def chat_completions(request: Request, channel: str | None = None) -> proxy.Answer:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, OPENAI_CHAT, request, channel=channel)
 
@@ -43,19 +43,19 @@ async def embeddings(request: Request, channel: str | None = None) -> Response:
     return await proxy.embed(gateway, EMBEDDINGS, request, channel=channel)
 
 
-async def speech(request: Request, channel: str | None = None) -> Response:
+async def speech(request: Request, channel: str | None = None) -> proxy.Answer:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, SPEECH, request, channel=channel)
 
 
-async def images(request: Request, action: Action, channel: str | None = None) -> Response:
+async def images(request: Request, action: Action, channel: str | None = None) -> proxy.Answer:
     gateway: Gateway = request.app.state.gateway
     fmt = OpenAIImages(action, request.headers.get("content-type"), gateway.settings.image_model)
     return await proxy.handle(gateway, fmt, request, channel=channel)
 # -- OpenAI Responses -------------------------------------------------------------------------
 
 
-async def responses_create(request: Request, channel: str | None = None) -> Response:
+async def responses_create(request: Request, channel: str | None = None) -> proxy.Answer:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, OPENAI_RESPONSES, request, channel=channel)
 
@@ -145,7 +145,7 @@ async def media_file(request: Request) -> Response:
 # -- Anthropic Messages -----------------------------------------------------------------------
 
 
-async def messages(request: Request, channel: str | None = None) -> Response:
+async def messages(request: Request, channel: str | None = None) -> proxy.Answer:
     gateway: Gateway = request.app.state.gateway
     return await proxy.handle(gateway, ANTHROPIC, request, channel=channel)
 
@@ -160,7 +160,7 @@ async def messages_count_tokens(request: Request, channel: str | None = None) ->
 # -- Gemini native ----------------------------------------------------------------------------
 
 
-async def native_action(request: Request, channel: str | None = None) -> Response:
+async def native_action(request: Request, channel: str | None = None) -> proxy.Answer:
     """POST models/{model}:generateContent, :streamGenerateContent, :countTokens."""
     gateway: Gateway = request.app.state.gateway
     model, _, action = request.path_params["target"].rpartition(":")
@@ -174,7 +174,7 @@ async def native_action(request: Request, channel: str | None = None) -> Respons
     else:
         return proxy.error_response(NATIVE, NotFound(f"no method {action!r} for models"))
 
-    async def through_ir() -> Response:
+    async def through_ir() -> proxy.Answer:
         if fmt is NATIVE_EMBED:
             # Embeddings have no neutral form to translate a native body through.
             routed = gateway.router.resolve(model, channel).channel

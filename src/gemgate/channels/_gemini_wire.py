@@ -506,6 +506,8 @@ def new_call_id() -> str:
 
 
 def read_usage(usage: dict[str, Any]) -> ir.Usage:
+    # Read on every streamed chunk (usage is cumulative): the details only when there are any.
+    details = usage.get("promptTokensDetails")
     return ir.Usage(
         prompt_tokens=usage.get("promptTokenCount", 0),
         output_tokens=usage.get("candidatesTokenCount", 0),
@@ -515,9 +517,11 @@ def read_usage(usage: dict[str, Any]) -> ir.Usage:
         total_tokens=usage.get("totalTokenCount", 0),
         prompt_image_tokens=sum(
             d.get("tokenCount", 0)
-            for d in usage.get("promptTokensDetails") or ()
+            for d in details
             if isinstance(d, dict) and d.get("modality") == "IMAGE"
-        ),
+        )
+        if details
+        else 0,
     )
 
 

@@ -148,6 +148,11 @@ class ChatStream:
         self._request = request
         self._audio: dict[int, str] = {}  # the audio id of each candidate that has sent audio
         self._usage: ir.Usage | None = None
+        # Each candidate's chunk up to its delta, and what follows a delta that ends nothing:
+        # most chunks are one text delta, and they differ in the delta alone.
+        self._heads: dict[int, bytes] = {}
+        self._tail = b',"logprobs":null,"finish_reason":null}]'
+        self._tail += b',"usage":null}\n\n' if self.include_usage else b"}\n\n"
 
     def event(self, event: ir.Event) -> bytes:
         if isinstance(event, ir.PartEvent):
@@ -163,6 +168,7 @@ class ChatStream:
         if isinstance(event, ir.Start):
             if event.response_id:
                 self.id = _completion_id(event.response_id)
+                self._heads.clear()
             return self._chunk(0, self._role_delta(0, {"content": ""}))
         if isinstance(event, ir.Progress):
             return sse_comment(event)
@@ -234,6 +240,11 @@ class ChatStream:
         finish: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> bytes:
+        if finish is None and extra is None:
+            head = self._heads.get(index)
+            if head is None:
+                head = self._heads[index] = self._head(index)
+            return head + orjson.dumps(delta) + self._tail
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         chunk: dict[str, Any] = {
             "id": self.id,
@@ -245,6 +256,19 @@ class ChatStream:
         if self.include_usage:
             chunk["usage"] = None
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _head(self, index: int) -> bytes:
+        return (
+            b'data: {"id":'
+            + orjson.dumps(self.id)
+            + b',"object":"chat.completion.chunk","created":'
+            + str(self.created).encode()
+            + b',"model":'
+            + orjson.dumps(self.model)
+            + b',"choices":[{"index":'
+            + str(index).encode()
+            + b',"delta":'
+        )
 
     def end(self) -> bytes:
         tail = b""
