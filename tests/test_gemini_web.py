@@ -620,25 +620,26 @@ class ForwardProxy:
 
 def test_an_account_with_a_proxy_chats_through_it(tmp_path: Path, web: FakeGeminiWeb) -> None:
     proxy = ForwardProxy()
-    psid = "g.a000psid-proxied"
-    account = web.add_account(psid, tier=2)
+    proxied, direct = "g.a000psid-proxied", "g.a000psid-direct"
     server = Gemgate(tmp_path, {**web.env(), "GEMGATE_WEB_MIN_INTERVAL_MS": "0"})
     server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
-    server.cli(
-        "credentials", "add", "gemini_official", "--psid", psid, "--psidts", account.psidts,
-        "--proxy", proxy.url,
-    )  # fmt: skip
+    for psid, options in ((proxied, ["--proxy", proxy.url]), (direct, [])):
+        account = web.add_account(psid, tier=2)
+        server.cli("credentials", "add", "gemini_official", "--psid", psid,
+                   "--psidts", account.psidts, *options)  # fmt: skip
     server.start()
     try:
-        stream = oai(server).chat.completions.create(
-            model="gemini-3-fast", messages=[{"role": "user", "content": "Via?"}], stream=True
-        )
-        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        assert text == "You said: Via?. Emoji 🙂 & done."
-        assert [r.psid for r in web.chats()] == [psid]
-        # The page, the account status and the answer itself all went through the proxy.
+        for _ in range(4):  # round robin: each account twice
+            stream = oai(server).chat.completions.create(
+                model="gemini-3-fast", messages=[{"role": "user", "content": "Via?"}], stream=True
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert text == "You said: Via?. Emoji 🙂 & done."
+        served = [r.psid for r in web.chats()]
+        assert sorted(served) == [direct, direct, proxied, proxied]
+        # The proxied account's page and answers went through its proxy, the other's never.
         assert any(line.endswith("/app") for line in proxy.lines)
-        assert any("StreamGenerate" in line for line in proxy.lines)
+        assert sum("StreamGenerate" in line for line in proxy.lines) == 2
     finally:
         server.stop()
         proxy.close()

@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.fakes.gemini_web import FakeGeminiWeb, WebReply
 from tests.harness import Gemgate, free_port
 from tests.services import REDIS_URL, postgres_database, require
 
@@ -284,3 +285,99 @@ def test_instances_without_redis_still_serve(tmp_path: Path, gemini: FakeGeminiA
         assert json.dumps(server.log()).count("Redis is unreachable") == 1
     finally:
         server.stop()
+
+
+def test_a_web_cookie_rotated_by_one_instance_is_used_by_the_other(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    """Instance A renews the account's 1PSIDTS on its schedule; B, started before that with
+    the old value, takes A's from the store instead of renewing (or dropping) it again."""
+    require(6379, "Redis")
+    psid = "g.a000psid-shared-rotation"
+    with postgres_database() as database, FakeGeminiWeb() as web:
+        account = web.add_account(psid, tier=2)
+        first = account.psidts
+        a, b = _pair(tmp_path, gemini, database, REDIS_URL)
+        a.env.update(web.env() | {"GEMGATE_WEB_ROTATE_INTERVAL": "0"})
+        b.env.update(web.env() | {"GEMGATE_WEB_ROTATE_INTERVAL": "86400"})
+        a.client_key = a.create_key("shared")  # type: ignore[attr-defined]
+        b.client_key = a.client_key  # type: ignore[attr-defined]
+        a.cli("credentials", "add", "gemini_official", "--psid", psid, "--psidts", first)
+        a.start()
+        b.start()
+        try:
+
+            def chat(server: Gemgate) -> str:
+                client = openai.OpenAI(
+                    base_url=server.url + "/gemini_official/v1",
+                    api_key=server.client_key,  # type: ignore[attr-defined]
+                    max_retries=0,
+                    timeout=20,
+                )
+                answer = client.chat.completions.create(model="gemini-3-fast", messages=HI)
+                return answer.choices[0].message.content or ""
+
+            assert chat(a).startswith("You said: hi")
+            assert web.rotations == 1 and account.psidts != first
+            # From now on only A's new value opens the account.
+            account.issued, account.previous = [account.psidts], None
+            web.reset()
+            for _ in range(2):
+                assert chat(b).startswith("You said: hi")
+            assert web.rotations == 0
+            assert {r.cookies["__Secure-1PSIDTS"] for r in web.chats()} == {account.psidts}
+            listing = b.cli("credentials", "list").stdout
+            assert "signed out" not in listing
+        finally:
+            a.stop()
+            b.stop()
+
+
+def test_a_web_account_paced_on_one_instance_is_busy_on_the_other(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    """One chat at a time per account, over both instances: while A streams on the only
+    account, B waits for its turn and, past its wait, refuses rather than open a second."""
+    require(6379, "Redis")
+    psid = "g.a000psid-shared-pacing"
+    pacing = {"GEMGATE_WEB_CONCURRENCY": "1", "GEMGATE_WEB_MIN_INTERVAL_MS": "0",
+              "GEMGATE_PACING_MAX_WAIT": "1", "GEMGATE_WEB_ROTATE_INTERVAL": "86400"}  # fmt: skip
+    with postgres_database() as database, FakeGeminiWeb() as web:
+        account = web.add_account(psid, tier=2)
+        a, b = _pair(tmp_path, gemini, database, REDIS_URL)
+        for server in (a, b):
+            server.env.update(web.env() | pacing)
+        a.client_key = a.create_key("shared")  # type: ignore[attr-defined]
+        b.client_key = a.client_key  # type: ignore[attr-defined]
+        a.cli("credentials", "add", "gemini_official", "--psid", psid, "--psidts", account.psidts)
+        a.start()
+        b.start()
+        try:
+
+            def client(server: Gemgate) -> openai.OpenAI:
+                return openai.OpenAI(
+                    base_url=server.url + "/gemini_official/v1",
+                    api_key=server.client_key,  # type: ignore[attr-defined]
+                    max_retries=0,
+                    timeout=20,
+                )
+
+            gate = threading.Event()
+            web.script(WebReply(text="held answer", chunks=3, gate=gate))
+            held = client(a).chat.completions.create(
+                model="gemini-3-fast", messages=HI, stream=True
+            )
+            first = next(c for c in held if c.choices and c.choices[0].delta.content)
+            assert first.choices[0].delta.content  # A's turn is under way, its answer held
+            with pytest.raises(openai.RateLimitError) as busy:
+                client(b).chat.completions.create(model="gemini-3-fast", messages=HI)
+            assert "busy" in busy.value.message
+            assert len(web.chats()) == 1  # no second chat on the account
+            gate.set()
+            assert "".join(c.choices[0].delta.content or "" for c in held if c.choices)
+            # A's turn is over: B gets one now.
+            answer = client(b).chat.completions.create(model="gemini-3-fast", messages=HI)
+            assert (answer.choices[0].message.content or "").startswith("You said: hi")
+        finally:
+            a.stop()
+            b.stop()

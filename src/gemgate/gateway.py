@@ -82,7 +82,7 @@ class Gateway:
         for cid, channel in self.channels.items():
             pacing = getattr(channel, "pacing", None)
             if pacing is not None:
-                self.pool.pace(cid, pacing)
+                self.pool.pace(cid, pacing, self.shared)
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
         self.responses = StoredResponses(

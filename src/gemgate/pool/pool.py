@@ -12,7 +12,7 @@ from gemgate.errors import GatewayError, RateLimited, Unavailable
 from gemgate.ir import Event
 from gemgate.pool.credential import ANY_MODEL, Credential, CredentialState
 from gemgate.pool.outcome import Failure, UpstreamFailed
-from gemgate.pool.pacing import Pacer, Pacing
+from gemgate.pool.pacing import Pacer, Pacing, SharedTurns
 from gemgate.pool.selector import RoundRobin
 
 log = logging.getLogger("gemgate.pool")
@@ -41,9 +41,10 @@ class Pool:
         self._on_failure = on_failure
         self._pacers: dict[str, Pacer] = {}
 
-    def pace(self, channel: str, pacing: Pacing) -> None:
-        """Pace every credential of `channel` (a concurrency cap and a minimum spacing)."""
-        self._pacers[channel] = Pacer(pacing)
+    def pace(self, channel: str, pacing: Pacing, shared: SharedTurns | None = None) -> None:
+        """Pace every credential of `channel` (a concurrency cap and a minimum spacing), over
+        every instance when they share turns."""
+        self._pacers[channel] = Pacer(pacing, shared)
 
     # -- configuration --------------------------------------------------------------------
 

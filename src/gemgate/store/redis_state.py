@@ -7,6 +7,8 @@ What is shared, and how it stays off the hot path:
 - Admission of a key with request or token limits is one script call: the rpm window, the tpm
   window and the tokens reserved by requests under way on every instance, checked and updated
   together. Keys without limits never touch Redis.
+- A paced credential's turns (gemini_official accounts) are claimed in one script call, so
+  its concurrency cap and spacing hold over all instances together.
 - Thought signatures are written as they are issued (fire and forget) and read only for a
   replayed tool call this instance has not seen.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -106,6 +109,30 @@ return 0
 """
 
 
+# KEYS: the credential's leases (member -> expiry, ms), its last start. ARGV: now (ms), cap,
+# spacing (ms), lease id, lease ttl (ms). Returns 0 with the lease taken, -1 while the
+# credential is full on all instances together, else the milliseconds until its spacing ends.
+_PACE = """
+local now, cap, spacing = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then
+  return -1
+end
+local last = tonumber(redis.call('GET', KEYS[2])) or 0
+if spacing > 0 and last + spacing > now then
+  return last + spacing - now
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[4])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+if spacing > 0 then
+  redis.call('SET', KEYS[2], now, 'PX', spacing)
+end
+return 0
+"""
+# A turn whose instance died stops counting after this; a longer answer stops counting on the
+# other instances then (its own still counts it).
+PACE_LEASE_MS = 10 * 60 * 1000
+
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -119,6 +146,7 @@ class SharedState:
         self.up = True
         self._admit = self.client.register_script(_ADMIT)
         self._settle = self.client.register_script(_SETTLE)
+        self._pace = self.client.register_script(_PACE)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listener: asyncio.Task[None] | None = None
 
@@ -223,6 +251,33 @@ class SharedState:
             if acquired:
                 with contextlib.suppress(RedisError, OSError):
                     await lock.release()
+
+    # -- pacing ---------------------------------------------------------------------------
+
+    async def claim_turn(self, cred_id: int, cap: int, spacing: float) -> tuple[str | None, float]:
+        """A turn on a paced credential counted over every instance: (its lease, 0), or (None,
+        seconds to wait; 0 while the credential is full). Without Redis the instance's own
+        pacing decides alone: ("", 0)."""
+        if not self.up:
+            return "", 0.0
+        lease = f"{self.instance}:{secrets.token_hex(6)}"
+        keys = [f"{self.prefix}pace:{cred_id}:turns", f"{self.prefix}pace:{cred_id}:last"]
+        try:
+            found = await self._pace(
+                keys=keys,
+                args=[int(time.time() * 1000), cap, int(spacing * 1000), lease, PACE_LEASE_MS],
+            )
+        except (RedisError, OSError):
+            self._lost()
+            return "", 0.0
+        wait = int(found)
+        if wait == 0:
+            return lease, 0.0
+        return None, 0.0 if wait < 0 else wait / 1000
+
+    def end_turn(self, cred_id: int, lease: str) -> None:
+        if lease and self.up:
+            self._background(self.client.zrem(f"{self.prefix}pace:{cred_id}:turns", lease))
 
     # -- admission ------------------------------------------------------------------------
 

@@ -285,13 +285,11 @@ class WebSession:
             if not forced and not self.rotation_due():
                 return False
             shared = self.client.exclusive
-            if shared is None:
-                try:
-                    return await self._rotate()
-                finally:
-                    self.rotated_at = time.time()
-            async with shared(f"gemini_official:rotate:{self.credential.id}"):
-                # Another instance may have rotated while this one waited: take its value.
+            name = f"gemini_official:rotate:{self.credential.id}"
+            async with shared(name) if shared is not None else contextlib.nullcontext():
+                # Another instance (sharing the store) may have rotated since this one loaded
+                # the account, or while it waited for the lock: its value is the live one now,
+                # and the one held here may already be dead.
                 if await self._adopt_stored():
                     return True
                 try:
@@ -300,18 +298,21 @@ class WebSession:
                     self.rotated_at = time.time()
 
     async def _adopt_stored(self) -> bool:
+        """Take the stored 1PSIDTS when it is one this session never held: values only move
+        forward, so it is newer. (Not by `rotated_at`: a session made from a secret without
+        one counts from its own start, which may come after the other instance's rotation.)"""
         secret = await self.client.read_secret(self.credential.id)
+        stored = secret.get("psidts") if secret else None
         if (
             not secret
+            or not stored
             or secret.get("psid") != self.cookies.get(PSID)
-            or not secret.get("psidts")
-            or secret.get("psidts") == self.cookies.get(PSIDTS)
-            or float(secret.get("rotated_at") or 0.0) <= self.rotated_at
+            or stored in self.held_psidts
         ):
             return False
-        self.cookies[PSIDTS] = secret["psidts"]
-        self.held_psidts.add(secret["psidts"])
-        self.rotated_at = float(secret["rotated_at"])
+        self.cookies[PSIDTS] = stored
+        self.held_psidts.add(stored)
+        self.rotated_at = float(secret.get("rotated_at") or time.time())
         self.page = None  # a page fetched with the old value may carry a stale token
         return True
 

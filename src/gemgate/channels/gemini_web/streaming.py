@@ -119,7 +119,7 @@ class StreamingPost:
         proxy: str | None,
     ) -> AsyncIterator[Head | bytes]:
         """The reply's head, then its body: all that has come by each wake-up in one piece."""
-        curl = self._handles.pop() if self._handles else Curl()
+        curl = self._handles.pop() if self._handles else self._new_handle()
         sink = _Sink()
         self._options(curl, url, headers, body, proxy, sink)
         done = acurl.add_handle(curl)
@@ -145,6 +145,24 @@ class StreamingPost:
         finally:
             self._release(acurl, curl, done)
 
+    def _new_handle(self) -> Curl:
+        """A handle with what every StreamGenerate call shares, set once: it keeps its
+        options between calls (curl's own way to reuse a handle), so only what differs is
+        set per call."""
+        curl = Curl()
+        if curl.impersonate(self.target, default_headers=True) != 0:
+            raise ValueError(f"curl_cffi cannot impersonate {self.target!r}")
+        curl.setopt(CurlOpt.POST, 1)
+        curl.setopt(CurlOpt.ACCEPT_ENCODING, b"gzip, deflate, br")
+        curl.setopt(CurlOpt.CONNECTTIMEOUT_MS, self.connect_ms)
+        curl.setopt(CurlOpt.LOW_SPEED_LIMIT, 1)
+        curl.setopt(CurlOpt.LOW_SPEED_TIME, self.stall_s)
+        curl.setopt(CurlOpt.FOLLOWLOCATION, 1)
+        curl.setopt(CurlOpt.MAXREDIRS, 30)
+        # The environment's proxy settings are not ours to follow (trust_env=False).
+        curl.setopt(CurlOpt.NOPROXY, "")
+        return curl
+
     def _options(
         self,
         curl: Curl,
@@ -154,28 +172,16 @@ class StreamingPost:
         proxy: str | None,
         sink: _Sink,
     ) -> None:
-        if curl.impersonate(self.target, default_headers=True) != 0:
-            raise ValueError(f"curl_cffi cannot impersonate {self.target!r}")
         curl.setopt(CurlOpt.URL, url.encode())
-        curl.setopt(CurlOpt.POST, 1)
         curl.setopt(CurlOpt.POSTFIELDS, body)
         curl.setopt(CurlOpt.POSTFIELDSIZE, len(body))
         # `Expect:` off, as the session sends it: no 100-continue round trip.
         lines = [f"{name}: {value}".encode() for name, value in headers.items()]
         curl.setopt(CurlOpt.HTTPHEADER, [*lines, b"Expect:"])
-        curl.setopt(CurlOpt.ACCEPT_ENCODING, b"gzip, deflate, br")
-        curl.setopt(CurlOpt.CONNECTTIMEOUT_MS, self.connect_ms)
-        curl.setopt(CurlOpt.LOW_SPEED_LIMIT, 1)
-        curl.setopt(CurlOpt.LOW_SPEED_TIME, self.stall_s)
-        curl.setopt(CurlOpt.FOLLOWLOCATION, 1)
-        curl.setopt(CurlOpt.MAXREDIRS, 30)
-        # The environment's proxy settings are not ours to follow (trust_env=False).
         curl.setopt(CurlOpt.PROXY, proxy or "")
-        curl.setopt(CurlOpt.NOPROXY, "")
-        if proxy:
-            curl.setopt(CurlOpt.PROXY_CREDENTIAL_NO_REUSE, 1)
-            if url.startswith("https://") and not proxy.startswith("socks"):
-                curl.setopt(CurlOpt.HTTPPROXYTUNNEL, 1)
+        curl.setopt(CurlOpt.PROXY_CREDENTIAL_NO_REUSE, 1 if proxy else 0)
+        tunnel = proxy is not None and url.startswith("https://") and not proxy.startswith("socks")
+        curl.setopt(CurlOpt.HTTPPROXYTUNNEL, 1 if tunnel else 0)
         curl.setopt(CurlOpt.WRITEDATA, sink)
         curl.setopt(CurlOpt.HEADERFUNCTION, sink.header)
 
@@ -189,8 +195,8 @@ class StreamingPost:
             return
         if done.done() and not done.cancelled():
             done.exception()  # retrieved: a failure after the reader left is not "unhandled"
+        # Its header list and callbacks go; the options shared by every call stay.
         curl.clean_handles_and_buffers()
-        curl.reset()
         if len(self._handles) < _KEEP:
             self._handles.append(curl)
         else:
