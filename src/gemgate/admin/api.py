@@ -303,8 +303,7 @@ async def credentials_remove(request: Request) -> Response:
 async def usage(request: Request) -> Response:
     gateway = _gateway(request)
     query = usage_report.parse_query(request.query_params)
-    if gateway.usage.pending:
-        await gateway.usage.flush()
+    await gateway.usage.written()
     report = await usage_report.report(gateway.store, **query, cache=gateway.usage_slots)
     return json_response(report)
 

@@ -185,8 +185,7 @@ async def usage(request: Request, session: Session) -> Response:
         span = RANGES[bucket][1]
     params.setdefault("since", span)
     query = usage_report.parse_query(params)
-    if gateway.usage.pending:
-        await gateway.usage.flush()
+    await gateway.usage.written()
     report = await usage_report.report(gateway.store, **query, cache=gateway.usage_slots)
     requests_svg, requests_legend = charts.stacked_bars(report, "requests", "Requests")
     tokens_svg, tokens_legend = charts.stacked_bars(report, "total_tokens", "Tokens")

@@ -7,6 +7,7 @@ concurrent requests cannot all slip in under a limit that only counts finished r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -37,6 +38,8 @@ class UsageMeter:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: list[dict[str, Any]] = []
+        # Held while records are being written: a report waits for a write under way.
+        self._writing = asyncio.Lock()
         self._minute: dict[int, deque[tuple[float, int]]] = {}
         # Tokens used by each key over its lifetime: the store's totals plus what this
         # process recorded since it last read them.
@@ -148,14 +151,21 @@ class UsageMeter:
             recent.popleft()
         return recent
 
-    @property
-    def pending(self) -> bool:
-        """Whether records wait to be written (a report would miss them)."""
-        return bool(self._pending)
+    async def written(self) -> None:
+        """Every record made so far is in the store once this returns: it waits for a write
+        under way (whose records have left `_pending` but may not be committed yet), then
+        writes what is left. A report read after it misses nothing this process recorded."""
+        async with self._writing:
+            if self._pending:
+                await self._flush()
 
     async def flush(self) -> None:
         """Write what was recorded, then re-read every key's total so that usage recorded by
         other instances counts against quotas here too."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         pending, self._pending = self._pending, []
         try:
             await self._store.add_usage(pending)
