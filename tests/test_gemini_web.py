@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 import anthropic
 import openai
 import pytest
-from google import genai
 from google.genai import types
 
 from tests.fakes.gemini_web import FAST, GUEST_MODEL, PRO, FakeGeminiWeb, WebReply
 from tests.harness import Gemgate
+from tests.web_sdk import claude, google, oai
 
 TINY_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNoaPj/HwAGggL/s75RMwAAAABJRU5ErkJggg=="
@@ -67,31 +67,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeGeminiWeb) -> It
     server = start(tmp_path_factory.mktemp("web"), fake, ["g.a000psid-main"])
     yield server
     server.stop()
-
-
-def oai(gateway: Gemgate, prefix: str = PREFIX) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{gateway.url}{prefix}/v1",
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        max_retries=0,
-        timeout=30,
-    )
-
-
-def claude(gateway: Gemgate) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{gateway.url}{PREFIX}",
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        max_retries=0,
-        timeout=30,
-    )
-
-
-def google(gateway: Gemgate) -> genai.Client:
-    return genai.Client(
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        http_options=types.HttpOptions(base_url=f"{gateway.url}{PREFIX}", timeout=30_000),
-    )
 
 
 def header_of(web: FakeGeminiWeb) -> list[object]:

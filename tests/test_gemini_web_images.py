@@ -35,6 +35,7 @@ from tests.fakes.gemini_web_images import (
     marked_png,
 )
 from tests.harness import Gemgate
+from tests.web_sdk import oai
 
 PREFIX = "/gemini_official"
 PSID = "g.a000psid-images"
@@ -89,15 +90,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeGeminiWeb) -> It
     server.cli("credentials", "add", "gemini_official", "--cookies", str(jar), "--label", "img")
     yield server.start()
     server.stop()
-
-
-def oai(gateway: Gemgate, prefix: str = PREFIX) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{gateway.url}{prefix}/v1",
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        max_retries=0,
-        timeout=30,
-    )
 
 
 def _image(data: bytes) -> Image.Image:

@@ -15,8 +15,6 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
-from google import genai
-from google.genai import types
 
 from tests.fakes.gemini_web import (
     CONFIRM_PROMPT,
@@ -27,6 +25,7 @@ from tests.fakes.gemini_web import (
     WebReply,
 )
 from tests.harness import Gemgate
+from tests.web_sdk import claude, google, oai
 
 PREFIX = "/gemini_official"
 PAID = "g.a000psid-modes-paid"
@@ -80,24 +79,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeGeminiWeb) -> It
     server = start(tmp_path_factory.mktemp("modes"), fake, {PAID: {"tier": 2}})
     yield server
     server.stop()
-
-
-def oai(gateway: Gemgate) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=f"{gateway.url}{PREFIX}/v1",
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        max_retries=0,
-        timeout=30,
-    )
-
-
-def claude(gateway: Gemgate) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{gateway.url}{PREFIX}",
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        max_retries=0,
-        timeout=30,
-    )
 
 
 def ask(model: str, text: str = "A cat surfing a wave") -> dict[str, object]:
@@ -411,13 +392,6 @@ def test_a_video_or_research_that_never_finishes_times_out(
         assert any(line.startswith(": deep research running") for line in lines)
     finally:
         server.stop()
-
-
-def google(gateway: Gemgate) -> genai.Client:
-    return genai.Client(
-        api_key=gateway.client_key,  # type: ignore[attr-defined]
-        http_options=types.HttpOptions(base_url=f"{gateway.url}{PREFIX}", timeout=30_000),
-    )
 
 
 def test_research_and_video_through_gemini_native(gateway: Gemgate, web: FakeGeminiWeb) -> None:
