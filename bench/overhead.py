@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import re
@@ -36,6 +37,9 @@ import aiohttp
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `bench` as a package when run as a script
+from bench import wrk_nginx  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 MODEL = "gemini-2.5-flash"
 UPSTREAM_KEY = "k1"
@@ -86,6 +90,7 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "responses_cpu_ratio_nonstream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     "responses_cpu_ratio_stream": ("<= 120 %", lambda v: 0 < v <= 1.20),
     # `--workers 2` over 1 worker at c=32 (see measure_workers for what each ratio means).
+    "throughput_ratio_workers2": (">= 170 %", lambda v: v >= 1.70),
     "throughput_ratio_workers2_by_cpu": (">= 170 %", lambda v: v >= 1.70),
 }
 # Figures before the speed round (#14, measured independently), shown beside today's.
@@ -294,6 +299,7 @@ class Stack:
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.server: subprocess.Popen[bytes]  # gemgate itself, once started
+        self.fake: subprocess.Popen[bytes]  # the fake Gemini API, once started
         self.client_key = ""
         self.startup_s = 0.0
         self.idle: dict[str, float] = {}
@@ -336,7 +342,7 @@ class Stack:
         )
         wait_http(f"{self.web_url}/app", web)
         self.web_direct = web_page(self.web_url)
-        fake = self._spawn(
+        self.fake = fake = self._spawn(
             CLIENT_CORE,
             *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
             *("--keys", UPSTREAM_KEY, "--chunks", str(self.chunks)),
@@ -657,60 +663,70 @@ def top_frames(raw: str, limit: int = 15) -> list[tuple[str, float]]:
 
 
 def derive(
-    results: dict[str, Result], stack: Stack, peak_mb: float, streams_mb: float
-) -> dict[str, float]:
-    missing = Result("", "", 0, 0.0)  # a scenario left out with --only
+    results: dict[str, Result], stack: Stack, peak_mb: float, streams_mb: float | None
+) -> dict[str, float | None]:
+    """The figures the targets judge. None: a row it needs was left out with --only (shown as
+    skipped); NaN: the row ran but gave no sample (shown as a FAIL)."""
 
-    def get(name: str) -> Result:
-        return results.get(name, missing)
+    def ratio(scenario: str) -> float | None:
+        direct, gemgate = results.get(f"{scenario}/direct"), results.get(f"{scenario}/gemgate")
+        if direct is None or gemgate is None:
+            return None
+        return gemgate.rps / direct.rps if direct.rps else math.nan
 
-    def ratio(scenario: str) -> float:
-        direct = get(f"{scenario}/direct").rps
-        return get(f"{scenario}/gemgate").rps / direct if direct else 0.0
+    def cpu(name: str) -> float | None:
+        result = results.get(name)
+        return None if result is None else result.cpu_ms_per_request or math.nan
 
-    def cpu(name: str) -> float:
-        return get(name).cpu_ms_per_request or 0.0
+    def over(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a / b if b else math.nan
 
-    def cpu_ratio(scenario: str) -> float:
-        gemini = cpu(f"{scenario}/gemgate")
-        return cpu(f"cli-{scenario}/gemgate") / gemini if gemini else 0.0
+    def added(name: str, value: Callable[[Result], float | None]) -> float | None:
+        """What gemgate adds to `value` over the direct call, one request at a time."""
+        gemgate, direct = results.get(f"{name}/gemgate"), results.get(f"{name}/direct")
+        if gemgate is None or direct is None:
+            return None
+        a, b = (value(r) if r.requests else None for r in (gemgate, direct))
+        return math.nan if a is None or b is None else a - b
 
-    def responses_ratio(scenario: str) -> float:
-        chat = cpu(f"{scenario}/gemgate")
-        return cpu(f"{scenario}/responses") / chat if chat else 0.0
-
-    ttfc_direct = get("stream-c1/direct").ttfc_p50_ms
-    ttfc_gemgate = get("stream-c1/gemgate").ttfc_p50_ms
     return {
         "cpu_ms_nonstream_openai": cpu("nonstream-c32/gemgate"),
         "cpu_ms_stream_openai": cpu("stream-c32/gemgate"),
         "cpu_ms_stream_anthropic": cpu("stream-c32/anthropic"),
         "cpu_ms_stream_native": cpu("stream-c32/native"),
         "cpu_ms_nonstream_native": cpu("nonstream-c32/native"),
-        "added_ttfc_ms_c1": (ttfc_gemgate - ttfc_direct)
-        if ttfc_gemgate is not None and ttfc_direct is not None
-        else 0.0,
+        "added_ttfc_ms_c1": added("stream-c1", lambda r: r.ttfc_p50_ms),
         "rss_mb_1000_streams": streams_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
         "throughput_ratio_web_stream": ratio("web-stream-c32"),
-        "web_stream_cpu_vs_gemini": cpu("web-stream-c32/gemgate")
-        / (cpu("stream-c32/gemgate") or 1),
+        "web_stream_cpu_vs_gemini": over(cpu("web-stream-c32/gemgate"), cpu("stream-c32/gemgate")),
         "throughput_ratio_nonstream_c1": ratio("nonstream-c1"),
-        "added_p50_ms_c1": get("nonstream-c1/gemgate").p50_ms - get("nonstream-c1/direct").p50_ms,
+        "added_p50_ms_c1": added("nonstream-c1", lambda r: r.p50_ms),
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
         "throughput_ratio_cli_nonstream": ratio("cli-nonstream-c32"),
         "throughput_ratio_cli_stream": ratio("cli-stream-c32"),
-        "cli_cpu_ratio_nonstream": cpu_ratio("nonstream-c32"),
-        "cli_cpu_ratio_stream": cpu_ratio("stream-c32"),
-        "responses_cpu_ratio_nonstream": responses_ratio("nonstream-c32"),
-        "responses_cpu_ratio_stream": responses_ratio("stream-c32"),
+        "cli_cpu_ratio_nonstream": over(
+            cpu("cli-nonstream-c32/gemgate"), cpu("nonstream-c32/gemgate")
+        ),
+        "cli_cpu_ratio_stream": over(cpu("cli-stream-c32/gemgate"), cpu("stream-c32/gemgate")),
+        "responses_cpu_ratio_nonstream": over(
+            cpu("nonstream-c32/responses"), cpu("nonstream-c32/gemgate")
+        ),
+        "responses_cpu_ratio_stream": over(cpu("stream-c32/responses"), cpu("stream-c32/gemgate")),
     }
 
 
-def show(results: dict[str, Result], derived: dict[str, float]) -> None:
+def verdict(name: str, value: float | None) -> bool | None:
+    """PASS (True) or FAIL (False) against the target, None for no target or a row not run."""
+    if name not in TARGETS or value is None:
+        return None
+    return TARGETS[name][1](value)
+
+
+def show(results: dict[str, Result], derived: dict[str, float | None]) -> None:
     head = f"{'scenario':<18}{'target':<11}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(
         head + f"{'ttfc p50':>10}{'ttfc p99':>10}{'cpu ms/req':>11}{'errors':>8}{'core0 other':>13}"
@@ -736,13 +752,15 @@ def show(results: dict[str, Result], derived: dict[str, float]) -> None:
         if name.startswith("cpu_ms"):
             unit = "ms"
         percent = name.startswith(("throughput", "cli_cpu", "responses_cpu"))
-        shown = f"{100 * value:.1f} %" if percent else f"{value:.3f} {unit}"
+        if value is None:
+            shown = "-"
+        else:
+            shown = f"{100 * value:.1f} %" if percent else f"{value:.3f} {unit}"
         before = f"{PREVIOUS[name]:.2f}" if name in PREVIOUS else ""
-        verdict = ""
-        if name in TARGETS:
-            wanted, passes = TARGETS[name]
-            verdict = f"{wanted:<10} {'PASS' if passes(value) else 'FAIL'}"
-        print(f"{name:<32}{shown:>12}   {before:>10}   {verdict}")
+        passed = verdict(name, value)
+        mark = "skipped" if value is None else "PASS" if passed else "FAIL"
+        shown_verdict = f"{TARGETS[name][0]:<10} {mark}" if name in TARGETS else ""
+        print(f"{name:<32}{shown:>12}   {before:>10}   {shown_verdict}")
 
 
 async def open_streams(stack: Stack, count: int) -> float:
@@ -832,70 +850,168 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure_workers(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
-    """Non-streaming c=32 through a second gemgate on the same store and fake, free to run on
-    both cores, with 1 worker and with `--workers 2`, in two interleaved rounds (the better run
-    of each counts). The fake and this load generator stay on core 1, so the second worker
-    shares that core with them: the raw req/s ratio is what this machine shows; CPU per
-    request shows what the workers would give on cores of their own."""
+@dataclass
+class WorkersRig:
+    """What the worker rows ran on, and each round's figures."""
+
+    load: str  # "wrk", or "aiohttp" (this script) when wrk is not installed
+    upstream: str  # "nginx", or "fake" (tests/fakes/gemini_api.py) when nginx is not installed
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def fake_answer(stack: Stack) -> bytes:
+    """The fake's own generateContent answer to the bench conversation, for nginx to repeat:
+    the gateway's decoder sees from nginx exactly what it sees from the fake."""
+    request = urllib.request.Request(
+        f"{stack.fake_url}/v1beta/models/{MODEL}:generateContent",
+        data=orjson.dumps(GEMINI_BODY),
+        headers={"x-goog-api-key": UPSTREAM_KEY, "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
+
+
+def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, Result], WorkersRig]:
+    """Non-streaming c=32 through a second `gemgate serve` on the same store, free to run on
+    both cores, with 1 worker and with `--workers 2`, in `--worker-rounds` interleaved rounds
+    (the better run of each counts; each round's ratio is kept too).
+
+    With wrk and nginx installed, wrk is the load and nginx the upstream, repeating the fake's
+    answer: together a few tens of µs per request, so the two cores go to gemgate and the raw
+    req/s ratio is gemgate's own. Without them (each falls back on its own), this script's
+    aiohttp load and the Python fake share core 1 with the second worker and hold the raw ratio
+    down; CPU per request still shows what the workers would give on cores of their own. Either
+    way the load and the upstream stay on core 1, as this script does."""
+    tools = wrk_nginx.available()
+    rig = WorkersRig("wrk" if tools["wrk"] else "aiohttp", "nginx" if tools["nginx"] else "fake")
     port = free_port()
-    target = stack.targets()["gemgate"]
+    chat = stack.targets()["gemgate"]
     target = Target(
-        target.name, target.url.replace(stack.url, f"http://127.0.0.1:{port}"),
-        target.headers, target.body, target.stream, target.check,
+        chat.name, chat.url.replace(stack.url, f"http://127.0.0.1:{port}"),
+        chat.headers, chat.body, chat.stream, chat.check,
     )  # fmt: skip
+    script = None
+    if rig.load == "wrk":
+        script = wrk_nginx.wrk_script(stack.tmp, "workers", chat.body, chat.headers, '"choices"')
+    with contextlib.ExitStack() as cleanup:
+        env, upstream_pid = stack.env, stack.fake.pid
+        if rig.upstream == "nginx":
+            nginx_port = free_port()
+            nginx = cleanup.enter_context(
+                wrk_nginx.nginx_upstream(
+                    stack.tmp, nginx_port, MODEL, UPSTREAM_KEY, fake_answer(stack)
+                )
+            )
+            env = env | {"GEMGATE_GEMINI_API_BASE": f"http://127.0.0.1:{nginx_port}"}
+            upstream_pid = nginx.pid
 
-    def one_run(workers: int) -> Result:
-        server = subprocess.Popen(
-            ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m", "gemgate",
-             "serve", "--port", str(port), "--workers", str(workers)],
-            cwd=ROOT, env=stack.env, stdout=(stack.tmp / f"workers-{workers}.log").open("wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_http(f"http://127.0.0.1:{port}/healthz", server)
-            time.sleep(1.0 * workers)  # every worker up, not only the first
-            cpu_before = tree_cpu_seconds(server.pid)
-            result = asyncio.run(drive(target, 32, args.warmup, args.duration))
-            cpu = tree_cpu_seconds(server.pid) - cpu_before
-        finally:
-            server.terminate()
-            server.wait(30)
-        total = result.requests * (args.warmup + args.duration) / args.duration
-        result.cpu_ms_per_request = 1000 * cpu / total if total else None
-        result.scenario, result.target = "nonstream-c32", f"{workers} worker" + "s" * (workers > 1)
-        print(f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s", flush=True)
-        return result
+        def load(server: subprocess.Popen[bytes]) -> tuple[Result, float, float, float]:
+            """One measured load on `server`: the result, then the CPU seconds of gemgate (the
+            parent and its workers) and of the load generator and upstream, and the requests
+            that CPU went to."""
+            if script is None:
+                before = tree_cpu_seconds(server.pid), cpu_seconds(os.getpid())
+                upstream_before = tree_cpu_seconds(upstream_pid)
+                result = asyncio.run(drive(target, 32, args.warmup, args.duration))
+                cpu = tree_cpu_seconds(server.pid) - before[0]
+                rig_cpu = cpu_seconds(os.getpid()) - before[1]
+                # CPU covers the warm-up too: spread it over every request of the run.
+                answered = result.requests * (args.warmup + args.duration) / args.duration
+            else:
+                if round(args.warmup):  # not counted: wrk has no warm-up of its own
+                    wrk_nginx.wrk_run(script, target.url, 32, round(args.warmup))
+                before = tree_cpu_seconds(server.pid), 0.0
+                upstream_before = tree_cpu_seconds(upstream_pid)
+                run = wrk_nginx.wrk_run(script, target.url, 32, max(1, round(args.duration)))
+                cpu = tree_cpu_seconds(server.pid) - before[0]
+                result = Result(
+                    "", "", 32, run.seconds, requests=run.good, errors=run.errors,
+                    rps=run.good / run.seconds, p50_ms=run.p50_ms, p99_ms=run.p99_ms,
+                )  # fmt: skip
+                rig_cpu, answered = run.cpu_s, run.answers  # bad answers cost CPU too
+            rig_cpu += tree_cpu_seconds(upstream_pid) - upstream_before
+            return result, cpu, rig_cpu, answered
 
-    results: dict[str, Result] = {}
-    for _ in range(2):
-        for workers in (1, 2):
-            result = one_run(workers)
-            best = results.get(f"workers-{workers}")
-            if best is None or result.rps > best.rps:
-                results[f"workers-{workers}"] = result
-    return results
+        def one_run(workers: int) -> tuple[Result, float]:
+            """A fresh `gemgate serve --workers N`, loaded once: its result and the load
+            generator's and upstream's CPU ms per request."""
+            server = subprocess.Popen(
+                ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m",
+                 "gemgate", "serve", "--port", str(port), "--workers", str(workers)],
+                cwd=ROOT, env=env, stdout=(stack.tmp / f"workers-{workers}.log").open("wb"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            try:
+                wait_http(f"http://127.0.0.1:{port}/healthz", server)
+                time.sleep(1.0 * workers)  # every worker up, not only the first
+                began = time.perf_counter()
+                result, cpu, rig_cpu, answered = load(server)
+                seconds = time.perf_counter() - began if script is None else result.seconds
+            finally:
+                server.terminate()
+                server.wait(30)
+            result.cpu_ms_per_request = 1000 * cpu / answered if answered else None
+            rig_ms = 1000 * rig_cpu / answered if answered else 0.0
+            result.scenario = "nonstream-c32"
+            result.target = f"{workers} worker" + "s" * (workers > 1)
+            print(
+                f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s"
+                f"{result.errors:>6} errors   gemgate {result.cpu_ms_per_request or 0:.3f} ms/req"
+                f" ({cpu / seconds:.2f} cores)   {rig.load}+{rig.upstream} {rig_ms:.3f} ms/req",
+                flush=True,
+            )
+            return result, rig_ms
+
+        results: dict[str, Result] = {}
+        for number in range(1, args.worker_rounds + 1):
+            figures: dict[str, float] = {"round": number}
+            for workers in (1, 2):
+                result, rig_ms = one_run(workers)
+                figures[f"rps_{workers}"] = result.rps
+                figures[f"errors_{workers}"] = result.errors
+                figures[f"cpu_ms_{workers}"] = result.cpu_ms_per_request or 0.0
+                figures[f"load_upstream_cpu_ms_{workers}"] = rig_ms
+                best = results.get(f"workers-{workers}")
+                if best is None or result.rps > best.rps:
+                    results[f"workers-{workers}"] = result
+            figures["ratio"] = figures["rps_2"] / figures["rps_1"] if figures["rps_1"] else 0.0
+            rig.rounds.append(figures)
+            print(f"  round {number}: 2 workers / 1 worker = {figures['ratio']:.2f}x", flush=True)
+    return results, rig
 
 
-WORKERS_NOTE = (
-    "workers rows: gemgate may use both cores, but the fake and the load generator share core 1"
-    "\nwith its second worker, which holds throughput_ratio_workers2 down on a 2-core machine;"
-    "\nthroughput_ratio_workers2_by_cpu (2 cores over 2 workers' CPU per request, against 1 core"
-    "\nover 1 worker's) is the ratio when the workers have cores of their own"
-)
+def workers_note(rig: WorkersRig) -> str:
+    where = (
+        "workers rows: load from wrk, upstream nginx (both on core 1, a few tens of us per"
+        "\nrequest together): the two cores go to gemgate, so throughput_ratio_workers2 is"
+        "\ngemgate's own"
+    )
+    used = {"wrk": rig.load == "wrk", "nginx": rig.upstream == "nginx"}
+    missing = [name for name, there in used.items() if not there]
+    if missing:
+        where = (
+            f"workers rows: load from {'wrk' if rig.load == 'wrk' else 'this script (aiohttp)'},"
+            f" upstream {'nginx' if rig.upstream == 'nginx' else 'the Python fake'}, on core 1"
+            f"\nwith gemgate's second worker ({' and '.join(missing)} not installed: apt-get"
+            " install wrk nginx);\nthey hold throughput_ratio_workers2 down on a 2-core machine"
+        )
+    return (
+        where + "\nthroughput_ratio_workers2_by_cpu (2 cores over 2 workers' CPU per request,"
+        " against 1 core\nover 1 worker's) is the ratio when the workers have cores of their own"
+    )
 
 
-def workers_derived(results: dict[str, Result]) -> dict[str, float]:
-    if "workers-1" not in results:
-        return {}  # left out with --only
-    one, two = results["workers-1"], results["workers-2"]
+def workers_derived(results: dict[str, Result]) -> dict[str, float | None]:
+    one, two = results.get("workers-1"), results.get("workers-2")
+    if one is None or two is None:  # left out with --only
+        return {"throughput_ratio_workers2": None, "throughput_ratio_workers2_by_cpu": None}
     return {
-        # Measured here, where the fake and this load generator share core 1 with worker 2.
-        "throughput_ratio_workers2": two.rps / one.rps if one.rps else 0.0,
+        "throughput_ratio_workers2": two.rps / one.rps if one.rps else math.nan,
         # Cores over CPU seconds per request, 2 workers on 2 cores against 1 worker on the one
         # core it can use: the throughput ratio when the workers have the cores to themselves.
-        "throughput_ratio_workers2_by_cpu": 2 * (one.cpu_ms_per_request or 0)
-        / (two.cpu_ms_per_request or float("inf")),
+        "throughput_ratio_workers2_by_cpu": (
+            2 * (one.cpu_ms_per_request or math.nan) / (two.cpu_ms_per_request or math.nan)
+        ),
     }
 
 
@@ -906,13 +1022,15 @@ def run(args: argparse.Namespace) -> None:
     with running(args.chunks) as stack:
         print(f"gemgate up in {stack.startup_s:.2f}s, idle RSS {stack.idle['VmRSS']:.1f} MB")
         results = measure(args, stack)
-        streams_mb = 0.0
+        streams_mb: float | None = None
         if not args.only or "streams" in args.only:
             streams_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
             print(f"  {OPEN_STREAMS} open streams: gemgate RSS {streams_mb:.1f} MB", flush=True)
         peak = proc_status(stack.server.pid)["VmHWM"]
+        rig: WorkersRig | None = None
         if not args.only or "workers" in args.only:
-            results |= measure_workers(args, stack)
+            workers, rig = measure_workers(args, stack)
+            results |= workers
         hot: list[tuple[str, float]] = []
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
@@ -920,7 +1038,8 @@ def run(args: argparse.Namespace) -> None:
     derived = derive(results, stack, peak, streams_mb) | workers_derived(results)
     print()
     show(results, derived)
-    print(WORKERS_NOTE)
+    if rig is not None:
+        print(workers_note(rig))
     if hot:
         print("\ngemgate self time under c=32 non-streaming load (py-spy, % of samples):")
         for frame, share in hot:
@@ -937,10 +1056,12 @@ def run(args: argparse.Namespace) -> None:
             for r in results.values()
         ],
         "derived": derived,
+        # pass: null for a target whose rows were left out with --only
         "targets": {
-            name: {"target": TARGETS[name][0], "pass": TARGETS[name][1](derived[name])}
+            name: {"target": TARGETS[name][0], "pass": verdict(name, derived.get(name))}
             for name in TARGETS
         },
+        "workers_rig": asdict(rig) if rig is not None else None,
         "profile_top_self": hot,
     }
     (RESULTS / "latest.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -959,9 +1080,14 @@ def main() -> None:
         default=set(),
         help="comma-separated scenarios to run (e.g. stream-c32,streams); default: all",
     )
+    parser.add_argument(
+        "--worker-rounds", type=int, default=3, help="interleaved 1- and 2-worker runs"
+    )
     args = parser.parse_args()
     if not 1 <= args.duration <= 60 or not 0 <= args.warmup <= 10:
         parser.error("--duration must be 1-60 s and --warmup 0-10 s")
+    if not 1 <= args.worker_rounds <= 10:
+        parser.error("--worker-rounds must be 1-10")
     if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
         parser.error("needs taskset and at least two cores")
     os.sched_setaffinity(0, {CLIENT_CORE})  # the load generator shares core 1 with the fake
