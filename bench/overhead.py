@@ -4,6 +4,8 @@ Starts the fake Gemini API, the fake Code Assist (for the `gemini_cli` channel) 
 `gemgate serve` side by side (gemgate alone on core 0, the fakes and this load generator on
 core 1), drives both with the same realistic requests,
 prints a table with PASS/FAIL against the targets and writes bench/results/latest.json.
+The worker rows run `gemgate serve --workers N` on both cores, driven by wrk against nginx
+(bench/wrk_nginx.py) where those are installed.
 
     /tmp/probe/bin/python bench/overhead.py [--duration 6] [--profile]
 
@@ -952,17 +954,19 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, R
                 server.wait(30)
             result.cpu_ms_per_request = 1000 * cpu / answered if answered else None
             rig_ms = 1000 * rig_cpu / answered if answered else 0.0
+            cores[workers] = cpu / seconds
             result.scenario = "nonstream-c32"
             result.target = f"{workers} worker" + "s" * (workers > 1)
             print(
                 f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s"
                 f"{result.errors:>6} errors   gemgate {result.cpu_ms_per_request or 0:.3f} ms/req"
-                f" ({cpu / seconds:.2f} cores)   {rig.load}+{rig.upstream} {rig_ms:.3f} ms/req",
+                f" ({cores[workers]:.2f} cores)   {rig.load}+{rig.upstream} {rig_ms:.3f} ms/req",
                 flush=True,
             )
             return result, rig_ms
 
         results: dict[str, Result] = {}
+        cores: dict[int, float] = {}  # gemgate's CPU seconds per second in the last run
         for number in range(1, args.worker_rounds + 1):
             figures: dict[str, float] = {"round": number}
             for workers in (1, 2):
@@ -971,12 +975,17 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, R
                 figures[f"errors_{workers}"] = result.errors
                 figures[f"cpu_ms_{workers}"] = result.cpu_ms_per_request or 0.0
                 figures[f"load_upstream_cpu_ms_{workers}"] = rig_ms
+                figures[f"cores_{workers}"] = cores[workers]
                 best = results.get(f"workers-{workers}")
                 if best is None or result.rps > best.rps:
                     results[f"workers-{workers}"] = result
             figures["ratio"] = figures["rps_2"] / figures["rps_1"] if figures["rps_1"] else 0.0
             rig.rounds.append(figures)
             print(f"  round {number}: 2 workers / 1 worker = {figures['ratio']:.2f}x", flush=True)
+            if cores[1] < 0.85:
+                # One worker that does not fill its core was held back by something else (other
+                # work on the machine, or the load or upstream): the ratio overstates the workers.
+                print(f"  warning: 1 worker used only {cores[1]:.2f} of a core", flush=True)
     return results, rig
 
 
