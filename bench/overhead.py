@@ -861,6 +861,29 @@ class WorkersRig:
     rounds: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass
+class WorkersRun:
+    """One load on a `gemgate serve --workers N`, with where the CPU went meanwhile."""
+
+    result: Result
+    gemgate_cpu: float  # seconds, the parent and its workers
+    rig_cpu: float  # seconds, the load generator and the upstream
+    busy: float  # seconds both cores were busy, with anything
+    answered: float  # the requests that CPU went to
+    seconds: float  # the time it went by in
+
+    @property
+    def other_cpu(self) -> float:
+        """Seconds of CPU that went to other work on the machine."""
+        return max(0.0, self.busy - self.gemgate_cpu - self.rig_cpu)
+
+    def ms(self, cpu: float) -> float:
+        return 1000 * cpu / self.answered if self.answered else 0.0
+
+    def cores(self, cpu: float) -> float:
+        return cpu / self.seconds if self.seconds else 0.0
+
+
 def fake_answer(stack: Stack) -> bytes:
     """The fake's own generateContent answer to the bench conversation, for nginx to repeat:
     the gateway's decoder sees from nginx exactly what it sees from the fake."""
@@ -907,36 +930,45 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, R
             env = env | {"GEMGATE_GEMINI_API_BASE": f"http://127.0.0.1:{nginx_port}"}
             upstream_pid = nginx.pid
 
-        def load(server: subprocess.Popen[bytes]) -> tuple[Result, float, float, float]:
-            """One measured load on `server`: the result, then the CPU seconds of gemgate (the
-            parent and its workers) and of the load generator and upstream, and the requests
-            that CPU went to."""
+        def busy() -> float:
+            return core_busy_seconds(GEMGATE_CORE) + core_busy_seconds(CLIENT_CORE)
+
+        def load(server: subprocess.Popen[bytes]) -> WorkersRun:
+            """One measured load on `server`."""
             if script is None:
-                before = tree_cpu_seconds(server.pid), cpu_seconds(os.getpid())
-                upstream_before = tree_cpu_seconds(upstream_pid)
+                cpu, own, upstream = (
+                    tree_cpu_seconds(server.pid), cpu_seconds(os.getpid()),
+                    tree_cpu_seconds(upstream_pid),
+                )  # fmt: skip
+                both, began = busy(), time.perf_counter()
                 result = asyncio.run(drive(target, 32, args.warmup, args.duration))
-                cpu = tree_cpu_seconds(server.pid) - before[0]
-                rig_cpu = cpu_seconds(os.getpid()) - before[1]
                 # CPU covers the warm-up too: spread it over every request of the run.
                 answered = result.requests * (args.warmup + args.duration) / args.duration
-            else:
-                if round(args.warmup):  # not counted: wrk has no warm-up of its own
-                    wrk_nginx.wrk_run(script, target.url, 32, round(args.warmup))
-                before = tree_cpu_seconds(server.pid), 0.0
-                upstream_before = tree_cpu_seconds(upstream_pid)
-                run = wrk_nginx.wrk_run(script, target.url, 32, max(1, round(args.duration)))
-                cpu = tree_cpu_seconds(server.pid) - before[0]
-                result = Result(
-                    "", "", 32, run.seconds, requests=run.good, errors=run.errors,
-                    rps=run.good / run.seconds, p50_ms=run.p50_ms, p99_ms=run.p99_ms,
+                return WorkersRun(
+                    result, tree_cpu_seconds(server.pid) - cpu,
+                    cpu_seconds(os.getpid()) - own + tree_cpu_seconds(upstream_pid) - upstream,
+                    busy() - both, answered, time.perf_counter() - began,
                 )  # fmt: skip
-                rig_cpu, answered = run.cpu_s, run.answers  # bad answers cost CPU too
-            rig_cpu += tree_cpu_seconds(upstream_pid) - upstream_before
-            return result, cpu, rig_cpu, answered
+            if round(args.warmup):  # not counted: wrk has no warm-up of its own
+                wrk_nginx.wrk_run(script, target.url, 32, round(args.warmup))
+            cpu, upstream, both = (
+                tree_cpu_seconds(server.pid),
+                tree_cpu_seconds(upstream_pid),
+                busy(),
+            )
+            run = wrk_nginx.wrk_run(script, target.url, 32, max(1, round(args.duration)))
+            result = Result(
+                "", "", 32, run.seconds, requests=run.good, errors=run.errors,
+                rps=run.good / run.seconds, p50_ms=run.p50_ms, p99_ms=run.p99_ms,
+            )  # fmt: skip
+            return WorkersRun(
+                result, tree_cpu_seconds(server.pid) - cpu,
+                run.cpu_s + tree_cpu_seconds(upstream_pid) - upstream,
+                busy() - both, run.answers, run.seconds,  # bad answers cost CPU too
+            )  # fmt: skip
 
-        def one_run(workers: int) -> tuple[Result, float]:
-            """A fresh `gemgate serve --workers N`, loaded once: its result and the load
-            generator's and upstream's CPU ms per request."""
+        def one_run(workers: int) -> WorkersRun:
+            """A fresh `gemgate serve --workers N`, loaded once."""
             server = subprocess.Popen(
                 ["taskset", "-c", f"{GEMGATE_CORE},{CLIENT_CORE}", sys.executable, "-m",
                  "gemgate", "serve", "--port", str(port), "--workers", str(workers)],
@@ -946,46 +978,45 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, R
             try:
                 wait_http(f"http://127.0.0.1:{port}/healthz", server)
                 time.sleep(1.0 * workers)  # every worker up, not only the first
-                began = time.perf_counter()
-                result, cpu, rig_cpu, answered = load(server)
-                seconds = time.perf_counter() - began if script is None else result.seconds
+                run = load(server)
             finally:
                 server.terminate()
                 server.wait(30)
-            result.cpu_ms_per_request = 1000 * cpu / answered if answered else None
-            rig_ms = 1000 * rig_cpu / answered if answered else 0.0
-            cores[workers] = cpu / seconds
+            result = run.result
+            result.cpu_ms_per_request = run.ms(run.gemgate_cpu) or None
             result.scenario = "nonstream-c32"
             result.target = f"{workers} worker" + "s" * (workers > 1)
             print(
                 f"  {'nonstream-c32':<15}{result.target:<9}{result.rps:>8.0f} req/s"
-                f"{result.errors:>6} errors   gemgate {result.cpu_ms_per_request or 0:.3f} ms/req"
-                f" ({cores[workers]:.2f} cores)   {rig.load}+{rig.upstream} {rig_ms:.3f} ms/req",
+                f"{result.errors:>6} errors   gemgate {run.ms(run.gemgate_cpu):.3f} ms/req"
+                f" ({run.cores(run.gemgate_cpu):.2f} cores)   {rig.load}+{rig.upstream}"
+                f" {run.ms(run.rig_cpu):.3f} ms/req ({run.cores(run.rig_cpu):.2f})"
+                f"   other work {run.cores(run.other_cpu):.2f} cores",
                 flush=True,
             )
-            return result, rig_ms
+            return run
 
         results: dict[str, Result] = {}
-        cores: dict[int, float] = {}  # gemgate's CPU seconds per second in the last run
         for number in range(1, args.worker_rounds + 1):
             figures: dict[str, float] = {"round": number}
-            for workers in (1, 2):
-                result, rig_ms = one_run(workers)
-                figures[f"rps_{workers}"] = result.rps
-                figures[f"errors_{workers}"] = result.errors
-                figures[f"cpu_ms_{workers}"] = result.cpu_ms_per_request or 0.0
-                figures[f"load_upstream_cpu_ms_{workers}"] = rig_ms
-                figures[f"cores_{workers}"] = cores[workers]
+            runs = {workers: one_run(workers) for workers in (1, 2)}
+            for workers, run in runs.items():
+                figures[f"rps_{workers}"] = run.result.rps
+                figures[f"errors_{workers}"] = run.result.errors
+                figures[f"cpu_ms_{workers}"] = run.ms(run.gemgate_cpu)
+                figures[f"cores_{workers}"] = run.cores(run.gemgate_cpu)
+                figures[f"load_upstream_cpu_ms_{workers}"] = run.ms(run.rig_cpu)
+                figures[f"other_work_cores_{workers}"] = run.cores(run.other_cpu)
                 best = results.get(f"workers-{workers}")
-                if best is None or result.rps > best.rps:
-                    results[f"workers-{workers}"] = result
+                if best is None or run.result.rps > best.rps:
+                    results[f"workers-{workers}"] = run.result
             figures["ratio"] = figures["rps_2"] / figures["rps_1"] if figures["rps_1"] else 0.0
             rig.rounds.append(figures)
             print(f"  round {number}: 2 workers / 1 worker = {figures['ratio']:.2f}x", flush=True)
-            if cores[1] < 0.85:
+            if figures["cores_1"] < 0.85:
                 # One worker that does not fill its core was held back by something else (other
                 # work on the machine, or the load or upstream): the ratio overstates the workers.
-                print(f"  warning: 1 worker used only {cores[1]:.2f} of a core", flush=True)
+                print(f"  warning: 1 worker used only {figures['cores_1']:.2f} of a core")
     return results, rig
 
 
