@@ -1013,9 +1013,12 @@ def measure_workers(args: argparse.Namespace, stack: Stack) -> tuple[dict[str, R
             figures["ratio"] = figures["rps_2"] / figures["rps_1"] if figures["rps_1"] else 0.0
             rig.rounds.append(figures)
             print(f"  round {number}: 2 workers / 1 worker = {figures['ratio']:.2f}x", flush=True)
-            if figures["cores_1"] < 0.85:
-                # One worker that does not fill its core was held back by something else (other
-                # work on the machine, or the load or upstream): the ratio overstates the workers.
+            other = max(figures["other_work_cores_1"], figures["other_work_cores_2"])
+            if other > 0.15:
+                print(f"  warning: other work on the machine took up to {other:.2f} cores")
+            elif figures["cores_1"] < 0.85:
+                # One worker that does not fill its core was held back by something else (the
+                # load or the upstream, say): the ratio overstates what the workers give.
                 print(f"  warning: 1 worker used only {figures['cores_1']:.2f} of a core")
     return results, rig
 
