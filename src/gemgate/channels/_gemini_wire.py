@@ -532,21 +532,21 @@ def usage_in_tail(tail: bytes) -> ir.Usage | None:
     start = tail.find(b"{", at) if at >= 0 else -1
     if start < 0:
         return None
-    # Usage holds numbers and small arrays of objects, no strings with braces in them.
+    # Usage holds numbers and small arrays of objects, no strings with braces in them. Only
+    # the braces are visited (a byte-by-byte loop cost more than the rest of the relay).
     depth = 0
-    for end in range(start, len(tail)):
-        char = tail[end]
-        if char == 0x7B:
-            depth += 1
-        elif char == 0x7D:
-            depth -= 1
-            if depth == 0:
-                try:
-                    data = orjson.loads(tail[start : end + 1])
-                except orjson.JSONDecodeError:
-                    return None
-                return read_usage(data) if isinstance(data, dict) else None
+    for brace in _BRACES.finditer(tail, start):
+        depth += 1 if brace[0] == b"{" else -1
+        if depth == 0:
+            try:
+                data = orjson.loads(tail[start : brace.end()])
+            except orjson.JSONDecodeError:
+                return None
+            return read_usage(data) if isinstance(data, dict) else None
     return None
+
+
+_BRACES = re.compile(rb"[{}]")
 
 
 # -- errors -----------------------------------------------------------------------------------
