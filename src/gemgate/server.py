@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # What start-up made (modules, settings, the store's first load) lives as long as the
+        # process: out of the collector's sight, each full collection stops walking it.
+        gc.freeze()
         if self.started and self.on_started is not None:
             self.on_started()
 
