@@ -940,6 +940,7 @@ def run(args: argparse.Namespace) -> None:
         "targets": {
             name: {"target": TARGETS[name][0], "pass": TARGETS[name][1](derived[name])}
             for name in TARGETS
+            if name in derived  # `--only` leaves some out (the worker rows)
         },
         "profile_top_self": hot,
     }

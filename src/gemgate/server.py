@@ -68,6 +68,8 @@ def run(settings: Settings, worker: Worker | None = None) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
+        # gemgate serves no WebSocket: uvicorn's default would load the websockets package.
+        ws="none",
         log_level=settings.log_level,
         # JSON logs: uvicorn's loggers go through the root handler (and its JSON lines), and
         # gemgate's own request lines replace uvicorn's access log.
