@@ -424,6 +424,9 @@ class ChunkReader:
 
     def __init__(self) -> None:
         self._started = False
+        # Usage is cumulative and repeated on every chunk, often unchanged: read only when it
+        # changed, so unchanged usage is not one more event through every layer per chunk.
+        self._usage: dict[str, Any] | None = None
 
     def events(self, chunk: dict[str, Any]) -> list[ir.Event]:
         if "error" in chunk:
@@ -452,13 +455,16 @@ class ChunkReader:
             if reason:
                 out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
         usage = chunk.get("usageMetadata")
-        if usage:
+        if usage and usage != self._usage:
+            self._usage = usage
             out.append(ir.UsageEvent(read_usage(usage)))
         return out
 
 
 def _grounding(cand: dict[str, Any], index: int) -> ir.Grounding | None:
     """Pages a Google Search or URL-context answer drew on, for the client to cite."""
+    if "groundingMetadata" not in cand and "urlContextMetadata" not in cand:
+        return None  # most chunks
     metadata = cand.get("groundingMetadata") or {}
     sources = [
         ir.Source(web["uri"], web.get("title"))
