@@ -12,7 +12,6 @@ LATER = {
     "curl_cffi": "the gemini_official channel's first call (3.5)",
     "aiohttp.web": "the `gemgate login` browser flow (1.5)",
     "websockets": "nothing: gemgate serves no WebSocket (0.4)",
-    "watchfiles": "nothing: gemgate never reloads (0.7)",
     "PIL": "image resizing and the watermark",
     "numpy": "the watermark removal",
     "jinja2": "the first admin page",
