@@ -154,6 +154,26 @@ def test_a_chunked_body_is_counted_as_it_arrives(small: Gemgate, gemini: FakeGem
     assert gemini.requests == []
 
 
+def test_a_client_that_leaves_mid_body_leaves_no_error_behind(
+    small: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    conn = _open(small)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("authorization", f"Bearer {small.client_key}")  # type: ignore[attr-defined]
+    conn.putheader("content-type", "application/json")
+    conn.putheader("content-length", "1000")
+    conn.endheaders(b'{"model": "gemini-2.5-flash", "messages": [')
+    conn.close()  # 44 of the 1,000 bytes sent
+    # The next request is served as usual, and nothing was logged as an error in between.
+    answer = client(small).chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert answer.choices[0].message.content
+    assert "unexpected error" not in small.log()
+    assert "Traceback" not in small.log()
+    assert len(gemini.requests) == 1
+
+
 def test_fetched_media_past_the_inline_limit_go_through_the_files_api(
     small: Gemgate, gemini: FakeGeminiAPI, pictures: str
 ) -> None:

@@ -19,11 +19,16 @@ MAX_LENGTH = 128
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _NAME = re.compile(_SEGMENT)
 _QUALIFIED = re.compile(rf"(?:models/)?(?:({_SEGMENT})/)?({_SEGMENT})")
+# Names already found good; emptied rather than let grow past its bound.
+_VALID: set[str] = set()
+_VALID_MAX = 4096
 
 
 def check(value: Any, field: str = "model") -> str:
     """The model a client asked for, without Google's `models/` prefix; a 400 naming `field`
     when it is not a string or not a model name."""
+    if isinstance(value, str) and value in _VALID:  # the same few names on every request
+        return value.removeprefix("models/")
     if not isinstance(value, str):
         if value is None:
             raise InvalidRequest(f"{field} is required", param=field)
@@ -36,6 +41,9 @@ def check(value: Any, field: str = "model") -> str:
             " and '-', with at most one 'channel/' prefix",
             param=field,
         )
+    if len(_VALID) >= _VALID_MAX:
+        _VALID.clear()
+    _VALID.add(value)
     return value.removeprefix("models/")
 
 

@@ -68,7 +68,9 @@ async def handle(
         ticket = await gateway.admission.admit(
             key, estimate(len(body), ir_request.generation.max_tokens)
         )
-        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
+        exchange = Exchange(
+            gateway, key, route, fmt.endpoint, started, _request_id(request), ticket=ticket
+        )
         link = ir_request.client_options.get("link_media")
         asked = ir_request.client_options.get("media_format")
         if asked == "url" or (
@@ -141,7 +143,9 @@ class Exchange:
     endpoint: str
     # perf_counter() when the request arrived, and when its first answer event was ready.
     started: float
-    request: Request
+    # The request's id, not the request: a stream keeps its Exchange to the end, and the
+    # Starlette request would keep the whole body it was sent with.
+    request_id: str | None
     first_byte: float | None = None
     credential_id: int | None = None
     usage: ir.Usage = field(default_factory=ir.Usage)
@@ -208,7 +212,7 @@ class Exchange:
             route.channel, route.model, self.endpoint, status, seconds, first_byte, self.usage
         )
         if status >= 400 or gateway.request_log:
-            request_id = self.request.scope["state"].get("request_id")
+            request_id = self.request_id
             if status >= 400:
                 gateway.recent_errors.add(
                     "request",
@@ -257,14 +261,19 @@ def _uploads(channel: object) -> bool:
     return bool(getattr(channel, "uploads_large_media", False))
 
 
+def _request_id(request: Request) -> str | None:
+    return request.scope["state"].get("request_id")  # type: ignore[no-any-return]
+
+
 class _BaseUrl:
-    """The request's own base URL, worked out only if an image needs a link."""
+    """The request's own base URL, worked out only if an image needs a link. It keeps the
+    scope, which is all the URL comes from, rather than the request and its body."""
 
     def __init__(self, request: Request) -> None:
-        self._request = request
+        self._scope = request.scope
 
     def __str__(self) -> str:
-        return str(self._request.base_url)
+        return str(Request(self._scope).base_url)
 
 
 async def restore_signatures(request: ir.Request, model: str, cache: SignatureCache) -> None:
@@ -400,7 +409,7 @@ async def passthrough(
         ticket = await gateway.admission.admit(key, tokens)
         if action != "countTokens":
             exchange = Exchange(
-                gateway, key, route, fmt.endpoint, started, request, ticket=ticket
+                gateway, key, route, fmt.endpoint, started, _request_id(request), ticket=ticket
             )
         served = exchange
 
@@ -538,7 +547,9 @@ async def embed(
                 f"the {route.channel} channel does not serve embeddings", param="model"
             )
         ticket = await gateway.admission.admit(key, len(body) // BYTES_PER_TOKEN + 1)
-        exchange = Exchange(gateway, key, route, fmt.endpoint, started, request, ticket=ticket)
+        exchange = Exchange(
+            gateway, key, route, fmt.endpoint, started, _request_id(request), ticket=ticket
+        )
         result = await gateway.pool.call(
             route.channel,
             route.model,

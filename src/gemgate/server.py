@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        # What start-up made (modules, settings, the store's first load) lives as long as the
+        # process: out of the collector's sight, each full collection stops walking it.
+        gc.freeze()
         if self.started and self.on_started is not None:
             self.on_started()
 
@@ -64,6 +68,8 @@ def run(settings: Settings, worker: Worker | None = None) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
+        # gemgate serves no WebSocket: uvicorn's default would load the websockets package.
+        ws="none",
         log_level=settings.log_level,
         # JSON logs: uvicorn's loggers go through the root handler (and its JSON lines), and
         # gemgate's own request lines replace uvicorn's access log.

@@ -424,6 +424,9 @@ class ChunkReader:
 
     def __init__(self) -> None:
         self._started = False
+        # Usage is cumulative and repeated on every chunk, often unchanged: read only when it
+        # changed, so unchanged usage is not one more event through every layer per chunk.
+        self._usage: dict[str, Any] | None = None
 
     def events(self, chunk: dict[str, Any]) -> list[ir.Event]:
         if "error" in chunk:
@@ -452,13 +455,16 @@ class ChunkReader:
             if reason:
                 out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
         usage = chunk.get("usageMetadata")
-        if usage:
+        if usage and usage != self._usage:
+            self._usage = usage
             out.append(ir.UsageEvent(read_usage(usage)))
         return out
 
 
 def _grounding(cand: dict[str, Any], index: int) -> ir.Grounding | None:
     """Pages a Google Search or URL-context answer drew on, for the client to cite."""
+    if "groundingMetadata" not in cand and "urlContextMetadata" not in cand:
+        return None  # most chunks
     metadata = cand.get("groundingMetadata") or {}
     sources = [
         ir.Source(web["uri"], web.get("title"))
@@ -532,21 +538,21 @@ def usage_in_tail(tail: bytes) -> ir.Usage | None:
     start = tail.find(b"{", at) if at >= 0 else -1
     if start < 0:
         return None
-    # Usage holds numbers and small arrays of objects, no strings with braces in them.
+    # Usage holds numbers and small arrays of objects, no strings with braces in them. Only
+    # the braces are visited (a byte-by-byte loop cost more than the rest of the relay).
     depth = 0
-    for end in range(start, len(tail)):
-        char = tail[end]
-        if char == 0x7B:
-            depth += 1
-        elif char == 0x7D:
-            depth -= 1
-            if depth == 0:
-                try:
-                    data = orjson.loads(tail[start : end + 1])
-                except orjson.JSONDecodeError:
-                    return None
-                return read_usage(data) if isinstance(data, dict) else None
+    for brace in _BRACES.finditer(tail, start):
+        depth += 1 if brace[0] == b"{" else -1
+        if depth == 0:
+            try:
+                data = orjson.loads(tail[start : brace.end()])
+            except orjson.JSONDecodeError:
+                return None
+            return read_usage(data) if isinstance(data, dict) else None
     return None
+
+
+_BRACES = re.compile(rb"[{}]")
 
 
 # -- errors -----------------------------------------------------------------------------------

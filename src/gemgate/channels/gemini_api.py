@@ -44,6 +44,8 @@ class GeminiAPI:
         self.base = settings.gemini_api_base.rstrip("/") + "/v1beta"
         self.http = http
         self._models: list[ModelInfo] = []
+        # The same by id: what a model supports is looked up on every request.
+        self._by_id: dict[str, ModelInfo] = {}
         self._models_at = 0.0
         self._models_ttl = settings.models_cache_ttl
         self.files = FilesAPI(settings, http, classify)
@@ -55,7 +57,7 @@ class GeminiAPI:
     def serves(self, model: str) -> bool:
         if model.endswith(_OTHER_CHANNELS_SUFFIXES):
             return False
-        return model.startswith(_SERVED_PREFIXES) or any(m.id == model for m in self._models)
+        return model.startswith(_SERVED_PREFIXES) or model in self._by_id
 
     def speech_only(self, model: str) -> bool:
         """Whether `model` only speaks (a TTS model), by the operator's `speech_models`."""
@@ -137,10 +139,10 @@ class GeminiAPI:
         return imagen.events(data if isinstance(data, dict) else {}, model)
 
     def _methods(self, model: str) -> list[str] | None:
-        for info in self._models:
-            if info.id == model:
-                return list(info.raw.get("supportedGenerationMethods") or ())
-        return None
+        info = self._by_id.get(model)
+        if info is None:
+            return None
+        return info.raw.get("supportedGenerationMethods") or []  # type: ignore[no-any-return]
 
     async def count_tokens(self, request: ir.Request, model: str, credential: Credential) -> int:
         body = wire.request_body(request, model)
@@ -265,6 +267,7 @@ class GeminiAPI:
             if not token:
                 break
         self._models, self._models_at = models, time.monotonic()
+        self._by_id = {m.id: m for m in models}
         return models
 
     async def probe(self, credential: Credential) -> str:

@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 from gemgate.services.credentials import save_secret
 from gemgate.store import Store
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate.oauth")
@@ -382,6 +383,10 @@ async def loopback_code(
     """Run the browser flow's receiving end: listen on the loopback address, `announce` the
     URL to open, and return (code, redirect_uri) once Google sends the browser back with a code
     for our `state`. Anything else (a wrong state, an error, the timeout) fails the login."""
+    # aiohttp's server side (about 2 MB resident) is only for `gemgate login`: not loaded at
+    # import, which every `serve` does for the token refresh above.
+    from aiohttp import web
+
     state = secrets.token_hex(32)
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 

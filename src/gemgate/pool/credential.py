@@ -65,6 +65,8 @@ class CredentialState:
     def cooling(self, model: str, now: float | None = None) -> float:
         """Seconds left before this credential may serve `model` again (0 when free); a rest
         of the whole credential is kept under `ANY_MODEL`."""
+        if not self.cooldown_until:
+            return 0.0  # the common case, on every attempt
         now = time.monotonic() if now is None else now
         return max(self._left(model, now), self._left(ANY_MODEL, now))
 

@@ -88,7 +88,8 @@ class Pool:
     def _ready(self, cred: Credential, model: str) -> bool:
         """Checked again just before each attempt: while a request waited on one credential,
         another request may have put the next one on cooldown or found it broken."""
-        return self._usable(cred) and self.state(cred.id).cooling(model) == 0.0
+        state = self.state(cred.id)
+        return cred.enabled and state.invalid_reason is None and state.cooling(model) == 0.0
 
     # -- serving --------------------------------------------------------------------------
 
@@ -97,14 +98,18 @@ class Pool:
         now = time.monotonic()
         ready, soonest = [], None
         for cred in self._by_channel.get(channel, ()):
-            if not self._usable(cred):
+            state = self.state(cred.id)
+            if not cred.enabled or state.invalid_reason is not None:
                 continue
-            left = self.state(cred.id).cooling(model, now)
+            left = state.cooling(model, now)
             if left > 0:
                 soonest = left if soonest is None else min(soonest, left)
             else:
                 ready.append(cred)
-        return self._selectors.setdefault(channel, RoundRobin()).order(ready), soonest
+        selector = self._selectors.get(channel)
+        if selector is None:
+            selector = self._selectors[channel] = RoundRobin()
+        return selector.order(ready), soonest
 
     async def stream(
         self,
@@ -117,18 +122,27 @@ class Pool:
         from then on the answer belongs to that credential and its errors reach the client.
         The `prefer`red credential, when usable, goes first."""
         order, _ = self.attempts(channel, model)
-        order.sort(key=lambda cred: cred.id != prefer)
+        if prefer is not None:
+            order.sort(key=lambda cred: cred.id != prefer)
         last: Failure | None = None
         pacer = self._pacers.get(channel)
-        while order := [c for c in order if self._ready(c, model)]:
-            cred = order[0] if pacer is None else await pacer.take(order)
-            if cred is None:
-                raise RateLimited(
-                    f"every {channel} credential is busy (pacing keeps the accounts safe); "
-                    "try again shortly",
-                    retry_after=pacer.pacing.spacing if pacer else None,
-                )
-            order.remove(cred)
+        while order:
+            if pacer is None:
+                cred = order.pop(0)
+            else:
+                # The pacer picks among those still ready: the wait for a turn can be long.
+                order = [c for c in order if self._ready(c, model)]
+                if not order:
+                    break
+                taken = await pacer.take(order)
+                if taken is None:
+                    raise RateLimited(
+                        f"every {channel} credential is busy (pacing keeps the accounts safe); "
+                        "try again shortly",
+                        retry_after=pacer.pacing.spacing,
+                    )
+                cred = taken
+                order.remove(cred)
             try:
                 if not self._ready(cred, model):
                     continue  # it cooled or broke while this request waited for its turn

@@ -11,12 +11,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
 
 from gemgate import ir
 from gemgate.errors import GatewayError, RateLimited
 from gemgate.services.keys import ClientKey
 from gemgate.store import Store
+from gemgate.store.schema import UsageRow
 
 log = logging.getLogger("gemgate.usage")
 WINDOW = 60.0
@@ -37,7 +37,7 @@ def estimate(body_size: int, max_output: int | None) -> int:
 class UsageMeter:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[UsageRow] = []
         # Held while records are being written: a report waits for a write under way.
         self._writing = asyncio.Lock()
         self._minute: dict[int, deque[tuple[float, int]]] = {}
@@ -127,18 +127,18 @@ class UsageMeter:
             usage.prompt_tokens + usage.output_tokens + usage.thought_tokens
         )
         self._pending.append(
-            {
-                "key_id": key.id,
-                "channel": channel,
-                "model": model,
-                "endpoint": endpoint,
-                "status": status,
-                "prompt_tokens": usage.prompt_tokens + usage.tool_prompt_tokens,
-                "output_tokens": usage.output_tokens,
-                "thought_tokens": usage.thought_tokens,
-                "total_tokens": total,
-                "created_at": time.time(),
-            }
+            UsageRow(
+                key_id=key.id,
+                channel=channel,
+                model=model,
+                endpoint=endpoint,
+                status=status,
+                prompt_tokens=usage.prompt_tokens + usage.tool_prompt_tokens,
+                output_tokens=usage.output_tokens,
+                thought_tokens=usage.thought_tokens,
+                total_tokens=total,
+                created_at=time.time(),
+            )
         )
         if total:
             self._recent(key.id, time.monotonic()).append((time.monotonic(), total))
@@ -184,5 +184,5 @@ class UsageMeter:
                 self._stored[key_id] = self._stored.get(key_id, 0) + tokens
         totals = dict(self._stored)
         for row in self._pending:  # recorded while the write was under way
-            totals[row["key_id"]] = totals.get(row["key_id"], 0) + row["total_tokens"]
+            totals[row.key_id] = totals.get(row.key_id, 0) + row.total_tokens
         self._total = totals

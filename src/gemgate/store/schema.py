@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -95,6 +97,23 @@ usage_records = sa.Table(
     sa.Column("total_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
 )
+
+
+class UsageRow(NamedTuple):
+    """One finished request's usage, in the column order of `usage_records`: rows are handed
+    to the database driver as they are."""
+
+    key_id: int
+    channel: str
+    model: str
+    endpoint: str
+    status: int
+    prompt_tokens: int
+    output_tokens: int
+    thought_tokens: int
+    total_tokens: int
+    created_at: float
+
 
 # Responses API answers kept for `previous_response_id` and `GET /v1/responses/{id}`; each is
 # seen only by the key that made it and dropped once `expires_at` has passed.

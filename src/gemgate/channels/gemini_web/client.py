@@ -1,5 +1,6 @@
-"""One web session per account: the transport (curl_cffi with browser impersonation), the
-cookies, the page values, the account status, and the rotation of `__Secure-1PSIDTS`.
+"""One web session per account: the transport (curl_cffi with browser impersonation, in
+`transport.py`), the cookies, the page values, the account status, and the rotation of
+`__Secure-1PSIDTS`.
 
 Cookies are sent and read by hand (the transport's jar is off): the hosts can be pointed at a
 fake on 127.0.0.1 where `.google.com` cookies would never be sent, and what Google sets must be
@@ -17,20 +18,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
-from curl_cffi import CurlMime
-from curl_cffi.requests import AsyncSession
-from curl_cffi.requests.exceptions import RequestException
 
 from gemgate import errors
 from gemgate.channels.gemini_web import frames
 from gemgate.channels.gemini_web.request import ModelTable
-from gemgate.channels.gemini_web.streaming import Head, StreamFailed, StreamingPost
 from gemgate.config import Settings
 from gemgate.pool import Credential, Failure, UpstreamFailed
+
+if TYPE_CHECKING:
+    from gemgate.channels.gemini_web.transport import Transport
 
 log = logging.getLogger("gemgate.gemini_web")
 
@@ -348,6 +348,16 @@ class WebSession:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file sent as multipart/form-data (the transport builds curl's form from it)."""
+
+    name: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass(slots=True)
 class Reply:
     status: int
@@ -381,10 +391,16 @@ class WebClient:
         self.upload_base = settings.web_upload_base.rstrip("/")
         self._write_secret = write_secret
         self._sessions: dict[int, WebSession] = {}
-        self._http: AsyncSession[Any] | None = None
-        self._streaming = StreamingPost(
-            settings.web_impersonate, settings.connect_timeout, settings.read_timeout
-        )
+        self._transport: Transport | None = None
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            # The one place curl_cffi gets loaded (see transport.py for why it waits).
+            from gemgate.channels.gemini_web.transport import Transport
+
+            self._transport = Transport(self.settings)
+        return self._transport
 
     def session_for(self, credential: Credential) -> WebSession:
         session = self._sessions.get(credential.id)
@@ -404,24 +420,10 @@ class WebClient:
                 "credential %s: could not store the rotated cookie", session.credential.id
             )
 
-    @property
-    def http(self) -> AsyncSession[Any]:
-        if self._http is None:
-            self._http = AsyncSession(
-                impersonate=self.settings.web_impersonate,  # type: ignore[arg-type]
-                discard_cookies=True,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                allow_redirects=True,
-                trust_env=False,
-                max_clients=64,
-            )
-        return self._http
-
     async def close(self) -> None:
-        self._streaming.close()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
 
     def page_headers(self) -> dict[str, str]:
         return {
@@ -452,31 +454,21 @@ class WebClient:
         *,
         headers: dict[str, str],
         body: bytes | None = None,
-        multipart: CurlMime | None = None,
+        upload: FilePart | None = None,
         only_session_cookies: bool = False,
         cookies: bool = True,
         redirects: bool = True,
     ) -> Reply:
         if cookies:
             headers = {**headers, "Cookie": session.cookie_header(only_session_cookies)}
-        try:
-            response = await self.http.request(
-                method,  # type: ignore[arg-type]
-                url,
-                headers=headers,
-                data=body,
-                multipart=multipart,
-                proxy=self._proxy(session),
-                allow_redirects=redirects,
-            )
-        except RequestException as exc:
-            raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
-        reply = Reply(
-            response.status_code,
-            str(response.url),
-            _set_cookies(response.headers),
-            response.content,
-            response.headers.get("location"),
+        reply = await self.transport.request(
+            method,
+            url,
+            headers=headers,
+            body=body,
+            upload=upload,
+            proxy=self._proxy(session),
+            redirects=redirects,
         )
         if cookies:
             session.merge(reply.set_cookies)
@@ -487,14 +479,8 @@ class WebClient:
     ) -> AsyncIterator[Reply | bytes]:
         """POST and yield the reply head, then its body as it arrives."""
         headers = {**headers, "Cookie": session.cookie_header()}
-        chunks = self._streaming.post(self.http.acurl, url, headers, body, self._proxy(session))
+        head, chunks = await self.transport.open_stream(url, headers, body, self._proxy(session))
         try:
-            head = await anext(chunks)
-        except StreamFailed as exc:
-            await chunks.aclose()  # type: ignore[attr-defined]
-            raise transient(f"could not reach the Gemini web app: {exc}") from None
-        try:
-            assert isinstance(head, Head)
             reply = Reply(head.status, url, head.set_cookies)
             session.merge(reply.set_cookies)
             yield reply
@@ -502,11 +488,7 @@ class WebClient:
                 assert isinstance(chunk, bytes)
                 yield chunk
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-
-
-def _set_cookies(headers: Any) -> list[str]:
-    return [v for v in headers.get_list("set-cookie") if v]
+            await chunks.aclose()
 
 
 def _page_value(html: str, key: str) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ class StreamingPost:
         headers: dict[str, str],
         body: bytes,
         proxy: str | None,
-    ) -> AsyncIterator[Head | bytes]:
+    ) -> AsyncGenerator[Head | bytes, None]:
         """The reply's head, then its body: all that has come by each wake-up in one piece."""
         curl = self._handles.pop() if self._handles else self._new_handle()
         sink = _Sink()

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curl_cffi import CurlMime
-
-from gemgate.channels.gemini_web.client import WebSession, transient
+from gemgate.channels.gemini_web.client import FilePart, WebSession, transient
 
 # Kinds in the browser's attachment shape: 1 image, 3 text or any other file.
 _IMAGE, _FILE = 1, 3
@@ -28,26 +26,21 @@ def file_name(mime: str, index: int) -> str:
 async def upload(session: WebSession, name: str, mime: str, data: bytes) -> list[Any]:
     """Upload one file; the attachment entry that refers to it in inner slot 0."""
     page, _ = await session.ready()
-    form = CurlMime()
-    form.addpart(name="file", content_type=mime, filename=name, data=data)
     client = session.client
-    try:
-        reply = await client.send(
-            session,
-            "POST",
-            client.upload_base + "/upload",
-            headers={
-                "Origin": "https://gemini.google.com",
-                "Referer": "https://gemini.google.com/",
-                "Push-ID": page.push_id,
-                "X-Tenant-Id": "bard-storage",
-            },
-            multipart=form,
-            # The push host is not a google.com host: its requests carry no session cookies.
-            cookies=False,
-        )
-    finally:
-        form.close()
+    reply = await client.send(
+        session,
+        "POST",
+        client.upload_base + "/upload",
+        headers={
+            "Origin": "https://gemini.google.com",
+            "Referer": "https://gemini.google.com/",
+            "Push-ID": page.push_id,
+            "X-Tenant-Id": "bard-storage",
+        },
+        upload=FilePart("file", name, mime, data),
+        # The push host is not a google.com host: its requests carry no session cookies.
+        cookies=False,
+    )
     ref = reply.text.strip()
     if reply.status != 200 or not ref:
         raise transient(f"the web app's upload host answered HTTP {reply.status}")
