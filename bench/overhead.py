@@ -1103,7 +1103,6 @@ def run(args: argparse.Namespace) -> None:
         "targets": {
             name: {"target": TARGETS[name][0], "pass": verdict(name, derived.get(name))}
             for name in TARGETS
-            if name in derived  # `--only` leaves some out (the worker rows)
         },
         "workers_rig": asdict(rig) if rig is not None else None,
         "profile_top_self": hot,
