@@ -19,7 +19,7 @@ from gemgate.services.keys import CHANNELS
 _WILDCARDS = frozenset("*?[")
 # How long the channels found serving a model name are reused before they are asked again: a
 # channel's model list can grow while gemgate runs, and asking every channel on every request
-# was a twentieth of gemgate's CPU on the fast path.
+# was a few per cent of gemgate's CPU on the fast path.
 SERVING_TTL = 1.0
 # Model names are few; the cache is emptied rather than let grow past this.
 _SERVING_MAX = 1024

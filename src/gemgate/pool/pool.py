@@ -83,13 +83,18 @@ class Pool:
         return any(self._usable(c) for c in self._by_channel.get(channel, ()))
 
     def _usable(self, cred: Credential) -> bool:
-        return cred.enabled and self.state(cred.id).invalid_reason is None
+        return self._usable_state(cred) is not None
+
+    def _usable_state(self, cred: Credential) -> CredentialState | None:
+        """The runtime state of a credential that may serve (enabled, not found broken)."""
+        state = self.state(cred.id)
+        return state if cred.enabled and state.invalid_reason is None else None
 
     def _ready(self, cred: Credential, model: str) -> bool:
         """Checked again just before each attempt: while a request waited on one credential,
         another request may have put the next one on cooldown or found it broken."""
-        state = self.state(cred.id)
-        return cred.enabled and state.invalid_reason is None and state.cooling(model) == 0.0
+        state = self._usable_state(cred)
+        return state is not None and state.cooling(model) == 0.0
 
     # -- serving --------------------------------------------------------------------------
 
@@ -98,8 +103,8 @@ class Pool:
         now = time.monotonic()
         ready, soonest = [], None
         for cred in self._by_channel.get(channel, ()):
-            state = self.state(cred.id)
-            if not cred.enabled or state.invalid_reason is not None:
+            state = self._usable_state(cred)
+            if state is None:
                 continue
             left = state.cooling(model, now)
             if left > 0:
