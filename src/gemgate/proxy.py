@@ -360,17 +360,17 @@ class Passthrough(Protocol):
     def passthrough(
         self, model: str, action: str, body: bytes, credential: Any
     ) -> AsyncIterator[bytes]:
-        """The upstream's answer: one whole body, or for `streamGenerateContent` one whole
-        event's JSON at a time, as the upstream wrote it."""
+        """The upstream's answer: one whole body, or for `streamGenerateContent` its SSE
+        events as the upstream framed them, in blocks of one or more whole events."""
         ...
 
     def usage_of(self, tail: bytes) -> ir.Usage | None: ...
 
 
 class RelayFormat(Format, Protocol):
-    """A format whose streams are relayed event by event, untouched, in its own framing."""
+    """A format whose streams are relayed untouched, in its own framing."""
 
-    def relay_event(self, payload: bytes, first: bool) -> bytes: ...
+    def relay_events(self, events: bytes, first: bool) -> bytes: ...
 
     def relay_end(self, sent: bool) -> bytes: ...
 
@@ -463,6 +463,7 @@ async def _relay(
     client's. An error, after some events, is one more whole event."""
     status, message = 200, None
     last = b""
+    sent = False
     drain = exchange.gateway.drain if exchange is not None else None
     if drain is not None:
         drain.enter()
@@ -470,23 +471,27 @@ async def _relay(
         try:
             if first is not None:
                 last = first
-                yield fmt.relay_event(first, True)
-            async for event in events:
-                yield fmt.relay_event(event, not last)
-                last = event
-            yield fmt.relay_end(bool(last))
+                frame = fmt.relay_events(first, True)
+                sent = bool(frame)
+                yield frame
+            async for last in events:
+                frame = fmt.relay_events(last, not sent)
+                if frame:
+                    sent = True
+                    yield frame
+            yield fmt.relay_end(sent)
         except GatewayError as error:
             status, message = error.status, error.message
-            yield fmt.relay_error(error, bool(last))
+            yield fmt.relay_error(error, sent)
         except asyncio.CancelledError:
             if drain is None or not drain.cutting:
                 raise
             status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
-            yield fmt.relay_error(SHUTTING_DOWN, bool(last))
+            yield fmt.relay_error(SHUTTING_DOWN, sent)
         except Exception:
             status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError(message), bool(last))
+            yield fmt.relay_error(InternalError(message), sent)
         finally:
             if drain is not None:
                 drain.leave()

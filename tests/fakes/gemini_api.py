@@ -268,6 +268,7 @@ class Reply:
     seconds: float = 0.0
     thoughts_tokens: int = 0
     content_type: str = "application/json"
+    write_size: int | None = None
 
     @classmethod
     def text(
@@ -280,11 +281,14 @@ class Reply:
         usage: dict[str, Any] | None = None,
         delay: float = 0.0,
         signature: str | None = None,
+        write_size: int | None = None,
     ) -> Reply:
         """A plain answer; streamed as `chunks` text pieces after an optional thought chunk.
 
         `signature` is attached to the last text part (unary) or to a trailing empty-text part
         (streams); AUTO_SIGNATURE makes the fake issue a valid one for the model.
+        `write_size`: the stream's bytes are written that many at a time (`delay` apart),
+        wherever that cuts its events, as TCP may deliver them.
         """
         return cls(
             kind="text",
@@ -295,6 +299,7 @@ class Reply:
             usage=usage,
             delay=delay,
             signature=signature,
+            write_size=write_size,
         )
 
     @classmethod
@@ -1370,6 +1375,29 @@ class MediaAPIs:
     def _authenticate(self, request: web.Request, api_key: str | None) -> None:
         raise NotImplementedError
 
+    async def _stream_split(
+        self,
+        request: web.Request,
+        call: _Call,
+        chunks: list[dict[str, Any]],
+        size: int,
+        delay: float,
+    ) -> web.StreamResponse:
+        """A stream whose writes ignore its event boundaries."""
+        if call.sse:
+            body = b"".join(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
+        else:
+            body = b"[" + b",\r\n".join(orjson.dumps(chunk) for chunk in chunks) + b"]"
+        content_type = "text/event-stream" if call.sse else "application/json; charset=UTF-8"
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        await resp.prepare(request)
+        for at in range(0, len(body), size):
+            if at and delay:
+                await asyncio.sleep(delay)
+            await resp.write(body[at : at + size])
+        await resp.write_eof()
+        return resp
+
     @staticmethod
     def _json(payload: Any, status: int = 200) -> web.Response:
         raise NotImplementedError
@@ -1840,6 +1868,8 @@ class FakeGeminiAPI(MediaAPIs):
                 self._slow -= 1
         if not stream:
             return self._json(self._unary(chunks[0] if len(chunks) == 1 else _merge(chunks), call))
+        if reply.write_size:
+            return await self._stream_split(request, call, chunks, reply.write_size, reply.delay)
         return await self._stream(request, call, chunks, reply.delay)
 
     def _unary(self, response: dict[str, Any], call: _Call) -> Any:

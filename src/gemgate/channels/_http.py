@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from gemgate import sse
 from gemgate.config import Settings
 
 
@@ -41,28 +42,7 @@ class Http:
 
 
 async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payload of each server-sent event, as soon as its blank line arrives.
-
-    Lines are split by hand over raw chunks because a single event can carry megabytes of
-    base64 (generated images), more than aiohttp's line reader allows.
-    """
-    pending = b""
-    data: list[bytes] = []
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    yield b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-    if pending.startswith(b"data:"):
-        value = pending[5:].rstrip(b"\r")
-        data.append(value[1:] if value.startswith(b" ") else value)
-    if data:
-        yield b"\n".join(data)
+    """The `data:` payload of each server-sent event, as soon as its blank line arrives."""
+    async for events in sse.whole_events(response.content.iter_any()):
+        for payload in sse.payloads(events):
+            yield payload

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from gemgate import errors, ir, model_names
+from gemgate import errors, ir, model_names, sse
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
@@ -162,8 +162,9 @@ class GeminiAPI:
         """The fast path for clients that speak the Gemini API: the body goes up untouched and
         the answer comes back as Google wrote it. Only the key (ours, in a header) and the model
         (in the URL) differ from what the client sent. Streams are always asked for as SSE
-        (whatever form the client wants) and handed on one whole event at a time, so the client
-        never gets half an event, even when the upstream connection breaks."""
+        (whatever form the client wants) and handed on as Google framed them, in blocks of
+        whole events, so the client never gets half an event, even when the upstream
+        connection breaks."""
         stream = action == "streamGenerateContent"
         url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
@@ -190,9 +191,9 @@ class GeminiAPI:
                     started = True
                     yield raw
                     return
-                async for event in sse_data(response):
+                async for events in sse.whole_events(response.content.iter_any()):
                     started = True
-                    yield event
+                    yield events
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             if started:
