@@ -459,8 +459,9 @@ async def _relay(
     upstream: Passthrough,
     fmt: RelayFormat,
 ) -> AsyncGenerator[bytes, None]:
-    """Upstream events to the client as they arrive, never re-encoded; only the framing is the
-    client's. An error, after some events, is one more whole event."""
+    """Upstream events to the client as they arrive, in blocks of whole events, never
+    re-encoded; only the framing is the client's. An error, after some events, is one more
+    whole event."""
     status, message = 200, None
     last = b""
     sent = False
@@ -469,17 +470,15 @@ async def _relay(
         drain.enter()
     async with aclosing(events):
         try:
-            if first is not None:
-                last = first
-                frame = fmt.relay_events(first, True)
-                sent = bool(frame)
+            if first is not None and (frame := fmt.relay_events(first, True)):
+                last, sent = first, True
                 yield frame
-            async for last in events:
-                frame = fmt.relay_events(last, not sent)
-                if frame:
-                    sent = True
+            async for block in events:
+                if frame := fmt.relay_events(block, not sent):
+                    last, sent = block, True
                     yield frame
-            yield fmt.relay_end(sent)
+            if end := fmt.relay_end(sent):
+                yield end
         except GatewayError as error:
             status, message = error.status, error.message
             yield fmt.relay_error(error, sent)
