@@ -2,7 +2,8 @@
 (uvloop, httptools), that relays each request to the upstream with one aiohttp call and
 nothing else: no keys, no routing, no translation, no usage. What it costs is what the stack
 costs; whatever gemgate costs above it is gemgate's own. Used by `overhead.py` (the `floor`
-rows); it speaks only the Gemini API's generateContent, with one fixed upstream key.
+rows); it speaks only the Gemini API's generateContent and streamGenerateContent, with one
+fixed upstream key.
 
     python bench/floor_app.py --port 9300 --upstream http://127.0.0.1:9100 --key k1
 """
@@ -43,11 +44,16 @@ def make_app(upstream: str, key: str) -> Any:
         if session is None:
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         url = upstream + scope["path"]
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode()
         async with session.post(url, data=body, headers=headers) as response:
-            answer = await response.read()
-        head = [(b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": response.status, "headers": head})
-        await send({"type": "http.response.body", "body": answer})
+            kind = response.headers.get("content-type", "application/json").encode()
+            head = [(b"content-type", kind)]
+            await send({"type": "http.response.start", "status": response.status, "headers": head})
+            # Each read goes on as it comes: a stream's chunks too.
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     return app
 

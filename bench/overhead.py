@@ -109,6 +109,10 @@ PREVIOUS: dict[str, float] = {
 # A model the fake answers a chunk every SLOW_DELAY seconds: streams that stay open, for the
 # memory of OPEN_STREAMS streams under way at once.
 SLOW_MODEL, SLOW_DELAY, OPEN_STREAMS = "gemini-2.5-pro", 0.5, 1000
+# A model the fake streams a chunk every PACED_DELAY seconds, as a real model streams: each
+# chunk reaches gemgate in a read of its own. Unpaced, the fake writes a whole answer faster
+# than a busy gemgate reads, and most answers arrive in one read (the `paced` rows).
+PACED_MODEL, PACED_DELAY = "gemini-2.5-flash-lite", 0.002
 # gemini_official: one account for gemgate, another for the direct calls (a page fetch by one
 # side would otherwise make the other side's token stale).
 WEB_MODEL = "gemini-3-fast"
@@ -349,7 +353,7 @@ class Stack:
             CLIENT_CORE,
             *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
             *("--keys", UPSTREAM_KEY, "--chunks", str(self.chunks)),
-            *("--slow", f"{SLOW_MODEL}={SLOW_DELAY}"),
+            *("--slow", f"{SLOW_MODEL}={SLOW_DELAY}", "--slow", f"{PACED_MODEL}={PACED_DELAY}"),
             log="fake.log",
         )
         wait_http(f"{self.fake_url}/v1beta/models?key={UPSTREAM_KEY}", fake)
@@ -545,6 +549,42 @@ class Stack:
                 True,
                 lambda status, body: status == 200 and body.count(b"data: ") == n,
             ),
+            "paced-gemgate-stream": Target(
+                "gemgate",
+                f"{self.url}/v1/chat/completions",
+                auth,
+                orjson.dumps({**CHAT_BODY, "model": PACED_MODEL, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and body.endswith(b"data: [DONE]\n\n")
+                    and body.count(b"data: ") >= n
+                ),
+            ),
+            "paced-native-stream": Target(
+                "native",
+                f"{self.url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
+                native_auth,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "paced-floor-stream": Target(
+                "floor",
+                f"{self.floor_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
+                {"content-type": "application/json"},
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "paced-direct-stream": Target(
+                "direct",
+                f"{self.fake_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
+                direct,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
             "gemgate-cli": Target(
                 "gemgate",
                 f"{self.url}/gemini_cli/v1/chat/completions",
@@ -718,6 +758,10 @@ def derive(
         "cpu_ms_stream_anthropic": cpu("stream-c32/anthropic"),
         "cpu_ms_stream_native": cpu("stream-c32/native"),
         "cpu_ms_nonstream_native": cpu("nonstream-c32/native"),
+        # Chunks paced as a real model sends them: per-chunk costs, not per-read ones.
+        "cpu_ms_paced_stream_openai": cpu("paced-stream-c32/gemgate"),
+        "cpu_ms_paced_stream_native": cpu("paced-stream-c32/native"),
+        "cpu_ms_paced_stream_floor": cpu("paced-stream-c32/floor"),
         "added_ttfc_ms_c1": added("stream-c1", lambda r: r.ttfc_p50_ms),
         "rss_mb_1000_streams": streams_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
@@ -849,6 +893,14 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
             "responses-stream",
             "gemgate-stream",
             "direct-stream",
+        ),
+        (
+            "paced-stream-c32",
+            32,
+            "paced-floor-stream",
+            "paced-native-stream",
+            "paced-gemgate-stream",
+            "paced-direct-stream",
         ),
         ("web-stream-c32", 32, "web-gemgate-stream", "web-direct-stream"),
         ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),

@@ -2066,9 +2066,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between chunks")
     parser.add_argument(
         "--slow",
-        default="",
+        action="append",
+        default=[],
         metavar="MODEL=SECONDS",
-        help="a model whose answers wait SECONDS between chunks (streams that stay open)",
+        help="a model whose answers wait SECONDS between chunks (repeatable)",
     )
     args = parser.parse_args(argv)
     fake = FakeGeminiAPI(keys=args.keys.split(","), stream_chunks=args.chunks, host=args.host)
@@ -2076,10 +2077,12 @@ def main(argv: list[str] | None = None) -> None:
         fake.always(
             Reply.text("Hello from the fake Gemini API", chunks=args.chunks, delay=args.delay)
         )
-    if args.slow:
-        model, _, seconds = args.slow.partition("=")
-        slow = Reply.text("Hello, slowly", chunks=args.chunks, delay=float(seconds))
-        fake.always(slow, model=model)
+    for slow in args.slow:
+        model, _, seconds = slow.partition("=")
+        # Long enough that every chunk has text of its own.
+        text = "Hello from the fake Gemini API, slowly: " + "x" * args.chunks
+        paced = Reply.text(text, chunks=args.chunks, delay=float(seconds))
+        fake.always(paced, model=model)
     fake.start(args.port)
     print(f"fake Gemini API on {fake.base_url} (keys: {args.keys})", flush=True)
     stopped = threading.Event()
