@@ -41,8 +41,6 @@ class Http:
             self._session = None
 
 
-async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payload of each server-sent event, as soon as its blank line arrives."""
-    async for events in sse.whole_events(response.content.iter_any()):
-        for payload in sse.payloads(events):
-            yield payload
+def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The `data:` payload of each server-sent event of a response, as soon as it is whole."""
+    return sse.data(response.content.iter_any())
