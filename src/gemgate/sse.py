@@ -27,21 +27,22 @@ async def whole_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield pending + b"\r\n\r\n"
 
 
-async def data(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The `data:` payload of each event of a byte stream, as soon as its blank line arrives."""
+async def data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of a byte stream's events, as soon as their blank lines arrive: all
+    that each chunk completed, together (never an empty list)."""
     pending = b""
     partial: list[bytes] = []
     async for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        for payload in _complete(lines, partial):
-            yield payload
+        if found := _complete(lines, partial):
+            yield found
     if pending.startswith(b"data:"):
         value = pending[5:].rstrip(b"\r")
         partial.append(value[1:] if value.startswith(b" ") else value)
     if partial:
         # The stream ended cleanly without a last blank line: its last event is still whole.
-        yield b"\n".join(partial)
+        yield [b"\n".join(partial)]
 
 
 def payloads(events: bytes) -> list[bytes]:

@@ -318,9 +318,12 @@ class Reply:
         )
 
     @classmethod
-    def chunks(cls, responses: list[dict[str, Any]], delay: float = 0.0) -> Reply:
-        """Exact GenerateContentResponse chunks; a unary call gets them merged into one."""
-        return cls(kind="chunks", responses=responses, delay=delay)
+    def chunks(
+        cls, responses: list[dict[str, Any]], delay: float = 0.0, write_size: int | None = None
+    ) -> Reply:
+        """Exact GenerateContentResponse chunks; a unary call gets them merged into one.
+        `write_size` as for `text`."""
+        return cls(kind="chunks", responses=responses, delay=delay, write_size=write_size)
 
     @classmethod
     def error(

@@ -41,6 +41,7 @@ class Http:
             self._session = None
 
 
-def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payload of each server-sent event of a response, as soon as it is whole."""
+def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of a response's server-sent events, as soon as they are whole: all
+    that each read completed, together."""
     return sse.data(response.content.iter_any())

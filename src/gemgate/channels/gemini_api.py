@@ -70,10 +70,10 @@ class GeminiAPI:
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Batch]:
         if imagen.is_imagen(model, self._methods(model)):
-            for event in await self._predict(request, model, credential):
-                yield event
+            if batch := await self._predict(request, model, credential):
+                yield batch
             return
         if self.speech_only(model):
             payload = wire.speech_request_body(request, model)
@@ -94,14 +94,18 @@ class GeminiAPI:
         try:
             async with await self._post_placed(url, payload, credential) as response:
                 if request.stream:
-                    async for data in sse_data(response):
-                        for event in reader.events(orjson.loads(data)):
+                    async for payloads in sse_data(response):
+                        batch, failure = reader.batch(payloads)
+                        if batch:
                             started = True
-                            yield event
+                            yield batch
+                        if failure is not None:
+                            raise failure
                 else:
-                    for event in reader.events(orjson.loads(await response.read())):
+                    batch = reader.events(orjson.loads(await response.read()))
+                    if batch:
                         started = True
-                        yield event
+                        yield batch
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             error = _transport_error(exc)
             if started:
