@@ -189,6 +189,8 @@ class Exchange:
         return True
 
     async def _ready(self, batch: ir.Batch) -> ir.Batch:
+        """A batch with more to see to: tool call signatures remembered, speech re-encoded,
+        generated images and videos shaped and linked as the client asked."""
         ready: ir.Batch = []
         for event in batch:
             if isinstance(event, ir.PartEvent):
