@@ -103,6 +103,9 @@ def test_chat_and_stream_on_every_front(
     reasoning = (answer.choices[0].message.model_extra or {}).get("reasoning_content")
     assert bool(reasoning) == (thinking == 2)
 
+    # Frames apart in time, as the web app sends them (what arrives in one read goes on as
+    # one piece): the answer reaches the client in pieces.
+    web.script(WebReply(delay=0.05))
     stream = oai(gateway).chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Say hi"}], stream=True
     )

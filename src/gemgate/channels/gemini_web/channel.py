@@ -490,6 +490,9 @@ class AnswerReader:
         self.rich: Any = None  # the chosen candidate's latest rich-content block
         self.raw_text = ""  # its text as it came: placeholders say what a tool made
         self._last_payload: Any = None
+        # The newest candidate of the read under way: the text is cumulative, so its deltas
+        # are taken once a read is done, from the newest frame only.
+        self._latest: frames.Candidate | None = None
 
     async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Batch]:
         """The answer's events, those of one read together."""
@@ -540,7 +543,7 @@ class AnswerReader:
                 batch += self._payload(payload)
         except (UpstreamFailed, UsageLimit, errors.GatewayError) as failure:
             return batch, failure
-        return batch, None
+        return batch + self._deltas(), None
 
     def _payload(self, payload: Any) -> list[ir.Event]:
         if payload == self._last_payload:
@@ -549,6 +552,7 @@ class AnswerReader:
         out: list[ir.Event] = []
         for entry in frames.entries(payload):
             if entry.error_code is not None and entry.error_code != 1096:
+                out.extend(self._deltas())  # the words before the error are the client's
                 self._error(entry.error_code)
             if entry.body is None:
                 continue
@@ -557,6 +561,7 @@ class AnswerReader:
             self.rid = turn.rid or self.rid
             self.context = turn.context or self.context
             if turn.answered_by and not self.verified:
+                out.extend(self._deltas())
                 self._verify(turn.answered_by, turn.answered_name)
             if not turn.candidates:
                 continue
@@ -568,14 +573,20 @@ class AnswerReader:
             if not self.opened:
                 self.opened = True
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
+            self._latest = candidate
+        return out
+
+    def _deltas(self) -> list[ir.Event]:
+        """The new thoughts and words of the newest frame read, and what may now go out."""
+        candidate, self._latest = self._latest, None
+        if candidate is not None:
             thought = self.thoughts.delta(candidate.thoughts, candidate.done)
             if thought:
                 self.held.append(ir.PartEvent(ir.Text(thought, thought=True)))
             text = self.text.delta(candidate.text, candidate.done)
             if text:
                 self.held.append(ir.PartEvent(ir.Text(text)))
-            out.extend(self._release())
-        return out
+        return self._release()
 
     def _made_something(self) -> bool:
         """An answer with no words of its own can still be one: an image and its placeholder."""
