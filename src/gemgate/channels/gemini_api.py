@@ -87,13 +87,16 @@ class GeminiAPI:
                     param="audio",
                 )
             payload = wire.request_body(request, model)
-        method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
+        stream = request.stream
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
             async with await self._post_placed(url, payload, credential) as response:
-                if request.stream:
+                # An answer may stream for minutes; its request (a whole conversation) is sent.
+                del request, payload
+                if stream:
                     async for data in sse_data(response):
                         for event in reader.events(orjson.loads(data)):
                             started = True
