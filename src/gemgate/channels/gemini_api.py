@@ -176,6 +176,7 @@ class GeminiAPI:
         started = False
         try:
             async with self._post(url, body, credential) as response:
+                del body  # sent: an answer may stream for minutes
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)
