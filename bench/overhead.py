@@ -109,6 +109,10 @@ PREVIOUS: dict[str, float] = {
 # A model the fake answers a chunk every SLOW_DELAY seconds: streams that stay open, for the
 # memory of OPEN_STREAMS streams under way at once.
 SLOW_MODEL, SLOW_DELAY, OPEN_STREAMS = "gemini-2.5-pro", 0.5, 1000
+# A model the fake streams a chunk every PACED_DELAY seconds, as a real model streams: each
+# chunk reaches gemgate in a read of its own. Unpaced, the fake writes a whole answer faster
+# than a busy gemgate reads, and most answers arrive in one read (the `paced` rows).
+PACED_MODEL, PACED_DELAY = "gemini-2.5-flash-lite", 0.002
 # gemini_official: one account for gemgate, another for the direct calls (a page fetch by one
 # side would otherwise make the other side's token stale).
 WEB_MODEL = "gemini-3-fast"
@@ -283,6 +287,7 @@ class Stack:
         self.cli_fake_url = f"http://127.0.0.1:{free_port()}"
         self.cli_token = ""  # the fake Code Assist account's access token, for direct calls
         self.url = f"http://127.0.0.1:{self.port}"
+        self.floor_url = f"http://127.0.0.1:{free_port()}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GEMGATE_")} | {
             "GEMGATE_DATA_DIR": str(self.tmp / "data"),
             "GEMGATE_GEMINI_API_BASE": self.fake_url,
@@ -348,11 +353,20 @@ class Stack:
             CLIENT_CORE,
             *("-m", "tests.fakes.gemini_api", "--port", str(self.fake_port)),
             *("--keys", UPSTREAM_KEY, "--chunks", str(self.chunks)),
-            *("--slow", f"{SLOW_MODEL}={SLOW_DELAY}"),
+            *("--slow", f"{SLOW_MODEL}={SLOW_DELAY}", "--slow", f"{PACED_MODEL}={PACED_DELAY}"),
             log="fake.log",
         )
         wait_http(f"{self.fake_url}/v1beta/models?key={UPSTREAM_KEY}", fake)
         self._start_code_assist()
+        # The bare relay (bench/floor_app.py): idle on gemgate's core until its rows run.
+        self.floor = self._spawn(
+            GEMGATE_CORE,
+            str(ROOT / "bench" / "floor_app.py"),
+            *("--port", str(urlsplit(self.floor_url).port)),
+            *("--upstream", self.fake_url, "--key", UPSTREAM_KEY),
+            log="floor.log",
+        )
+        wait_http(f"{self.floor_url}/healthz", self.floor)
         self.server = self._spawn(GEMGATE_CORE, "-m", "gemgate", "serve", log="gemgate.log")
         self.startup_s = wait_http(f"{self.url}/healthz", self.server)
         time.sleep(0.5)  # let start-up work (store load, first reload tick) settle
@@ -471,6 +485,14 @@ class Stack:
                 False,
                 lambda status, body: status == 200 and b'"choices"' in body,
             ),
+            "floor": Target(
+                "floor",
+                f"{self.floor_url}/v1beta/models/{MODEL}:generateContent",
+                {"content-type": "application/json"},
+                orjson.dumps(GEMINI_BODY),
+                False,
+                lambda status, body: status == 200 and b'"candidates"' in body,
+            ),
             "direct": Target(
                 "direct",
                 f"{base}:generateContent",
@@ -522,6 +544,42 @@ class Stack:
             "direct-stream": Target(
                 "direct",
                 f"{base}:streamGenerateContent?alt=sse",
+                direct,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "paced-gemgate-stream": Target(
+                "gemgate",
+                f"{self.url}/v1/chat/completions",
+                auth,
+                orjson.dumps({**CHAT_BODY, "model": PACED_MODEL, "stream": True}),
+                True,
+                lambda status, body: (
+                    status == 200
+                    and body.endswith(b"data: [DONE]\n\n")
+                    and body.count(b"data: ") >= n
+                ),
+            ),
+            "paced-native-stream": Target(
+                "native",
+                f"{self.url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
+                native_auth,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "paced-floor-stream": Target(
+                "floor",
+                f"{self.floor_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
+                {"content-type": "application/json"},
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            ),
+            "paced-direct-stream": Target(
+                "direct",
+                f"{self.fake_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
                 direct,
                 orjson.dumps(GEMINI_BODY),
                 True,
@@ -683,9 +741,12 @@ def derive(
     def over(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else a / b if b else math.nan
 
-    def added(name: str, value: Callable[[Result], float | None]) -> float | None:
-        """What gemgate adds to `value` over the direct call, one request at a time."""
-        gemgate, direct = results.get(f"{name}/gemgate"), results.get(f"{name}/direct")
+    def added(
+        name: str, value: Callable[[Result], float | None], via: str = "gemgate"
+    ) -> float | None:
+        """What gemgate (or the floor) adds to `value` over the direct call, one request at a
+        time."""
+        gemgate, direct = results.get(f"{name}/{via}"), results.get(f"{name}/direct")
         if gemgate is None or direct is None:
             return None
         a, b = (value(r) if r.requests else None for r in (gemgate, direct))
@@ -697,6 +758,10 @@ def derive(
         "cpu_ms_stream_anthropic": cpu("stream-c32/anthropic"),
         "cpu_ms_stream_native": cpu("stream-c32/native"),
         "cpu_ms_nonstream_native": cpu("nonstream-c32/native"),
+        # Chunks paced as a real model sends them: per-chunk costs, not per-read ones.
+        "cpu_ms_paced_stream_openai": cpu("paced-stream-c32/gemgate"),
+        "cpu_ms_paced_stream_native": cpu("paced-stream-c32/native"),
+        "cpu_ms_paced_stream_floor": cpu("paced-stream-c32/floor"),
         "added_ttfc_ms_c1": added("stream-c1", lambda r: r.ttfc_p50_ms),
         "rss_mb_1000_streams": streams_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
@@ -705,6 +770,9 @@ def derive(
         "web_stream_cpu_vs_gemini": over(cpu("web-stream-c32/gemgate"), cpu("stream-c32/gemgate")),
         "throughput_ratio_nonstream_c1": ratio("nonstream-c1"),
         "added_p50_ms_c1": added("nonstream-c1", lambda r: r.p50_ms),
+        # The same through the bare relay: what uvicorn and aiohttp alone add.
+        "added_p50_ms_c1_floor": added("nonstream-c1", lambda r: r.p50_ms, "floor"),
+        "cpu_ms_nonstream_floor": cpu("nonstream-c32/floor"),
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
@@ -747,7 +815,7 @@ def show(results: dict[str, Result], derived: dict[str, float | None]) -> None:
     if any(r.core0_other_pct > 10 for r in results.values()):
         print("warning: other processes used core 0; gemgate's numbers are low by that much")
     print()
-    units = {"mb": "MB", "_s": "s", "ms_c1": "ms", "streams": "MB"}
+    units = {"mb": "MB", "_s": "s", "ms_c1": "ms", "c1_floor": "ms", "streams": "MB"}
     print(f"{'':<32}{'now':>12}   {'before #14':>10}   target")
     for name, value in derived.items():
         unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
@@ -805,9 +873,18 @@ async def open_streams(stack: Stack, count: int) -> float:
 def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     targets = stack.targets()
     plan = [
-        ("nonstream-c1", 1, "gemgate", "direct"),
+        ("nonstream-c1", 1, "floor", "gemgate", "direct"),
         ("stream-c1", 1, "gemgate-stream", "direct-stream"),
-        ("nonstream-c32", 32, "native", "responses-store", "responses", "gemgate", "direct"),
+        (
+            "nonstream-c32",
+            32,
+            "floor",
+            "native",
+            "responses-store",
+            "responses",
+            "gemgate",
+            "direct",
+        ),
         (
             "stream-c32",
             32,
@@ -816,6 +893,14 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
             "responses-stream",
             "gemgate-stream",
             "direct-stream",
+        ),
+        (
+            "paced-stream-c32",
+            32,
+            "paced-floor-stream",
+            "paced-native-stream",
+            "paced-gemgate-stream",
+            "paced-direct-stream",
         ),
         ("web-stream-c32", 32, "web-gemgate-stream", "web-direct-stream"),
         ("cli-nonstream-c32", 32, "gemgate-cli", "direct-cli"),
@@ -827,10 +912,11 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
             continue
         for name in reversed(names):  # direct first, then gemgate
             target = targets[name]
-            cpu_before = cpu_seconds(stack.server.pid)
+            server = stack.floor if target.name == "floor" else stack.server
+            cpu_before = cpu_seconds(server.pid)
             core_before, began = core_busy_seconds(GEMGATE_CORE), time.perf_counter()
             result = asyncio.run(drive(target, concurrency, args.warmup, args.duration))
-            cpu = cpu_seconds(stack.server.pid) - cpu_before
+            cpu = cpu_seconds(server.pid) - cpu_before
             other = core_busy_seconds(GEMGATE_CORE) - core_before - cpu
             result.core0_other_pct = max(0.0, 100 * other / (time.perf_counter() - began))
             if target.name != "direct" and result.requests:

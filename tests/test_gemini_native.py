@@ -180,6 +180,46 @@ def test_json_array_stream_is_relayed_incrementally(
     assert chunks[-1][0] - chunks[0][0] > 0.6
 
 
+@pytest.mark.parametrize("sse", [True, False], ids=["sse", "json-array"])
+@pytest.mark.parametrize("write_size", [7, 100_000], ids=["cut-events", "all-at-once"])
+def test_relayed_events_stay_whole_however_the_upstream_writes_them(
+    gateway: Gemgate, gemini: FakeGeminiAPI, sse: bool, write_size: int
+) -> None:
+    """Events cut anywhere by the upstream's writes, or all in one write, reach the client
+    whole, in order, each once; and the usage at the end is recorded."""
+    before = _requests_and_tokens(gateway)
+    gemini.script(Reply.text("one two three four five six", chunks=6, write_size=write_size))
+    query = "?alt=sse" if sse else ""
+    status, _, chunks = post(
+        gateway,
+        f"/v1beta/models/gemini-2.5-flash:streamGenerateContent{query}",
+        {"contents": [{"parts": [{"text": "go"}]}]},
+    )
+    raw = joined(chunks)
+    assert status == 200
+    if sse:
+        frames = [e for e in raw.split(b"\r\n\r\n") if e.strip()]
+        assert all(f.startswith(b"data: {") for f in frames)
+        events = [orjson.loads(f[6:]) for f in frames]
+    else:
+        events = orjson.loads(raw)
+    texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events]
+    assert "".join(texts) == "one two three four five six" and len(events) == 6
+    final = events[-1]["usageMetadata"]["totalTokenCount"]
+    deadline = time.monotonic() + 5
+    while _requests_and_tokens(gateway) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _requests_and_tokens(gateway) == (before[0] + 1, before[1] + final)
+
+
+def _requests_and_tokens(gateway: Gemgate) -> tuple[int, int]:
+    rows = json.loads(gateway.cli("usage", "--key", "tests", "--json").stdout)
+    return (
+        sum(int(row["requests"]) for row in rows),
+        sum(int(row["total_tokens"]) for row in rows),
+    )
+
+
 def test_count_tokens(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     counted = client(gateway).models.count_tokens(
         model="gemini-2.5-flash", contents="How many tokens is this sentence?"

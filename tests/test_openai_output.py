@@ -176,9 +176,12 @@ def test_endings(
         assert (choice.model_extra or {})["native_finish_reason"] == native
 
 
+@pytest.mark.parametrize("write_size", [None, 100_000], ids=["chunk-by-chunk", "one-write"])
 def test_an_error_chunk_mid_stream_is_one_error_event(
-    gateway: Gemgate, gemini: FakeGeminiAPI
+    gateway: Gemgate, gemini: FakeGeminiAPI, write_size: int | None
 ) -> None:
+    """Also when the error arrives in the same read as the text before it: that text is
+    still the client's."""
     gemini.script(
         Reply.chunks(
             [
@@ -190,7 +193,8 @@ def test_an_error_chunk_mid_stream_is_one_error_event(
                         "status": "UNAVAILABLE",
                     }
                 },
-            ]
+            ],
+            write_size=write_size,
         )
     )
     seen = ""

@@ -14,7 +14,7 @@ _DONE = object()
 
 
 async def merged(
-    answer: Callable[[], AsyncGenerator[ir.Event, None]], count: int
+    answer: Callable[[], AsyncGenerator[ir.Event | ir.Batch, None]], count: int
 ) -> AsyncGenerator[ir.Event, None]:
     """The events of `count` calls of `answer` as they arrive: one Start, each answer's parts
     under its own candidate index, usage summed over the answers. The first failure ends
@@ -24,8 +24,9 @@ async def merged(
     async def pump(number: int) -> None:
         try:
             async with aclosing(answer()) as events:
-                async for event in events:
-                    await queue.put((number, event))
+                async for got in events:
+                    for event in got if isinstance(got, list) else (got,):
+                        await queue.put((number, event))
         except Exception as exc:
             await queue.put((number, exc))
             return

@@ -93,32 +93,32 @@ async def handle(
         prefer = getattr(upstream, "preferred_credential", None)
         preferred = await prefer(ir_request, route.model) if prefer else None
 
-        def attempt(credential: Credential) -> AsyncIterator[ir.Event]:
+        def attempt(credential: Credential) -> AsyncIterator[ir.Event | ir.Batch]:
             served.credential_id = credential.id
             return upstream.generate(ir_request, route.model, credential)
 
-        def answer() -> AsyncGenerator[ir.Event, None]:
+        def answer() -> AsyncGenerator[ir.Event | ir.Batch, None]:
             return gateway.pool.stream(route.channel, route.model, attempt, prefer=preferred)
 
-        events = exchange.watch(
+        batches = exchange.watch(
             answer() if ir_request.answers <= 1 else answers.merged(answer, ir_request.answers)
         )
         if ir_request.stream:
-            # Wait for the first event before sending headers: until then a failure is still
+            # Wait for the first events before sending headers: until then a failure is still
             # an ordinary HTTP error and the pool may still fail over.
-            first = await anext(events, None)
+            first = await anext(batches, None)
             exchange.first_byte = time.perf_counter()
             encoder = fmt.stream_encoder(ir_request)
             return EventStream(
-                _frames(encoder, first, events, exchange),
+                _frames(encoder, first, batches, exchange),
                 fmt.stream_media_type,
                 _STREAM_HEADERS,
                 # A format that wants keep-alive frames during long upstream silences.
                 ping=getattr(encoder, "ping", None),
                 ping_interval=getattr(encoder, "ping_interval", 0.0),
             )
-        async with aclosing(events):
-            response = ir.collect([event async for event in events])
+        async with aclosing(batches):
+            response = ir.collect([event async for batch in batches for event in batch])
         # Encoded before the usage is recorded: a format may still find the answer is an error
         # (the images API, when no image came back).
         encoded = fmt.encode(response, ir_request)
@@ -160,41 +160,65 @@ class Exchange:
     # Speech the answer's PCM is re-encoded into (made on the first PCM part if still None).
     speech: SpeechOut | None = None
 
-    async def watch(self, events: AsyncGenerator[ir.Event, None]) -> AsyncGenerator[ir.Event, None]:
-        cache = self.gateway.signatures
+    async def watch(
+        self, events: AsyncGenerator[ir.Event | ir.Batch, None]
+    ) -> AsyncGenerator[ir.Batch, None]:
+        """The answer's events in batches (a lone event as a batch of one), as the client is to
+        get them; on the way, usage is noted, signatures remembered and media made ready."""
         async with aclosing(events):
-            async for event in events:
-                if isinstance(event, ir.PartEvent):
-                    part = event.part
-                    if isinstance(part, ir.ToolCall) and part.signature:
-                        cache.remember(part.id, part.signature, self.route.model)
-                    elif isinstance(part, ir.Media) and is_pcm(part.mime_type):
-                        if self.speech is None:
-                            self.speech = SpeechOut(self.gateway.audio, FORMATS["wav"], 1.0, False)
-                        taken = self.speech.take(event, part)
-                        if taken is None:
-                            continue
-                        event = taken
-                    elif isinstance(part, ir.Media) and part.data and not part.uri:
-                        if self.video_base and part.mime_type.startswith("video/"):
-                            linked = await self.gateway.media.link(part, str(self.video_base))
-                            link_only = ir.Media(part.mime_type, uri=linked.uri)
-                            yield ir.PartEvent(link_only, event.index)
-                            continue
-                        if self.image_output is not None:
-                            part = await image_output.apply(part, self.image_output)
-                        if self.media_base:
-                            part = await self.gateway.media.link(part, str(self.media_base))
-                        event = ir.PartEvent(part, event.index)
-                elif isinstance(event, ir.UsageEvent):
-                    self.usage = event.usage
-                elif isinstance(event, ir.Finish) and self.speech is not None:
-                    for audio in await self.speech.finish(event.index):
-                        yield audio
-                yield event
-            if self.speech is not None:
-                for audio in await self.speech.finish():
-                    yield audio
+            async for got in events:
+                batch = got if isinstance(got, list) else [got]
+                if not self._plain(batch):
+                    batch = await self._ready(batch)
+                if batch:
+                    yield batch
+            if self.speech is not None and (audio := await self.speech.finish()):
+                yield [*audio]
+
+    def _plain(self, batch: ir.Batch) -> bool:
+        """Whether a batch goes on as it is, its usage noted: text and endings, the common
+        case, with no tool call, media or speech to see to."""
+        for event in batch:
+            if isinstance(event, ir.UsageEvent):
+                self.usage = event.usage
+            elif isinstance(event, ir.PartEvent):
+                if not isinstance(event.part, ir.Text):
+                    return False
+            elif isinstance(event, ir.Finish) and self.speech is not None:
+                return False
+        return True
+
+    async def _ready(self, batch: ir.Batch) -> ir.Batch:
+        ready: ir.Batch = []
+        for event in batch:
+            if isinstance(event, ir.PartEvent):
+                part = event.part
+                if isinstance(part, ir.ToolCall) and part.signature:
+                    self.gateway.signatures.remember(part.id, part.signature, self.route.model)
+                elif isinstance(part, ir.Media) and is_pcm(part.mime_type):
+                    if self.speech is None:
+                        self.speech = SpeechOut(self.gateway.audio, FORMATS["wav"], 1.0, False)
+                    taken = self.speech.take(event, part)
+                    if taken is None:
+                        continue
+                    event = taken
+                elif isinstance(part, ir.Media) and part.data and not part.uri:
+                    if self.video_base and part.mime_type.startswith("video/"):
+                        linked = await self.gateway.media.link(part, str(self.video_base))
+                        link_only = ir.Media(part.mime_type, uri=linked.uri)
+                        ready.append(ir.PartEvent(link_only, event.index))
+                        continue
+                    if self.image_output is not None:
+                        part = await image_output.apply(part, self.image_output)
+                    if self.media_base:
+                        part = await self.gateway.media.link(part, str(self.media_base))
+                    event = ir.PartEvent(part, event.index)
+            elif isinstance(event, ir.UsageEvent):
+                self.usage = event.usage
+            elif isinstance(event, ir.Finish) and self.speech is not None:
+                ready += await self.speech.finish(event.index)
+            ready.append(event)
+        return ready
 
     def finish(self, status: int, error: str | None = None) -> None:
         """The one point every routed request passes at its end: usage, metrics, the request
@@ -305,21 +329,21 @@ def error_response(fmt: Format, error: GatewayError) -> Response:
 
 async def _frames(
     encoder: StreamEncoder,
-    first: ir.Event | None,
-    events: AsyncGenerator[ir.Event, None],
+    first: ir.Batch | None,
+    batches: AsyncGenerator[ir.Batch, None],
     exchange: Exchange,
 ) -> AsyncGenerator[bytes, None]:
+    """The client's frames, those of one batch together: one write per upstream read."""
     status, message = 200, None
     drain = exchange.gateway.drain
     drain.enter()
-    async with aclosing(events):
+    async with aclosing(batches):
         try:
-            if first is not None:
-                yield encoder.event(first)
-            async for event in events:
-                frame = encoder.event(event)
-                if frame:
-                    yield frame
+            if first is not None and (frames := _encoded(encoder, first)):
+                yield frames
+            async for batch in batches:
+                if frames := _encoded(encoder, batch):
+                    yield frames
             yield encoder.end()
         except GatewayError as error:
             status, message = error.status, error.message
@@ -337,6 +361,12 @@ async def _frames(
             drain.leave()
             # Also when the client went away mid-stream: what was used so far still counts.
             exchange.finish(status, message)
+
+
+def _encoded(encoder: StreamEncoder, batch: ir.Batch) -> bytes:
+    if len(batch) == 1:
+        return encoder.event(batch[0])
+    return b"".join([encoder.event(event) for event in batch])
 
 
 class Stateful(Protocol):
@@ -360,17 +390,17 @@ class Passthrough(Protocol):
     def passthrough(
         self, model: str, action: str, body: bytes, credential: Any
     ) -> AsyncIterator[bytes]:
-        """The upstream's answer: one whole body, or for `streamGenerateContent` one whole
-        event's JSON at a time, as the upstream wrote it."""
+        """The upstream's answer: one whole body, or for `streamGenerateContent` its SSE
+        events as the upstream framed them, in blocks of one or more whole events."""
         ...
 
     def usage_of(self, tail: bytes) -> ir.Usage | None: ...
 
 
 class RelayFormat(Format, Protocol):
-    """A format whose streams are relayed event by event, untouched, in its own framing."""
+    """A format whose streams are relayed untouched, in its own framing."""
 
-    def relay_event(self, payload: bytes, first: bool) -> bytes: ...
+    def relay_events(self, events: bytes, first: bool) -> bytes: ...
 
     def relay_end(self, sent: bool) -> bytes: ...
 
@@ -459,34 +489,38 @@ async def _relay(
     upstream: Passthrough,
     fmt: RelayFormat,
 ) -> AsyncGenerator[bytes, None]:
-    """Upstream events to the client as they arrive, never re-encoded; only the framing is the
-    client's. An error, after some events, is one more whole event."""
+    """Upstream events to the client as they arrive, in blocks of whole events, never
+    re-encoded; only the framing is the client's. An error, after some events, is one more
+    whole event."""
     status, message = 200, None
     last = b""
+    sent = False
     drain = exchange.gateway.drain if exchange is not None else None
     if drain is not None:
         drain.enter()
     async with aclosing(events):
         try:
-            if first is not None:
-                last = first
-                yield fmt.relay_event(first, True)
-            async for event in events:
-                yield fmt.relay_event(event, not last)
-                last = event
-            yield fmt.relay_end(bool(last))
+            if first is not None and (frame := fmt.relay_events(first, True)):
+                last, sent = first, True
+                yield frame
+            async for block in events:
+                if frame := fmt.relay_events(block, not sent):
+                    last, sent = block, True
+                    yield frame
+            if end := fmt.relay_end(sent):
+                yield end
         except GatewayError as error:
             status, message = error.status, error.message
-            yield fmt.relay_error(error, bool(last))
+            yield fmt.relay_error(error, sent)
         except asyncio.CancelledError:
             if drain is None or not drain.cutting:
                 raise
             status, message = SHUTTING_DOWN.status, SHUTTING_DOWN.message
-            yield fmt.relay_error(SHUTTING_DOWN, bool(last))
+            yield fmt.relay_error(SHUTTING_DOWN, sent)
         except Exception:
             status, message = 500, "the gateway failed while streaming"
             log.exception("stream failed")
-            yield fmt.relay_error(InternalError(message), bool(last))
+            yield fmt.relay_error(InternalError(message), sent)
         finally:
             if drain is not None:
                 drain.leave()

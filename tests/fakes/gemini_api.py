@@ -268,6 +268,7 @@ class Reply:
     seconds: float = 0.0
     thoughts_tokens: int = 0
     content_type: str = "application/json"
+    write_size: int | None = None
 
     @classmethod
     def text(
@@ -280,11 +281,14 @@ class Reply:
         usage: dict[str, Any] | None = None,
         delay: float = 0.0,
         signature: str | None = None,
+        write_size: int | None = None,
     ) -> Reply:
         """A plain answer; streamed as `chunks` text pieces after an optional thought chunk.
 
         `signature` is attached to the last text part (unary) or to a trailing empty-text part
         (streams); AUTO_SIGNATURE makes the fake issue a valid one for the model.
+        `write_size`: the stream's bytes are written that many at a time (`delay` apart),
+        wherever that cuts its events, as TCP may deliver them.
         """
         return cls(
             kind="text",
@@ -295,6 +299,7 @@ class Reply:
             usage=usage,
             delay=delay,
             signature=signature,
+            write_size=write_size,
         )
 
     @classmethod
@@ -313,9 +318,12 @@ class Reply:
         )
 
     @classmethod
-    def chunks(cls, responses: list[dict[str, Any]], delay: float = 0.0) -> Reply:
-        """Exact GenerateContentResponse chunks; a unary call gets them merged into one."""
-        return cls(kind="chunks", responses=responses, delay=delay)
+    def chunks(
+        cls, responses: list[dict[str, Any]], delay: float = 0.0, write_size: int | None = None
+    ) -> Reply:
+        """Exact GenerateContentResponse chunks; a unary call gets them merged into one.
+        `write_size` as for `text`."""
+        return cls(kind="chunks", responses=responses, delay=delay, write_size=write_size)
 
     @classmethod
     def error(
@@ -1370,6 +1378,29 @@ class MediaAPIs:
     def _authenticate(self, request: web.Request, api_key: str | None) -> None:
         raise NotImplementedError
 
+    async def _stream_split(
+        self,
+        request: web.Request,
+        call: _Call,
+        chunks: list[dict[str, Any]],
+        size: int,
+        delay: float,
+    ) -> web.StreamResponse:
+        """A stream whose writes ignore its event boundaries."""
+        if call.sse:
+            body = b"".join(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n" for chunk in chunks)
+        else:
+            body = b"[" + b",\r\n".join(orjson.dumps(chunk) for chunk in chunks) + b"]"
+        content_type = "text/event-stream" if call.sse else "application/json; charset=UTF-8"
+        resp = web.StreamResponse(headers={"Content-Type": content_type})
+        await resp.prepare(request)
+        for at in range(0, len(body), size):
+            if at and delay:
+                await asyncio.sleep(delay)
+            await resp.write(body[at : at + size])
+        await resp.write_eof()
+        return resp
+
     @staticmethod
     def _json(payload: Any, status: int = 200) -> web.Response:
         raise NotImplementedError
@@ -1840,6 +1871,8 @@ class FakeGeminiAPI(MediaAPIs):
                 self._slow -= 1
         if not stream:
             return self._json(self._unary(chunks[0] if len(chunks) == 1 else _merge(chunks), call))
+        if reply.write_size:
+            return await self._stream_split(request, call, chunks, reply.write_size, reply.delay)
         return await self._stream(request, call, chunks, reply.delay)
 
     def _unary(self, response: dict[str, Any], call: _Call) -> Any:
@@ -2036,9 +2069,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between chunks")
     parser.add_argument(
         "--slow",
-        default="",
+        action="append",
+        default=[],
         metavar="MODEL=SECONDS",
-        help="a model whose answers wait SECONDS between chunks (streams that stay open)",
+        help="a model whose answers wait SECONDS between chunks (repeatable)",
     )
     args = parser.parse_args(argv)
     fake = FakeGeminiAPI(keys=args.keys.split(","), stream_chunks=args.chunks, host=args.host)
@@ -2046,10 +2080,12 @@ def main(argv: list[str] | None = None) -> None:
         fake.always(
             Reply.text("Hello from the fake Gemini API", chunks=args.chunks, delay=args.delay)
         )
-    if args.slow:
-        model, _, seconds = args.slow.partition("=")
-        slow = Reply.text("Hello, slowly", chunks=args.chunks, delay=float(seconds))
-        fake.always(slow, model=model)
+    for slow in args.slow:
+        model, _, seconds = slow.partition("=")
+        # Long enough that every chunk has text of its own.
+        text = "Hello from the fake Gemini API, slowly: " + "x" * args.chunks
+        paced = Reply.text(text, chunks=args.chunks, delay=float(seconds))
+        fake.always(paced, model=model)
     fake.start(args.port)
     print(f"fake Gemini API on {fake.base_url} (keys: {args.keys})", flush=True)
     stopped = threading.Event()

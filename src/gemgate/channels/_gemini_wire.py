@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -427,6 +428,24 @@ class ChunkReader:
         # Usage is cumulative and repeated on every chunk, often unchanged: read only when it
         # changed, so unchanged usage is not one more event through every layer per chunk.
         self._usage: dict[str, Any] | None = None
+
+    def batch(
+        self,
+        payloads: list[bytes],
+        unwrap: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> tuple[ir.Batch, GatewayError | orjson.JSONDecodeError | None]:
+        """The events of the chunks one read brought (their JSON `payloads`, each `unwrap`ped
+        first if given). A chunk that fails (an error chunk, broken JSON) ends the batch: the
+        events before it are kept, and the failure is handed back to be raised once they have
+        been passed on, so that no event the client could have had is lost."""
+        batch: ir.Batch = []
+        try:
+            for data in payloads:
+                chunk = orjson.loads(data)
+                batch += self.events(unwrap(chunk) if unwrap else chunk)
+        except (GatewayError, orjson.JSONDecodeError) as failure:
+            return batch, failure
+        return batch, None
 
     def events(self, chunk: dict[str, Any]) -> list[ir.Event]:
         if "error" in chunk:

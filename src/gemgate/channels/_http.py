@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from gemgate import sse
 from gemgate.config import Settings
 
 
@@ -40,29 +41,7 @@ class Http:
             self._session = None
 
 
-async def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The `data:` payload of each server-sent event, as soon as its blank line arrives.
-
-    Lines are split by hand over raw chunks because a single event can carry megabytes of
-    base64 (generated images), more than aiohttp's line reader allows.
-    """
-    pending = b""
-    data: list[bytes] = []
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    yield b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-    if pending.startswith(b"data:"):
-        value = pending[5:].rstrip(b"\r")
-        data.append(value[1:] if value.startswith(b" ") else value)
-    if data:
-        yield b"\n".join(data)
+def sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of a response's server-sent events, as soon as they are whole: all
+    that each read completed, together."""
+    return sse.data(response.content.iter_any())

@@ -29,10 +29,11 @@ class Channel(Protocol):
 
     def generate(
         self, request: ir.Request, model: str, credential: Credential
-    ) -> AsyncIterator[ir.Event]:
-        """Send the request upstream and yield IR events as the answer arrives. Before the first
-        event, failures are raised as `UpstreamFailed` so the pool can try another credential;
-        after it, as `GatewayError`."""
+    ) -> AsyncIterator[ir.Event | ir.Batch]:
+        """Send the request upstream and yield IR events as the answer arrives: one at a time,
+        or the events of one upstream read together as a batch. Before the first, failures are
+        raised as `UpstreamFailed` so the pool can try another credential; after it, as
+        `GatewayError`."""
         ...
 
     async def count_tokens(

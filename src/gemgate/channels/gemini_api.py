@@ -13,7 +13,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from gemgate import errors, ir, model_names
+from gemgate import errors, ir, model_names, sse
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels import _imagen_wire as imagen
 from gemgate.channels._http import Http, sse_data
@@ -70,10 +70,10 @@ class GeminiAPI:
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Batch]:
         if imagen.is_imagen(model, self._methods(model)):
-            for event in await self._predict(request, model, credential):
-                yield event
+            if batch := await self._predict(request, model, credential):
+                yield batch
             return
         if self.speech_only(model):
             payload = wire.speech_request_body(request, model)
@@ -97,14 +97,18 @@ class GeminiAPI:
                 # An answer may stream for minutes; its request (a whole conversation) is sent.
                 del request, payload
                 if stream:
-                    async for data in sse_data(response):
-                        for event in reader.events(orjson.loads(data)):
+                    async for payloads in sse_data(response):
+                        batch, failure = reader.batch(payloads)
+                        if batch:
                             started = True
-                            yield event
+                            yield batch
+                        if failure is not None:
+                            raise failure
                 else:
-                    for event in reader.events(orjson.loads(await response.read())):
+                    batch = reader.events(orjson.loads(await response.read()))
+                    if batch:
                         started = True
-                        yield event
+                        yield batch
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
             error = _transport_error(exc)
             if started:
@@ -165,8 +169,9 @@ class GeminiAPI:
         """The fast path for clients that speak the Gemini API: the body goes up untouched and
         the answer comes back as Google wrote it. Only the key (ours, in a header) and the model
         (in the URL) differ from what the client sent. Streams are always asked for as SSE
-        (whatever form the client wants) and handed on one whole event at a time, so the client
-        never gets half an event, even when the upstream connection breaks."""
+        (whatever form the client wants) and handed on as Google framed them, in blocks of
+        whole events, so the client never gets half an event, even when the upstream
+        connection breaks."""
         stream = action == "streamGenerateContent"
         url = self._model_url(model, action) + ("?alt=sse" if stream else "")
         if action == "countTokens" and b"generateContentRequest" in body:
@@ -194,9 +199,9 @@ class GeminiAPI:
                     started = True
                     yield raw
                     return
-                async for event in sse_data(response):
+                async for events in sse.whole_events(response.content.iter_any()):
                     started = True
-                    yield event
+                    yield events
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = _transport_error(exc)
             if started:

@@ -131,7 +131,7 @@ class GeminiCLI:
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Batch]:
         target = self._target(model)
         if target.thinking:
             request = _with_thoughts(request)
@@ -146,14 +146,18 @@ class GeminiCLI:
             del request, inner
             try:
                 if stream:
-                    async for data in sse_data(response):
-                        for event in reader.events(_unwrap(orjson.loads(data))):
+                    async for payloads in sse_data(response):
+                        batch, failure = reader.batch(payloads, _unwrap)
+                        if batch:
                             started = True
-                            yield event
+                            yield batch
+                        if failure is not None:
+                            raise failure
                 else:
-                    for event in reader.events(_unwrap(orjson.loads(await response.read()))):
+                    batch = reader.events(_unwrap(orjson.loads(await response.read())))
+                    if batch:
                         started = True
-                        yield event
+                        yield batch
             finally:
                 response.release()
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:

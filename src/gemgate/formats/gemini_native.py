@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
-from gemgate import input_media, ir, json_depth, model_names
+from gemgate import input_media, ir, json_depth, model_names, sse
 from gemgate.errors import GatewayError, InvalidRequest
 from gemgate.formats.base import (
     array_field,
@@ -121,15 +121,16 @@ class GeminiNative:
         return orjson.dumps(error_object(error))
 
     # -- relayed streams (the fast path) ----------------------------------------------------
-    # The channel hands over one whole event at a time (its JSON, as Google wrote it), so every
-    # frame, an error frame included, starts on an event boundary.
+    # The channel hands over Google's SSE in blocks of whole events, so every frame, an error
+    # frame included, starts on an event boundary.
 
-    def relay_event(self, payload: bytes, first: bool) -> bytes:
+    def relay_events(self, events: bytes, first: bool) -> bytes:
         if self.mode == "sse":
-            if b"\n" in payload:  # an event spread over several data: lines stays one event
-                payload = payload.replace(b"\n", b"\r\ndata: ")
-            return b"data: " + payload + SSE_END
-        return (b"[" if first else b",\r\n") + payload
+            return events  # already the client's framing
+        payloads = sse.payloads(events)
+        if not payloads:
+            return b""
+        return (b"[" if first else b",\r\n") + b",\r\n".join(payloads)
 
     def relay_end(self, sent: bool) -> bytes:
         if self.mode == "sse":

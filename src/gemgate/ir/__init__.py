@@ -2,6 +2,7 @@
 
 from gemgate.ir.embeddings import Embeddings, EmbedRequest
 from gemgate.ir.events import (
+    Batch,
     Candidate,
     Event,
     Finish,
@@ -39,6 +40,7 @@ from gemgate.ir.request import (
 )
 
 __all__ = [
+    "Batch",
     "BuiltinTool",
     "Candidate",
     "CodeCall",

@@ -88,6 +88,9 @@ class Progress:
 
 
 Event = Start | PartEvent | Finish | UsageEvent | Grounding | Progress
+# The events one upstream read brought, never empty: handed on together through the pipeline,
+# they reach the client in one write rather than one write (and one pass of every layer) each.
+Batch = list[Event]
 
 
 @dataclass(slots=True)

@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import TypeVar
 
 from gemgate.errors import GatewayError, RateLimited, Unavailable
-from gemgate.ir import Event
 from gemgate.pool.credential import ANY_MODEL, Credential, CredentialState
 from gemgate.pool.outcome import Failure, UpstreamFailed
 from gemgate.pool.pacing import Pacer, Pacing, SharedTurns
@@ -120,9 +119,9 @@ class Pool:
         self,
         channel: str,
         model: str,
-        attempt: Callable[[Credential], AsyncIterator[Event]],
+        attempt: Callable[[Credential], AsyncIterator[T]],
         prefer: int | None = None,
-    ) -> AsyncGenerator[Event, None]:
+    ) -> AsyncGenerator[T, None]:
         """Run `attempt` on one credential after another until one produces a first event;
         from then on the answer belongs to that credential and its errors reach the client.
         The `prefer`red credential, when usable, goes first."""

@@ -159,11 +159,11 @@ class GeminiWeb:
 
     async def generate(
         self, request: ir.Request, model: str, credential: Credential
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Event | ir.Batch]:
         session = self.client.session_for(credential)
         try:
-            async for event in self._generate(request, model, credential, session):
-                yield event
+            async for events in self._generate(request, model, credential, session):
+                yield events
         except UpstreamFailed as failed:
             # Answered as a guest: an expired 1PSIDTS that a rotation renews is not a lost
             # account. This request moves on; the account stays, with its new cookie.
@@ -174,7 +174,7 @@ class GeminiWeb:
 
     async def _generate(
         self, request: ir.Request, model: str, credential: Credential, session: WebSession
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Event | ir.Batch]:
         web_model = self._model(request, model)
         tool = web_model.tool
         if tool is not None and tool.paid and web_model.free:
@@ -197,15 +197,15 @@ class GeminiWeb:
             if account.capacity <= self._free_capacity:
                 raise cannot_serve(model, tool, "the account has no paid Gemini plan")
             # A video or a research is a task of its own, never a continued chat.
-            async for event in self._turn(request, web_model, session, None, request.messages):
-                yield event
+            async for events in self._turn(request, web_model, session, None, request.messages):
+                yield events
             return
         found = await self.chats.find(request, model)
         chat = found[0] if found and found[0].credential_id == credential.id else None
         if chat is not None and found is not None:
             try:
-                async for event in self._turn(request, web_model, session, chat, found[1]):
-                    yield event
+                async for events in self._turn(request, web_model, session, chat, found[1]):
+                    yield events
                 return
             except UpstreamFailed as failed:
                 # The web app no longer has that turn (continued elsewhere, deleted, expired):
@@ -214,8 +214,8 @@ class GeminiWeb:
                     raise
                 log.info("credential %s: could not continue a web chat; starting a new one",
                          credential.id)  # fmt: skip
-        async for event in self._turn(request, web_model, session, None, request.messages):
-            yield event
+        async for events in self._turn(request, web_model, session, None, request.messages):
+            yield events
 
     @property
     def _free_capacity(self) -> int:
@@ -228,7 +228,9 @@ class GeminiWeb:
         session: WebSession,
         chat: conversations.Chat | None,
         messages: list[ir.Message],
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Event | ir.Batch]:
+        """One turn of a web chat: the answer's events in a batch per read, then what the
+        tool adds, then the end and the usage together."""
         turn = conversations.build_turn(
             request,
             messages,
@@ -265,7 +267,7 @@ class GeminiWeb:
         if model.tool is not None and model.tool.name in ("video", "deepsearch"):
             # Held until the answer shows the video or the plan: an account that answers
             # with a refusal instead gives a clear error before anything is sent.
-            held = [event async for event in sent]
+            held = [event async for batch in sent for event in batch]
             follow = self._follow(request, model, session, capacity, reader, model.tool)
             if model.tool.name == "deepsearch":
                 held = research.as_reasoning(held)
@@ -274,16 +276,15 @@ class GeminiWeb:
                 if isinstance(event, ir.PartEvent) and isinstance(event.part, ir.Text):
                     shown[event.part.thought] += len(event.part.text)
                 yield event
-            yield ir.Finish("stop")
-            yield ir.UsageEvent(estimate(turn.prompt, shown[False], shown[True]))
+            usage = estimate(turn.prompt, shown[False], shown[True])
+            yield [ir.Finish("stop"), ir.UsageEvent(usage)]
             return
-        async for event in sent:
-            yield event
+        async for batch in sent:
+            yield batch
         after = _AFTER_TURN.get(model.tool.name) if model.tool is not None else None
         if after is not None:
             async for event in after(session, reader, request):
                 yield event
-        yield ir.Finish("stop")
         answer = reader.answer_text()
         if reader.cid and reader.rid and reader.rcid:
             new_chat = conversations.Chat(
@@ -291,7 +292,7 @@ class GeminiWeb:
                 reader.context or "", (chat.turn if chat else 0) + 1,
             )  # fmt: skip
             self.chats.remember(request, request.model, answer, new_chat)
-        yield ir.UsageEvent(reader.usage(turn.prompt))
+        yield [ir.Finish("stop"), ir.UsageEvent(reader.usage(turn.prompt))]
 
     def _follow(
         self,
@@ -329,10 +330,11 @@ class GeminiWeb:
             )  # fmt: skip
             research.prepare(inner)
             answer = AnswerReader(model, self.models.guest_ids, request.model, wordless=True)
-            async for event in self._send(
+            async for batch in self._send(
                 session, model, capacity, _body(page.at, inner), request_id, answer
             ):
-                yield event
+                for event in batch:
+                    yield event
 
         return research.carried_out(
             session, reader.cid, plan, confirm,
@@ -347,7 +349,7 @@ class GeminiWeb:
         body: bytes,
         request_id: str,
         reader: AnswerReader,
-    ) -> AsyncIterator[ir.Event]:
+    ) -> AsyncIterator[ir.Batch]:
         for attempt in range(2):
             page, _ = await session.ready()
             query = {"hl": page.language, "_reqid": str(session.next_reqid()), "rt": "c"}
@@ -378,8 +380,8 @@ class GeminiWeb:
                     if retry:
                         continue
                 try:
-                    async for event in reader.read(chunks):
-                        yield event
+                    async for batch in reader.read(chunks):
+                        yield batch
                 except UsageLimit:
                     seconds = await session.usage_reset() or USAGE_COOLDOWN
                     message = f"the usage limit of {reader.asked} is reached on this account"
@@ -489,13 +491,16 @@ class AnswerReader:
         self.raw_text = ""  # its text as it came: placeholders say what a tool made
         self._last_payload: Any = None
 
-    async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Event]:
+    async def read(self, chunks: AsyncIterator[Any]) -> AsyncIterator[ir.Batch]:
+        """The answer's events, those of one read together."""
         parser = frames.FrameReader()
         try:
             async for chunk in chunks:
-                for payload in parser.feed(chunk):
-                    for event in self._payload(payload):
-                        yield event
+                batch, failure = self._batch(parser.feed(chunk))
+                if batch:
+                    yield batch
+                if failure is not None:
+                    raise failure
         except (UpstreamFailed, UsageLimit, errors.GatewayError):
             raise
         except Exception as exc:  # the transport broke mid-answer
@@ -504,14 +509,16 @@ class AnswerReader:
                     f"the Gemini web app stopped mid-answer: {type(exc).__name__}"
                 ) from None
             raise transient(f"the Gemini web app stopped: {type(exc).__name__}") from None
-        for payload in parser.end():
-            for event in self._payload(payload):
-                yield event
+        batch, failure = self._batch(parser.end())
+        if failure is not None:
+            if batch:
+                yield batch
+            raise failure
         if not self.verified and self.held:
             # No frame said which model answered (an older shape): trust the account status.
             self.verified = True
-        for event in self._release():
-            yield event
+        if batch := batch + self._release():
+            yield batch
         if not self.started and self.wordless and self.code in (None, 1096):
             return
         if not self.started and not self._made_something():
@@ -520,6 +527,20 @@ class AnswerReader:
             raise transient(f"the Gemini web app failed (BardErrorInfo {self.code})")
         if not self.done:
             log.info("a web answer ended without its completion mark")
+
+    def _batch(
+        self, payloads: list[Any]
+    ) -> tuple[ir.Batch, UpstreamFailed | UsageLimit | errors.GatewayError | None]:
+        """The events of the payloads of one read. One that fails ends the batch: the events
+        before it are kept, and the failure is handed back to be raised once they have been
+        passed on."""
+        batch: ir.Batch = []
+        try:
+            for payload in payloads:
+                batch += self._payload(payload)
+        except (UpstreamFailed, UsageLimit, errors.GatewayError) as failure:
+            return batch, failure
+        return batch, None
 
     def _payload(self, payload: Any) -> list[ir.Event]:
         if payload == self._last_payload:
