@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from gemgate import ir
+from gemgate.services.keys import ClientKey
+from gemgate.services.usage import UsageMeter
+from gemgate.store import Store
+from gemgate.store.encryption import SecretKeySource
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
 from tests.harness import Gemgate
@@ -174,3 +180,33 @@ def test_a_quota_counts_what_every_instance_used(tmp_path: Path, gemini: FakeGem
     finally:
         a.stop()
         b.stop()
+
+
+async def test_a_burst_leaves_little_behind_and_the_minute_still_counts(tmp_path: Path) -> None:
+    """Thousands of requests a second from one key: once they are written, what the meter keeps
+    of them for the per-minute limit stays small (it used to be an entry a request, held for
+    a minute: ~10 MB after a bench burst), and the limit still counts every token."""
+    store = Store(f"sqlite:///{tmp_path}/gemgate.db", SecretKeySource(None, tmp_path / "k"))
+    await store.open(create=True)
+    try:
+        meter = UsageMeter(store)
+        key = ClientKey(1, "busy", None, None, None, None, 1_000_000, None)
+        usage = ir.Usage(prompt_tokens=8, output_tokens=12, total_tokens=20)
+        meter.record(key, "gemini", "m", "chat", 200, usage)
+        await meter.flush()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(20_000):
+                meter.record(key, "gemini", "m", "chat", 200, usage)
+            await meter.flush()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert kept < 200_000
+        assert meter.check(key) is None
+        meter.record(key, "gemini", "m", "chat", 200, ir.Usage(total_tokens=1_000_000))
+        refused = meter.check(key)
+        assert refused is not None and 59 <= (refused.retry_after or 0) <= 61
+    finally:
+        await store.close()

@@ -69,6 +69,9 @@ class FrontDoor:
                 return  # the client left before its request was whole: nobody to answer
             scope["app"] = self.app  # what request.app reads
             response = await endpoint(ReadRequest(scope, body))
+            # A stream runs on for minutes and its body (a whole conversation, maybe
+            # megabytes) is not needed by then.
+            del body
         except GatewayError as error:
             response = error_response(error_format(path), error)
         except Exception:

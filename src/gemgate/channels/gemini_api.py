@@ -87,13 +87,16 @@ class GeminiAPI:
                     param="audio",
                 )
             payload = wire.request_body(request, model)
-        method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
+        stream = request.stream
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         url = self._model_url(model, method)
         reader = wire.ChunkReader()
         started = False
         try:
             async with await self._post_placed(url, payload, credential) as response:
-                if request.stream:
+                # An answer may stream for minutes; its request (a whole conversation) is sent.
+                del request, payload
+                if stream:
                     async for payloads in sse_data(response):
                         batch, failure = reader.batch(payloads)
                         if batch:
@@ -178,6 +181,7 @@ class GeminiAPI:
         started = False
         try:
             async with self._post(url, body, credential) as response:
+                del body  # sent: an answer may stream for minutes
                 if response.status != 200:
                     raw = await response.read()
                     failure = classify(response.status, raw, credential)

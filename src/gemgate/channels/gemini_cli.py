@@ -136,13 +136,16 @@ class GeminiCLI:
         if target.thinking:
             request = _with_thoughts(request)
         inner = wire.request_body(request, target.base)
-        method = "streamGenerateContent?alt=sse" if request.stream else "generateContent"
+        stream = request.stream
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         reader = wire.ChunkReader()
         started = False
         try:
             response = await self._post(credential, method, target.upstream, inner)
+            # An answer may stream for minutes; its request (a whole conversation) is sent.
+            del request, inner
             try:
-                if request.stream:
+                if stream:
                     async for payloads in sse_data(response):
                         batch, failure = reader.batch(payloads, _unwrap)
                         if batch:

@@ -145,7 +145,8 @@ class ChatStream:
         self._images: dict[int, int] = {}
         self._sources: dict[int, list[ir.Source]] = {}
         self._length: dict[int, int] = {}  # content characters sent, for annotation offsets
-        self._request = request
+        # What an audio answer's transcript says: the text, not the whole conversation.
+        self._spoken = ir.spoken_text(request)
         self._audio: dict[int, str] = {}  # the audio id of each candidate that has sent audio
         self._usage: ir.Usage | None = None
         # Each candidate's chunk up to its delta, and what follows a delta that ends nothing:
@@ -220,7 +221,7 @@ class ChatStream:
             # The last audio update: its words and (gemgate keeps no audio) its expiry, now.
             spoken = {
                 "id": audio_id,
-                "transcript": ir.spoken_text(self._request),
+                "transcript": self._spoken,
                 "expires_at": int(time.time()),
             }
             frames += self._chunk(index, self._role_delta(index, {"audio": spoken}))

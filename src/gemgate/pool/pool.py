@@ -163,6 +163,9 @@ class Pool:
                         raise last.error from None
                     continue
                 self._succeeded(cred)
+                # No other credential will be tried: the attempt, and the request it holds (a
+                # whole conversation), need not live as long as the answer streams.
+                del attempt
                 yield first
                 try:
                     async for event in events:

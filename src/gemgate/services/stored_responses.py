@@ -7,7 +7,9 @@ answer is seen only by the key that made it, for `ttl` seconds, and only when it
 `max_bytes` long. Keeping is called from a format's encoder, which cannot wait: the answer
 goes into a small in-memory map at once (so the client's next turn on this instance finds it)
 and into the store by one writer task, which writes whatever has queued up in one transaction
-(so a burst of answers costs one write, not one each); `delete` waits for it.
+(so a burst of answers costs one write, not one each); `delete` waits for it. The map keeps
+each turn, what a conversation's next turn reads; the whole answer, read only by `GET`, stays
+in memory only until it is written (512 of them were ~4 MB more).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ MAX_TURNS = 10_000
 @dataclass(frozen=True, slots=True)
 class _Record:
     key_id: int
-    response: bytes
     items: bytes
     previous_id: str | None
     expires: float
@@ -47,6 +48,8 @@ class StoredResponses:
         self.ttl = ttl
         self.max_bytes = max_bytes
         self._recent: OrderedDict[str, _Record] = OrderedDict()
+        # Answers (JSON) kept but not yet written: the store has the others.
+        self._unwritten: dict[str, bytes] = {}
         self._queue: list[dict[str, Any]] = []
         self._writer: asyncio.Task[None] | None = None
         self._purged = 0.0
@@ -69,8 +72,9 @@ class StoredResponses:
             )
             return False
         now = time.time()
-        record = _Record(key_id, response, items, previous_id, now + self.ttl)
+        record = _Record(key_id, items, previous_id, now + self.ttl)
         self._recent[response_id] = record
+        self._unwritten[response_id] = response
         while len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         self._queue.append(
@@ -89,8 +93,14 @@ class StoredResponses:
         return True
 
     async def response(self, key_id: int, response_id: str) -> dict[str, Any] | None:
-        record = await self._get(key_id, response_id)
-        return orjson.loads(record.response) if record else None
+        answer = self._unwritten.get(response_id)
+        if answer is not None:
+            record = self._recent.get(response_id)
+            if record is not None:
+                return orjson.loads(answer) if self._valid(record, key_id) else None
+            await self._written()  # a burst pushed it out of the map before its write
+        row = await self.store.get_response(response_id, key_id)
+        return orjson.loads(row["response"]) if row else None
 
     async def conversation(self, key_id: int, response_id: str) -> list[Any] | None:
         """Every turn up to and including that answer, as input items; None when it, or an
@@ -131,12 +141,12 @@ class StoredResponses:
             row = await self.store.get_response(response_id, key_id)
             if row is None:
                 return None
-            return _Record(
-                key_id, row["response"].encode(), row["turn"].encode(), row["previous_id"], 0.0
-            )
-        if record.key_id != key_id or record.expires <= time.time():
-            return None
-        return record
+            return _Record(key_id, row["turn"].encode(), row["previous_id"], 0.0)
+        return record if self._valid(record, key_id) else None
+
+    @staticmethod
+    def _valid(record: _Record, key_id: int) -> bool:
+        return record.key_id == key_id and record.expires > time.time()
 
     async def _write(self) -> None:
         while self._queue:
@@ -145,6 +155,8 @@ class StoredResponses:
                 await self.store.put_responses(batch)
             except Exception:
                 log.exception("could not store %d responses", len(batch))
+            for row in batch:
+                self._unwritten.pop(row["id"], None)
         now = time.time()
         if now - self._purged > _PURGE_EVERY:
             self._purged = now
