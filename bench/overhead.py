@@ -423,6 +423,7 @@ class Stack:
         wrapped = orjson.dumps({"model": MODEL, "project": "bench-project", "request": GEMINI_BODY})
         native = f"{self.url}/v1beta/models/{MODEL}"
         native_auth = {"x-goog-api-key": self.client_key, "content-type": "application/json"}
+        floor_auth = {"content-type": "application/json"}  # the floor holds the upstream key
         anthropic = {
             "model": MODEL,
             "system": SYSTEM,
@@ -431,6 +432,18 @@ class Stack:
             "max_tokens": 256,
             "stream": True,
         }
+
+        def gemini_sse(name: str, server: str, model: str, headers: dict[str, str]) -> Target:
+            """A Gemini API SSE stream of `model` from `server`: right with all its chunks."""
+            return Target(
+                name,
+                f"{server}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+                headers,
+                orjson.dumps(GEMINI_BODY),
+                True,
+                lambda status, body: status == 200 and body.count(b"data: ") == n,
+            )
+
         return {
             "anthropic-stream": Target(
                 "anthropic",
@@ -452,14 +465,7 @@ class Stack:
                 False,
                 lambda status, body: status == 200 and b'"candidates"' in body,
             ),
-            "native-stream": Target(
-                "native",
-                f"{native}:streamGenerateContent?alt=sse",
-                native_auth,
-                orjson.dumps(GEMINI_BODY),
-                True,
-                lambda status, body: status == 200 and body.count(b"data: ") == n,
-            ),
+            "native-stream": gemini_sse("native", self.url, MODEL, native_auth),
             "web-gemgate-stream": Target(
                 "gemgate",
                 f"{self.url}/gemini_official/v1/chat/completions",
@@ -488,7 +494,7 @@ class Stack:
             "floor": Target(
                 "floor",
                 f"{self.floor_url}/v1beta/models/{MODEL}:generateContent",
-                {"content-type": "application/json"},
+                floor_auth,
                 orjson.dumps(GEMINI_BODY),
                 False,
                 lambda status, body: status == 200 and b'"candidates"' in body,
@@ -541,14 +547,7 @@ class Stack:
                     and body.count(b"response.output_text.delta") >= n
                 ),
             ),
-            "direct-stream": Target(
-                "direct",
-                f"{base}:streamGenerateContent?alt=sse",
-                direct,
-                orjson.dumps(GEMINI_BODY),
-                True,
-                lambda status, body: status == 200 and body.count(b"data: ") == n,
-            ),
+            "direct-stream": gemini_sse("direct", self.fake_url, MODEL, direct),
             "paced-gemgate-stream": Target(
                 "gemgate",
                 f"{self.url}/v1/chat/completions",
@@ -561,30 +560,9 @@ class Stack:
                     and body.count(b"data: ") >= n
                 ),
             ),
-            "paced-native-stream": Target(
-                "native",
-                f"{self.url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
-                native_auth,
-                orjson.dumps(GEMINI_BODY),
-                True,
-                lambda status, body: status == 200 and body.count(b"data: ") == n,
-            ),
-            "paced-floor-stream": Target(
-                "floor",
-                f"{self.floor_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
-                {"content-type": "application/json"},
-                orjson.dumps(GEMINI_BODY),
-                True,
-                lambda status, body: status == 200 and body.count(b"data: ") == n,
-            ),
-            "paced-direct-stream": Target(
-                "direct",
-                f"{self.fake_url}/v1beta/models/{PACED_MODEL}:streamGenerateContent?alt=sse",
-                direct,
-                orjson.dumps(GEMINI_BODY),
-                True,
-                lambda status, body: status == 200 and body.count(b"data: ") == n,
-            ),
+            "paced-native-stream": gemini_sse("native", self.url, PACED_MODEL, native_auth),
+            "paced-floor-stream": gemini_sse("floor", self.floor_url, PACED_MODEL, floor_auth),
+            "paced-direct-stream": gemini_sse("direct", self.fake_url, PACED_MODEL, direct),
             "gemgate-cli": Target(
                 "gemgate",
                 f"{self.url}/gemini_cli/v1/chat/completions",

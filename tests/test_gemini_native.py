@@ -189,6 +189,19 @@ def test_relayed_events_stay_whole_however_the_upstream_writes_them(
     whole, in order, each once; and the usage at the end is recorded."""
     before = _requests_and_tokens(gateway)
     gemini.script(Reply.text("one two three four five six", chunks=6, write_size=write_size))
+    events = _relayed_stream(gateway, sse)
+    texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events]
+    assert "".join(texts) == "one two three four five six" and len(events) == 6
+    final = events[-1]["usageMetadata"]["totalTokenCount"]
+    deadline = time.monotonic() + 5
+    while _requests_and_tokens(gateway) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _requests_and_tokens(gateway) == (before[0] + 1, before[1] + final)
+
+
+def _relayed_stream(gateway: Gemgate, sse: bool) -> list[Any]:
+    """A native stream's events as the client parses them: every SSE frame a whole event, or
+    one valid JSON array."""
     query = "?alt=sse" if sse else ""
     status, _, chunks = post(
         gateway,
@@ -197,19 +210,11 @@ def test_relayed_events_stay_whole_however_the_upstream_writes_them(
     )
     raw = joined(chunks)
     assert status == 200
-    if sse:
-        frames = [e for e in raw.split(b"\r\n\r\n") if e.strip()]
-        assert all(f.startswith(b"data: {") for f in frames)
-        events = [orjson.loads(f[6:]) for f in frames]
-    else:
-        events = orjson.loads(raw)
-    texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events]
-    assert "".join(texts) == "one two three four five six" and len(events) == 6
-    final = events[-1]["usageMetadata"]["totalTokenCount"]
-    deadline = time.monotonic() + 5
-    while _requests_and_tokens(gateway) == before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _requests_and_tokens(gateway) == (before[0] + 1, before[1] + final)
+    if not sse:
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+    frames = [e for e in raw.split(b"\r\n\r\n") if e.strip()]
+    assert all(f.startswith(b"data: {") for f in frames)
+    return [orjson.loads(f[6:]) for f in frames]
 
 
 def _requests_and_tokens(gateway: Gemgate) -> tuple[int, int]:
@@ -474,20 +479,7 @@ def test_upstream_dying_mid_event_ends_on_an_event_boundary(
     """Half an event is never relayed: the error that ends the stream is an event of its own,
     so the client can parse everything it was sent."""
     gemini.script(Reply.cut_mid_event(2))
-    query = "?alt=sse" if sse else ""
-    status, _, chunks = post(
-        gateway,
-        f"/v1beta/models/gemini-2.5-flash:streamGenerateContent{query}",
-        {"contents": [{"parts": [{"text": "go"}]}]},
-    )
-    raw = joined(chunks)
-    assert status == 200
-    if sse:
-        frames = [e for e in raw.split(b"\r\n\r\n") if e.strip()]
-        assert all(f.startswith(b"data: ") for f in frames)
-        events = [orjson.loads(f[6:]) for f in frames]
-    else:
-        events = orjson.loads(raw)  # one valid JSON array, closed by the error element
+    events = _relayed_stream(gateway, sse)  # the array form: closed by the error element
     texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events[:-1]]
     assert texts == ["chunk 0 ", "chunk 1 "]
     assert events[-1]["error"]["status"] == "UNAVAILABLE"
