@@ -623,6 +623,23 @@ def test_an_account_with_a_proxy_chats_through_it(tmp_path: Path, web: FakeGemin
         proxy.close()
 
 
+def test_words_before_a_failure_mid_answer_reach_the_client(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    """Two frames of words and then an in-band error, all in one write: the words the client
+    could have had are sent before the error that ends the stream."""
+    text = "alpha beta gamma delta epsilon zeta"
+    web.script(WebReply(text=text, chunks=3, error_after=(2, 1013)))
+    seen = ""
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in oai(gateway).chat.completions.create(
+            model="gemini-3-fast", messages=[{"role": "user", "content": "go"}], stream=True
+        ):
+            seen += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert seen == text[: len(text) * 2 // 3]
+    assert "mid-answer" in str(caught.value)
+
+
 def test_a_client_that_leaves_mid_answer_frees_its_upstream_stream(
     gateway: Gemgate, web: FakeGeminiWeb
 ) -> None:

@@ -68,6 +68,8 @@ class WebReply:
     chunks: int = 3
     delay: float = 0.0
     error: int | None = None  # in-band BardErrorInfo code, before any content
+    # In-band BardErrorInfo code after `error_after` text frames: a failure mid-answer.
+    error_after: tuple[int, int] | None = None  # (frames, code)
     status: int = 200
     placeholder: bool = False  # add an image placeholder link, as the web app does
     answered_by: str | None = None  # another model id in body[42] (a silent downgrade)
@@ -708,6 +710,8 @@ class FakeGeminiWeb:
             # A non-final frame "flickers" with a trailing fence the next one drops.
             flicker = "\n```" if i == 1 and steps > 1 else ""
             await response.write(wrap(body(piece + flicker, thoughts, i == steps)))
+            if reply.error_after is not None and i == reply.error_after[0]:
+                return await error(reply.error_after[1])
             if reply.gate is not None and i == 1:
                 gate = reply.gate
                 await asyncio.get_running_loop().run_in_executor(None, gate.wait, 30)

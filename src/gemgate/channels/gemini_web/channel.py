@@ -540,16 +540,17 @@ class AnswerReader:
         batch: ir.Batch = []
         try:
             for payload in payloads:
-                batch += self._payload(payload)
+                self._payload(payload, batch)
         except (UpstreamFailed, UsageLimit, errors.GatewayError) as failure:
             return batch, failure
         return batch + self._deltas(), None
 
-    def _payload(self, payload: Any) -> list[ir.Event]:
+    def _payload(self, payload: Any, out: ir.Batch) -> None:
+        """Reads one payload; what may go out is added to `out` at once, so that it is kept
+        when a later entry raises."""
         if payload == self._last_payload:
-            return []  # the frame before again (a tool or a queue still at work): nothing new
+            return  # the frame before again (a tool or a queue still at work): nothing new
         self._last_payload = payload
-        out: list[ir.Event] = []
         for entry in frames.entries(payload):
             if entry.error_code is not None and entry.error_code != 1096:
                 out.extend(self._deltas())  # the words before the error are the client's
@@ -574,7 +575,6 @@ class AnswerReader:
                 self.opened = True
                 self.held.append(ir.Start(response_id=self.rid, model_version=self.asked))
             self._latest = candidate
-        return out
 
     def _deltas(self) -> list[ir.Event]:
         """The new thoughts and words of the newest frame read, and what may now go out."""
