@@ -240,6 +240,8 @@ def test_a_form_from_outside_without_a_session_is_refused(server: Gemgate, brows
 
 
 def flash_id(page: object, channel: str) -> int:
+    # The flash comes first in the page: the rows below it may still be arriving.
+    page.wait_for_load_state("load")  # type: ignore[attr-defined]
     flash = page.inner_text(".flash")  # type: ignore[attr-defined]
     assert f"to {channel}" in flash or f"in {channel}" in flash, flash
     return int(flash.split("credential ")[1].split()[0])
