@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -53,6 +55,10 @@ class Gemgate:
                 f"gemgate {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def usage(self, key_name: str) -> list[dict[str, Any]]:
+        """`gemgate usage` of one key: its rows per channel and model."""
+        return json.loads(self.cli("usage", "--key", key_name, "--json").stdout)  # type: ignore[no-any-return]
 
     def create_key(self, name: str, *options: str) -> str:
         return self.cli("keys", "create", "--name", name, *options).stdout.strip().splitlines()[-1]

@@ -3,8 +3,6 @@ to the fake Gemini API's batchEmbedContents."""
 
 from __future__ import annotations
 
-import json
-
 import openai
 import pytest
 from google.genai import types
@@ -142,7 +140,7 @@ def test_embedding_usage_is_recorded(gateway: Gemgate, gemini: FakeGeminiAPI) ->
     sdk = genai_client(gateway, key=key)
     sdk.models.embed_content(model="gemini-embedding-2", contents=["abcdefgh"])
     gateway.wait_reload()
-    rows = json.loads(gateway.cli("usage", "--key", "embed-metered", "--json").stdout)
+    rows = gateway.usage("embed-metered")
     assert rows == [
         {
             "key": "embed-metered",

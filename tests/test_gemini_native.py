@@ -218,7 +218,7 @@ def _relayed_stream(gateway: Gemgate, sse: bool) -> list[Any]:
 
 
 def _requests_and_tokens(gateway: Gemgate) -> tuple[int, int]:
-    rows = json.loads(gateway.cli("usage", "--key", "tests", "--json").stdout)
+    rows = gateway.usage("tests")
     return (
         sum(int(row["requests"]) for row in rows),
         sum(int(row["total_tokens"]) for row in rows),

@@ -338,5 +338,5 @@ def test_a_key_that_may_use_both_reaches_the_aliased_model_and_usage_says_so(
     with pytest.raises(openai.PermissionDeniedError):
         sdk_openai(server, key).chat.completions.create(model="gemini-2.5-flash", messages=HI)  # type: ignore[arg-type]
     server.wait_reload()
-    rows = json.loads(server.cli("usage", "--key", "pro", "--json").stdout)
+    rows = server.usage("pro")
     assert [(r["model"], r["requests"]) for r in rows] == [("gemini-2.5-pro", 2)]

@@ -85,7 +85,7 @@ def test_a_stream_longer_than_the_drain_window_ends_with_an_error_event(
     log = server.log()
     assert "Traceback" not in log
     # The usage of the cut stream was recorded before the server went away.
-    rows = json.loads(server.cli("usage", "--key", "k", "--json").stdout)
+    rows = server.usage("k")
     assert rows and rows[0]["requests"] == 1 and rows[0]["errors"] == 1, (rows, log)
 
 

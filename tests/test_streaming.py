@@ -66,5 +66,5 @@ def test_a_client_that_leaves_stops_the_upstream_stream(
 
 
 def _requests(gateway: Gemgate) -> int:
-    rows = json.loads(gateway.cli("usage", "--key", "tests", "--json").stdout)
+    rows = gateway.usage("tests")
     return sum(int(row["requests"]) for row in rows)

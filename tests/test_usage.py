@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,10 +39,6 @@ def ask(gateway: Gemgate, key: str, stream: bool = False) -> None:
         sdk.chat.completions.create(model="gemini-2.5-flash", messages=messages)  # type: ignore[arg-type]
 
 
-def usage_rows(gateway: Gemgate, key_name: str) -> list[dict[str, object]]:
-    return json.loads(gateway.cli("usage", "--key", key_name, "--json").stdout)
-
-
 def test_usage_is_recorded_per_key_and_model(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     key = gateway.create_key("metered")
     gateway.wait_reload()
@@ -54,7 +49,7 @@ def test_usage_is_recorded_per_key_and_model(gateway: Gemgate, gemini: FakeGemin
     with pytest.raises(openai.BadRequestError):
         ask(gateway, key)
     gateway.wait_reload()
-    rows = usage_rows(gateway, "metered")
+    rows = gateway.usage("metered")
     assert rows == [
         {
             "key": "metered",
@@ -119,7 +114,7 @@ def test_concurrent_requests_cannot_overshoot_a_token_limit(
     assert outcomes.count("ok") >= 1
     assert outcomes.count("refused") >= 28
     gateway.wait_reload()
-    used = sum(int(row["total_tokens"]) for row in usage_rows(gateway, name))  # type: ignore[call-overload]
+    used = sum(int(row["total_tokens"]) for row in gateway.usage(name))
     assert used <= 20 + 20
 
 
@@ -150,7 +145,7 @@ def test_concurrent_native_requests_cannot_overshoot_a_quota(
         outcomes = list(workers.map(one, range(30)))
     assert outcomes.count("ok") >= 1 and outcomes.count("refused") >= 28
     gateway.wait_reload()
-    used = sum(int(row["total_tokens"]) for row in usage_rows(gateway, "burst-native"))  # type: ignore[call-overload]
+    used = sum(int(row["total_tokens"]) for row in gateway.usage("burst-native"))
     assert used <= 20 + 20
 
 

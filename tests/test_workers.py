@@ -235,7 +235,7 @@ def test_sigterm_drains_the_streams_of_every_worker(
     server.process = None
     log = server.log()
     assert "Traceback" not in log
-    rows = json.loads(server.cli("usage", "--key", "k", "--json").stdout)
+    rows = server.usage("k")
     count = len(streams)
     assert rows and rows[0]["requests"] == count and rows[0]["errors"] == count, (rows, log)
 
