@@ -13,6 +13,7 @@ from typing import Any, Protocol, cast
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gemgate import answers, image_output, ir
 from gemgate.audio import FORMATS, is_pcm
@@ -122,11 +123,10 @@ async def handle(
         # Encoded before the usage is recorded: a format may still find the answer is an error
         # (the images API, when no image came back).
         encoded = fmt.encode(response, ir_request)
-        exchange.finish(200)
         # A plain attribute test: a runtime Protocol check costs microseconds per request.
         answer_type = getattr(fmt, "answer_media_type", None)
         media_type = answer_type(ir_request) if answer_type else "application/json"
-        return Response(encoded, media_type=media_type)
+        return Answered(encoded, media_type, exchange)
     except GatewayError as error:
         if exchange is not None:
             exchange.finish(error.status, error.message)
@@ -272,6 +272,21 @@ class Exchange:
                         "output_tokens": self.usage.output_tokens,
                     },
                 )
+
+
+class Answered(Response):
+    """A whole answer whose usage is recorded once it is sent: the client does not wait on the
+    bookkeeping (usage, metrics, the request line), which still happens if sending fails."""
+
+    def __init__(self, content: bytes, media_type: str, exchange: Exchange) -> None:
+        super().__init__(content, media_type=media_type)
+        self.exchange = exchange
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.exchange.finish(200)
 
 
 def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
@@ -463,10 +478,10 @@ async def passthrough(
             )
         async with aclosing(chunks):
             raw = (first or b"") + b"".join([chunk async for chunk in chunks])
-        if exchange is not None:
-            exchange.usage = upstream.usage_of(raw[-_USAGE_TAIL:]) or exchange.usage
-            exchange.finish(200)
-        return Response(raw, media_type="application/json")
+        if exchange is None:  # countTokens: nothing to record
+            return Response(raw, media_type="application/json")
+        exchange.usage = upstream.usage_of(raw[-_USAGE_TAIL:]) or exchange.usage
+        return Answered(raw, "application/json", exchange)
     except GatewayError as error:
         if exchange is not None:
             exchange.finish(error.status, error.message)
