@@ -95,6 +95,18 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "throughput_ratio_workers2": (">= 170 %", lambda v: v >= 1.70),
     "throughput_ratio_workers2_by_cpu": (">= 170 %", lambda v: v >= 1.70),
 }
+# What the bare relay (bench/floor_app.py: uvicorn and one aiohttp call, nothing of gemgate's)
+# measures for the same figure in the same run: how much of each target the stack leaves.
+FLOORS: dict[str, str] = {
+    "cpu_ms_nonstream_openai": "cpu_ms_nonstream_floor",
+    "cpu_ms_stream_openai": "cpu_ms_stream_floor",
+    "cpu_ms_stream_anthropic": "cpu_ms_stream_floor",
+    "cpu_ms_stream_native": "cpu_ms_stream_floor",
+    "added_p50_ms_c1": "added_p50_ms_c1_floor",
+    "added_ttfc_ms_c1": "added_ttfc_ms_c1_floor",
+    "rss_mb_1000_streams": "rss_mb_1000_streams_floor",
+    "idle_rss_mb": "idle_rss_mb_floor",
+}
 # Figures before the speed round (#14, measured independently), shown beside today's.
 PREVIOUS: dict[str, float] = {
     "cpu_ms_nonstream_openai": 0.51,
@@ -310,6 +322,7 @@ class Stack:
         self.client_key = ""
         self.startup_s = 0.0
         self.idle: dict[str, float] = {}
+        self.floor_idle: dict[str, float] = {}
 
     def _spawn(self, core: int, *args: str, log: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
@@ -367,6 +380,7 @@ class Stack:
             log="floor.log",
         )
         wait_http(f"{self.floor_url}/healthz", self.floor)
+        self.floor_idle = proc_status(self.floor.pid)
         self.server = self._spawn(GEMGATE_CORE, "-m", "gemgate", "serve", log="gemgate.log")
         self.startup_s = wait_http(f"{self.url}/healthz", self.server)
         time.sleep(0.5)  # let start-up work (store load, first reload tick) settle
@@ -561,6 +575,7 @@ class Stack:
                 ),
             ),
             "paced-native-stream": gemini_sse("native", self.url, PACED_MODEL, native_auth),
+            "floor-stream": gemini_sse("floor", self.floor_url, MODEL, floor_auth),
             "paced-floor-stream": gemini_sse("floor", self.floor_url, PACED_MODEL, floor_auth),
             "paced-direct-stream": gemini_sse("direct", self.fake_url, PACED_MODEL, direct),
             "gemgate-cli": Target(
@@ -701,7 +716,11 @@ def top_frames(raw: str, limit: int = 15) -> list[tuple[str, float]]:
 
 
 def derive(
-    results: dict[str, Result], stack: Stack, peak_mb: float, streams_mb: float | None
+    results: dict[str, Result],
+    stack: Stack,
+    peak_mb: float,
+    streams_mb: float | None,
+    floor_mb: float | None = None,
 ) -> dict[str, float | None]:
     """The figures the targets judge. None: a row it needs was left out with --only (shown as
     skipped); NaN: the row ran but gave no sample (shown as a FAIL)."""
@@ -736,12 +755,19 @@ def derive(
         "cpu_ms_stream_anthropic": cpu("stream-c32/anthropic"),
         "cpu_ms_stream_native": cpu("stream-c32/native"),
         "cpu_ms_nonstream_native": cpu("nonstream-c32/native"),
+        "cpu_ms_stream_floor": cpu("stream-c32/floor"),
         # Chunks paced as a real model sends them: per-chunk costs, not per-read ones.
         "cpu_ms_paced_stream_openai": cpu("paced-stream-c32/gemgate"),
         "cpu_ms_paced_stream_native": cpu("paced-stream-c32/native"),
         "cpu_ms_paced_stream_floor": cpu("paced-stream-c32/floor"),
-        "added_ttfc_ms_c1": added("stream-c1", lambda r: r.ttfc_p50_ms),
+        # The first chunk of a paced stream comes in a read of its own: what gemgate adds to
+        # it. Unpaced, the fake's 20 chunks arrive in one read and are translated together
+        # before the first goes out: `_burst` is the time to the whole first read.
+        "added_ttfc_ms_c1": added("paced-stream-c1", lambda r: r.ttfc_p50_ms),
+        "added_ttfc_ms_c1_floor": added("paced-stream-c1", lambda r: r.ttfc_p50_ms, "floor"),
+        "added_ttfc_ms_c1_burst": added("stream-c1", lambda r: r.ttfc_p50_ms),
         "rss_mb_1000_streams": streams_mb,
+        "rss_mb_1000_streams_floor": floor_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
         "throughput_ratio_web_stream": ratio("web-stream-c32"),
@@ -752,6 +778,7 @@ def derive(
         "added_p50_ms_c1_floor": added("nonstream-c1", lambda r: r.p50_ms, "floor"),
         "cpu_ms_nonstream_floor": cpu("nonstream-c32/floor"),
         "idle_rss_mb": stack.idle.get("VmRSS", 0.0),
+        "idle_rss_mb_floor": stack.floor_idle.get("VmRSS", 0.0),
         "peak_rss_mb": peak_mb,
         "startup_s": stack.startup_s,
         "throughput_ratio_cli_nonstream": ratio("cli-nonstream-c32"),
@@ -793,35 +820,48 @@ def show(results: dict[str, Result], derived: dict[str, float | None]) -> None:
     if any(r.core0_other_pct > 10 for r in results.values()):
         print("warning: other processes used core 0; gemgate's numbers are low by that much")
     print()
-    units = {"mb": "MB", "_s": "s", "ms_c1": "ms", "c1_floor": "ms", "streams": "MB"}
-    print(f"{'':<32}{'now':>12}   {'before #14':>10}   target")
+    print(f"{'':<32}{'now':>12}   {'before #14':>10}   {'floor':>8}   target")
     for name, value in derived.items():
-        unit = next((u for suffix, u in units.items() if name.endswith(suffix)), "")
-        if name.startswith("cpu_ms"):
-            unit = "ms"
+        unit = "MB" if "_mb" in name else "ms" if "_ms" in name else ""
+        unit = "s" if name.endswith("_s") else unit
         percent = name.startswith(("throughput", "cli_cpu", "responses_cpu"))
         if value is None:
             shown = "-"
         else:
             shown = f"{100 * value:.1f} %" if percent else f"{value:.3f} {unit}"
         before = f"{PREVIOUS[name]:.2f}" if name in PREVIOUS else ""
+        floor = derived.get(FLOORS.get(name, ""))
         passed = verdict(name, value)
         mark = "skipped" if value is None else "PASS" if passed else "FAIL"
+        if passed is False and verdict(name, floor) is False:
+            mark += " (floor too)"  # the stack alone misses it: nothing of gemgate's could
+        shown_floor = f"{floor:.3f}" if floor is not None else ""
         shown_verdict = f"{TARGETS[name][0]:<10} {mark}" if name in TARGETS else ""
-        print(f"{name:<32}{shown:>12}   {before:>10}   {shown_verdict}")
+        print(f"{name:<32}{shown:>12}   {before:>10}   {shown_floor:>8}   {shown_verdict}")
 
 
-async def open_streams(stack: Stack, count: int) -> float:
+async def open_streams(stack: Stack, count: int, floor: bool = False) -> float:
     """gemgate's VmRSS (MB) with `count` streams under way at once: each has had its first
-    chunk and waits for the rest (the fake's slow model), as long-running answers do."""
-    body = orjson.dumps({**CHAT_BODY, "model": SLOW_MODEL, "stream": True})
-    headers = {"authorization": f"Bearer {stack.client_key}", "content-type": "application/json"}
+    chunk and waits for the rest (the fake's slow model), as long-running answers do. With
+    `floor`, the same native streams through the bare relay instead, and its VmRSS."""
+    if floor:
+        server = stack.floor
+        url = f"{stack.floor_url}/v1beta/models/{SLOW_MODEL}:streamGenerateContent?alt=sse"
+        body = orjson.dumps(GEMINI_BODY)
+        headers = {"content-type": "application/json"}  # the floor holds the upstream key
+    else:
+        server = stack.server
+        url = f"{stack.url}/v1/chat/completions"
+        body = orjson.dumps({**CHAT_BODY, "model": SLOW_MODEL, "stream": True})
+        headers = {
+            "authorization": f"Bearer {stack.client_key}",
+            "content-type": "application/json",
+        }
     started = asyncio.Event()
     under_way = 0
 
     async def one(session: aiohttp.ClientSession) -> None:
         nonlocal under_way
-        url = f"{stack.url}/v1/chat/completions"
         async with session.post(url, data=body, headers=headers) as resp:
             await resp.content.readany()
             under_way += 1
@@ -837,7 +877,7 @@ async def open_streams(stack: Stack, count: int) -> float:
         try:
             await asyncio.wait_for(started.wait(), 30)
             await asyncio.sleep(SLOW_DELAY)  # every stream past its first chunk
-            rss = proc_status(stack.server.pid)["VmRSS"]
+            rss = proc_status(server.pid)["VmRSS"]
         except TimeoutError:
             print(f"only {under_way} of {count} streams got under way in 30 s")
             rss = 0.0
@@ -853,6 +893,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
     plan = [
         ("nonstream-c1", 1, "floor", "gemgate", "direct"),
         ("stream-c1", 1, "gemgate-stream", "direct-stream"),
+        ("paced-stream-c1", 1, "paced-floor-stream", "paced-gemgate-stream", "paced-direct-stream"),
         (
             "nonstream-c32",
             32,
@@ -866,6 +907,7 @@ def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Result]:
         (
             "stream-c32",
             32,
+            "floor-stream",
             "native-stream",
             "anthropic-stream",
             "responses-stream",
@@ -1130,9 +1172,12 @@ def run(args: argparse.Namespace) -> None:
         print(f"gemgate up in {stack.startup_s:.2f}s, idle RSS {stack.idle['VmRSS']:.1f} MB")
         results = measure(args, stack)
         streams_mb: float | None = None
+        floor_mb: float | None = None
         if not args.only or "streams" in args.only:
             streams_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
             print(f"  {OPEN_STREAMS} open streams: gemgate RSS {streams_mb:.1f} MB", flush=True)
+            floor_mb = asyncio.run(open_streams(stack, OPEN_STREAMS, floor=True))
+            print(f"  {OPEN_STREAMS} open streams: floor RSS {floor_mb:.1f} MB", flush=True)
         peak = proc_status(stack.server.pid)["VmHWM"]
         rig: WorkersRig | None = None
         if not args.only or "workers" in args.only:
@@ -1142,7 +1187,7 @@ def run(args: argparse.Namespace) -> None:
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
             hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
-    derived = derive(results, stack, peak, streams_mb) | workers_derived(results)
+    derived = derive(results, stack, peak, streams_mb, floor_mb) | workers_derived(results)
     print()
     show(results, derived)
     if rig is not None:
@@ -1165,7 +1210,12 @@ def run(args: argparse.Namespace) -> None:
         "derived": derived,
         # pass: null for a target whose rows were left out with --only
         "targets": {
-            name: {"target": TARGETS[name][0], "pass": verdict(name, derived.get(name))}
+            name: {
+                "target": TARGETS[name][0],
+                "pass": verdict(name, derived.get(name)),
+                "floor": derived.get(FLOORS.get(name, "")),
+                "floor_pass": verdict(name, derived.get(FLOORS.get(name, ""))),
+            }
             for name in TARGETS
         },
         "workers_rig": asdict(rig) if rig is not None else None,
