@@ -11,7 +11,7 @@ looks at the time of the last frame, not a future per event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -21,15 +21,13 @@ class EventStream:
     def __init__(
         self,
         frames: AsyncGenerator[bytes, None],
-        media_type: str,
-        headers: Mapping[str, str],
+        headers: Sequence[tuple[bytes, bytes]],
         *,
         ping: Callable[[], bytes] | None = None,
         ping_interval: float = 0.0,
     ) -> None:
         self.frames = frames
-        self.raw_headers = [(b"content-type", media_type.encode("latin-1"))]
-        self.raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = list(headers)  # the front door adds the request id to these
         self.ping = ping if ping_interval > 0 else None
         self.ping_interval = ping_interval
         self.status_code = 200
@@ -44,6 +42,7 @@ class EventStream:
         try:
             async for frame in self.frames:
                 await run.send(frame)
+                del frame  # not kept while the next one is made
             run.ended = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:

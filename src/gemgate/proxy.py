@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -36,7 +37,6 @@ log = logging.getLogger("gemgate.proxy")
 # One line per routed request, when request lines are on (GEMGATE_ACCESS_LOG, or JSON logs).
 request_log = logging.getLogger("gemgate.request")
 
-_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 # What an endpoint answers: a whole response, or a stream of frames.
 Answer = Response | EventStream
 # What a stream still running when the shutdown's drain window ends is told.
@@ -112,8 +112,7 @@ async def handle(
             encoder = fmt.stream_encoder(ir_request)
             return EventStream(
                 _frames(encoder, first, batches, exchange),
-                fmt.stream_media_type,
-                _STREAM_HEADERS,
+                _stream_head(fmt.stream_media_type),
                 # A format that wants keep-alive frames during long upstream silences.
                 ping=getattr(encoder, "ping", None),
                 ping_interval=getattr(encoder, "ping_interval", 0.0),
@@ -172,6 +171,7 @@ class Exchange:
                     batch = await self._ready(batch)
                 if batch:
                     yield batch
+                del got, batch  # not kept while the next one is awaited
             if self.speech is not None and (audio := await self.speech.finish()):
                 yield [*audio]
 
@@ -289,6 +289,16 @@ class Answered(Response):
             self.exchange.finish(200)
 
 
+@functools.cache
+def _stream_head(media_type: str) -> tuple[tuple[bytes, bytes], ...]:
+    """A stream's response headers, made once per media type rather than once per stream."""
+    return (
+        (b"content-type", media_type.encode("latin-1")),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+    )
+
+
 def speech_out(gateway: Gateway, request: ir.Request) -> SpeechOut:
     """The re-encoding of speech a client asked for; a 400 now if the gateway cannot do it."""
     fmt = FORMATS[request.client_options["audio_format"]]
@@ -356,11 +366,18 @@ async def _frames(
     drain.enter()
     async with aclosing(batches):
         try:
+            # Nothing sent is kept while the next batch is awaited: not the first batch for the
+            # whole stream, nor the last batch and its frames until the next.
             if first is not None and (frames := _encoded(encoder, first)):
                 yield frames
+                del frames
+            first = None
             async for batch in batches:
-                if frames := _encoded(encoder, batch):
+                frames = _encoded(encoder, batch)
+                del batch
+                if frames:
                     yield frames
+                del frames
             yield encoder.end()
         except GatewayError as error:
             status, message = error.status, error.message
@@ -473,8 +490,7 @@ async def passthrough(
         if action == "streamGenerateContent":
             return EventStream(
                 _relay(first, chunks, exchange, upstream, fmt),
-                fmt.stream_media_type,
-                _STREAM_HEADERS,
+                _stream_head(fmt.stream_media_type),
             )
         async with aclosing(chunks):
             raw = (first or b"") + b"".join([chunk async for chunk in chunks])
@@ -520,6 +536,8 @@ async def _relay(
             if first is not None and (frame := fmt.relay_events(first, True)):
                 last, sent = first, True
                 yield frame
+                del frame
+            first = None  # `last` alone is kept: the block whose usage is the answer's
             async for block in events:
                 if frame := fmt.relay_events(block, not sent):
                     last, sent = block, True

@@ -35,8 +35,13 @@ async def data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
     async for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        if found := _complete(lines, partial):
+        found = _complete(lines, partial)
+        # Dropped before the next read: a stream waiting on its upstream keeps no copy of
+        # what it passed on (here, and in each layer above).
+        del chunk, lines
+        if found:
             yield found
+        del found
     if pending.startswith(b"data:"):
         value = pending[5:].rstrip(b"\r")
         partial.append(value[1:] if value.startswith(b" ") else value)

@@ -79,6 +79,7 @@ class FrontDoor:
             log.exception("unexpected error on %s %s", scope["method"], path)
             response = internal_error(scope)
         response.raw_headers += id_headers(rid)
+        del headers  # a stream runs on in this frame for minutes
         await response(scope, receive, send)
 
     def _endpoint(self, scope: Scope, path: str) -> Endpoint | None:

@@ -148,9 +148,11 @@ class GeminiCLI:
                 if stream:
                     async for payloads in sse_data(response):
                         batch, failure = reader.batch(payloads, _unwrap)
+                        del payloads
                         if batch:
                             started = True
                             yield batch
+                        del batch  # not kept while the next read is awaited
                         if failure is not None:
                             raise failure
                 else:

@@ -167,9 +167,11 @@ class Pool:
                 # whole conversation), need not live as long as the answer streams.
                 del attempt
                 yield first
+                del first  # not kept for as long as the answer streams
                 try:
                     async for event in events:
                         yield event
+                        del event
                 except GatewayError as exc:
                     state = self.state(cred.id)
                     state.last_error = exc.message
