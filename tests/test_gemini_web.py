@@ -158,6 +158,36 @@ def test_first_words_reach_the_client_before_the_answer_is_complete(
     assert first and (first + rest) == "one two three four five six"
 
 
+def test_first_words_reach_an_anthropic_client_before_the_answer_is_complete(
+    gateway: Gemgate, web: FakeGeminiWeb
+) -> None:
+    """Anthropic's message_start reports the prompt's size, which the web app never gives:
+    gemgate's estimate goes with the first words rather than holding them to the end."""
+    gate = threading.Event()
+    web.script(WebReply(text="one two three four five six", chunks=3, gate=gate))
+    # A gemgate that held the words would wait for the rest forever: the fake gives it after
+    # 5 s, and the first words must have come before.
+    released = threading.Timer(5, gate.set)
+    released.start()
+    try:
+        with claude(gateway).messages.stream(
+            model="gemini-3-fast", max_tokens=100, messages=[{"role": "user", "content": "Count"}]
+        ) as events:
+            seen = []
+            for event in events:
+                seen.append(event)
+                if event.type == "content_block_delta":
+                    break
+            early = not gate.is_set()
+            gate.set()
+            assert events.get_final_text() == "one two three four five six"
+    finally:
+        released.cancel()
+    assert early, "the first words waited for the whole answer"
+    start = seen[0]
+    assert start.type == "message_start" and start.message.usage.input_tokens > 0
+
+
 def test_placeholders_stripped_and_usage_estimated(gateway: Gemgate, web: FakeGeminiWeb) -> None:
     web.script(WebReply(text="Here is your picture.", placeholder=True))
     answer = oai(gateway).chat.completions.create(

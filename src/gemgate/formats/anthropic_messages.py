@@ -162,8 +162,9 @@ class MessagesStream:
         self.usage = ir.Usage()
         self.finish: ir.FinishReason | None = None
         self.started = False
-        # The first chunk's parts wait for its usage, so message_start can report the prompt
-        # size; Gemini sends usage at the end of every chunk, so nothing waits for long.
+        # The first parts wait for the first usage, so message_start can report the prompt
+        # size: every channel gives it with its first upstream read (the Gemini API in each
+        # chunk, the web app as an estimate with its first words).
         self.held: list[ir.PartEvent] = []
         self.index = -1
         self.open: str | None = None
@@ -185,9 +186,10 @@ class MessagesStream:
                 return b""
             return self._part(event.part)
         if isinstance(event, ir.Finish):
+            # Not the start: the answer's usage may come after its finish, in the same read.
             if event.index == 0:
                 self.finish = event.reason
-            return self._start()
+            return b""
         if isinstance(event, ir.UsageEvent):
             self.usage = event.usage
             return self._start()

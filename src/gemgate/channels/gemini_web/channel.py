@@ -279,8 +279,13 @@ class GeminiWeb:
             usage = estimate(turn.prompt, shown[False], shown[True])
             yield [ir.Finish("stop"), ir.UsageEvent(usage)]
             return
+        prompt_size: ir.Batch = [ir.UsageEvent(estimate(turn.prompt, 0, 0))]
         async for batch in sent:
-            yield batch
+            # The web app counts no tokens: the prompt's estimate goes with the first words,
+            # so a client that reports the prompt's size before the answer (Anthropic's
+            # message_start) does not hold the answer back until its end.
+            yield batch + prompt_size if prompt_size else batch
+            prompt_size = []
         after = _AFTER_TURN.get(model.tool.name) if model.tool is not None else None
         if after is not None:
             async for event in after(session, reader, request):
