@@ -425,8 +425,8 @@ class ChunkReader:
 
     def __init__(self) -> None:
         self._started = False
-        # Usage is cumulative and repeated on every chunk, often unchanged: read only when it
-        # changed, so unchanged usage is not one more event through every layer per chunk.
+        # Usage is cumulative and repeated on every chunk: read once per upstream read (the
+        # last chunk's), and only when it changed, rather than one more event per chunk.
         self._usage: dict[str, Any] | None = None
 
     def batch(
@@ -439,18 +439,35 @@ class ChunkReader:
         events before it are kept, and the failure is handed back to be raised once they have
         been passed on, so that no event the client could have had is lost."""
         batch: ir.Batch = []
+        usage = None
         try:
             for data in payloads:
                 chunk = orjson.loads(data)
-                batch += self.events(unwrap(chunk) if unwrap else chunk)
+                if unwrap is not None:
+                    chunk = unwrap(chunk)
+                self._read(chunk, batch)
+                usage = chunk.get("usageMetadata") or usage
         except (GatewayError, orjson.JSONDecodeError) as failure:
+            self._read_usage(usage, batch)
             return batch, failure
+        self._read_usage(usage, batch)
         return batch, None
 
     def events(self, chunk: dict[str, Any]) -> list[ir.Event]:
+        out: list[ir.Event] = []
+        self._read(chunk, out)
+        self._read_usage(chunk.get("usageMetadata"), out)
+        return out
+
+    def _read_usage(self, usage: dict[str, Any] | None, out: list[ir.Event]) -> None:
+        if usage and usage != self._usage:
+            self._usage = usage
+            out.append(ir.UsageEvent(read_usage(usage)))
+
+    def _read(self, chunk: dict[str, Any], out: list[ir.Event]) -> None:
+        """A chunk's events but its usage, onto `out`."""
         if "error" in chunk:
             raise error_from_status(chunk["error"], 500)
-        out: list[ir.Event] = []
         if not self._started:
             self._started = True
             version = chunk.get("modelVersion")
@@ -473,11 +490,6 @@ class ChunkReader:
             reason = cand.get("finishReason")
             if reason:
                 out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
-        usage = chunk.get("usageMetadata")
-        if usage and usage != self._usage:
-            self._usage = usage
-            out.append(ir.UsageEvent(read_usage(usage)))
-        return out
 
 
 def _grounding(cand: dict[str, Any], index: int) -> ir.Grounding | None:
