@@ -505,8 +505,11 @@ class AnswerReader:
         try:
             async for chunk in chunks:
                 batch, failure = self._batch(parser.feed(chunk))
+                # Not kept while the next read is awaited: a read holds the whole text so far.
+                del chunk
                 if batch:
                     yield batch
+                del batch
                 if failure is not None:
                     raise failure
         except (UpstreamFailed, UsageLimit, errors.GatewayError):
