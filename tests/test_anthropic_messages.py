@@ -253,6 +253,44 @@ def test_stream_event_sequence_with_thinking(gateway: Gemgate, gemini: FakeGemin
     }
 
 
+def test_words_before_a_mid_stream_error_reach_the_client(
+    gateway: Gemgate, gemini: FakeGeminiAPI
+) -> None:
+    """The first words wait for the prompt's size (message_start reports it); a chunk with no
+    usage followed by an error must not take those words with it."""
+    gemini.script(
+        Reply.chunks(
+            [
+                {"candidates": [{"content": {"role": "model", "parts": [{"text": "Half"}]}}]},
+                {
+                    "error": {
+                        "code": 503,
+                        "message": "The model is overloaded.",
+                        "status": "UNAVAILABLE",
+                    }
+                },
+            ]
+        )
+    )
+    status, _, raw = raw_post(
+        gateway,
+        "/v1/messages",
+        {
+            "model": "gemini-2.5-flash",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
+    assert status == 200
+    events = sse_events(raw)
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "error"
+    text = "".join(d["delta"].get("text", "") for n, d in events if n == "content_block_delta")
+    assert text == "Half"
+    assert "overloaded" in events[-1][1]["error"]["message"]
+
+
 def test_sdk_stream_accumulates_the_message(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     gemini.script(Reply.text("streamed words arrive", chunks=3, delay=0.2))
     pieces = []

@@ -221,7 +221,9 @@ class MessagesStream:
         return out + _sse("message_stop", {"type": "message_stop"})
 
     def error(self, error: GatewayError) -> bytes:
-        return _sse("error", error_object(error))
+        # Words held for the prompt's size are the client's all the same.
+        started = self._start() if self.held else b""
+        return started + _sse("error", error_object(error))
 
     def _start(self) -> bytes:
         if self.started:
