@@ -96,6 +96,18 @@ def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
+def streamed_hi(gateway: Gemgate) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+    """A streamed "hi" to gemini-2.5-flash: the status and the SSE events as they came."""
+    body = {
+        "model": "gemini-2.5-flash",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    status, _, raw = raw_post(gateway, "/v1/messages", body)
+    return status, sse_events(raw)
+
+
 def test_text_system_and_parameters(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     gemini.script(
         Reply.text(
@@ -258,32 +270,9 @@ def test_words_before_a_mid_stream_error_reach_the_client(
 ) -> None:
     """The first words wait for the prompt's size (message_start reports it); a chunk with no
     usage followed by an error must not take those words with it."""
-    gemini.script(
-        Reply.chunks(
-            [
-                {"candidates": [{"content": {"role": "model", "parts": [{"text": "Half"}]}}]},
-                {
-                    "error": {
-                        "code": 503,
-                        "message": "The model is overloaded.",
-                        "status": "UNAVAILABLE",
-                    }
-                },
-            ]
-        )
-    )
-    status, _, raw = raw_post(
-        gateway,
-        "/v1/messages",
-        {
-            "model": "gemini-2.5-flash",
-            "max_tokens": 100,
-            "stream": True,
-            "messages": [{"role": "user", "content": "Hi"}],
-        },
-    )
+    gemini.script(Reply.overloaded_after("Half"))
+    status, events = streamed_hi(gateway)
     assert status == 200
-    events = sse_events(raw)
     names = [name for name, _ in events]
     assert names[0] == "message_start" and names[-1] == "error"
     text = "".join(d["delta"].get("text", "") for n, d in events if n == "content_block_delta")
@@ -546,17 +535,7 @@ def test_mid_stream_failure_ends_with_an_error_event(
     gateway: Gemgate, gemini: FakeGeminiAPI
 ) -> None:
     gemini.script(Reply.disconnect_after(2))
-    status, _, raw = raw_post(
-        gateway,
-        "/v1/messages",
-        {
-            "model": "gemini-2.5-flash",
-            "max_tokens": 100,
-            "stream": True,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-    )
-    events = sse_events(raw)
+    status, events = streamed_hi(gateway)
     assert status == 200
     assert events[0][0] == "message_start"
     assert events[-1][0] == "error" and events[-1][1]["error"]["type"]

@@ -182,21 +182,7 @@ def test_an_error_chunk_mid_stream_is_one_error_event(
 ) -> None:
     """Also when the error arrives in the same read as the text before it: that text is
     still the client's."""
-    gemini.script(
-        Reply.chunks(
-            [
-                {"candidates": [{"content": {"role": "model", "parts": [{"text": "Half"}]}}]},
-                {
-                    "error": {
-                        "code": 503,
-                        "message": "The model is overloaded.",
-                        "status": "UNAVAILABLE",
-                    }
-                },
-            ],
-            write_size=write_size,
-        )
-    )
+    gemini.script(Reply.overloaded_after("Half", write_size=write_size))
     seen = ""
     with pytest.raises(openai.APIError) as caught:
         for chunk in client(gateway).chat.completions.create(

@@ -356,6 +356,14 @@ class Reply:
         return cls(kind="stall", seconds=seconds)
 
     @classmethod
+    def overloaded_after(cls, text: str, write_size: int | None = None) -> Reply:
+        """One chunk of `text` with no usage, then an in-stream error chunk (503 overloaded),
+        as Google sends when a model gives out mid-answer."""
+        error = {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}
+        text_chunk = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}
+        return cls.chunks([text_chunk, {"error": error}], write_size=write_size)
+
+    @classmethod
     def disconnect_after(cls, chunks: int) -> Reply:
         """Stream `chunks` text chunks, then drop the connection without an error event."""
         return cls(kind="disconnect", n_chunks=chunks)
