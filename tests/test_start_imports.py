@@ -15,6 +15,7 @@ LATER = {
     "PIL": "image resizing and the watermark",
     "numpy": "the watermark removal",
     "jinja2": "the first admin page",
+    "prometheus_client": "the first /metrics scrape (1.0)",
 }
 
 BUILD = """

@@ -12,17 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
 
 from gemgate import ir
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
     from gemgate.pool import Failure, Pool
 
 # Seconds. Gateway answers range from a fast count to a minutes-long thinking stream.
@@ -81,8 +77,8 @@ class Metrics:
         # With several workers: where each leaves its counts for the others' scrapes.
         self._folder: Path | None = None
         self._name = ""
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]
+        # prometheus_client is loaded by the first scrape: an idle server never needs it.
+        self._registry: CollectorRegistry | None = None
 
     # -- counting (the request path) ------------------------------------------------------
 
@@ -160,9 +156,16 @@ class Metrics:
     # -- scraping -------------------------------------------------------------------------
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self)  # type: ignore[arg-type]
+        return generate_latest(self._registry)
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         counts = self._counts()
         requests = CounterMetricFamily(
             "gemgate_requests",
@@ -212,6 +215,8 @@ class Metrics:
         yield from self._pool_gauges()
 
     def _pool_gauges(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         states = GaugeMetricFamily(
             "gemgate_credentials",
             "Credentials by channel and state (ok, cooling, invalid, disabled).",
