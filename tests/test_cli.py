@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gemgate.config import Settings
+from gemgate.config import Settings, SettingsError
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
 from tests.harness import Gemgate
@@ -124,6 +124,42 @@ def test_settings_env_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert Settings.load(config, port=9003).port == 9003
     with pytest.raises(FileNotFoundError):
         Settings.load(tmp_path / "missing.toml")
+
+
+def test_settings_are_read_as_an_operator_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMGATE_ACCESS_LOG", "yes")
+    monkeypatch.setenv("gemgate_read_timeout", "2.5")  # variable names in any case
+    monkeypatch.setenv("GEMGATE_SECRET_KEY", "k" * 44)
+    monkeypatch.setenv("GEMGATE_ALIASES", '{"fast": "gemini-2.5-flash"}')
+    settings = Settings.load()
+    assert settings.access_log is True and settings.read_timeout == 2.5
+    assert settings.aliases == {"fast": "gemini-2.5-flash"}
+    assert settings.secret_key is not None and settings.secret_key.get_secret_value() == "k" * 44
+    assert "k" * 44 not in repr(settings)
+
+    # Every bad value at once, each named as it can be set, and no secret quoted.
+    monkeypatch.setenv("GEMGATE_LOG_FORMAT", "xml")
+    monkeypatch.setenv("GEMGATE_ACCESS_LOG", "maybe")
+    monkeypatch.setenv("GEMGATE_ALIASES", "fast=flash")
+    config = tmp_path / "gemgate.toml"
+    config.write_text("metrics_token = 7\n")
+    with pytest.raises(SettingsError) as raised:
+        Settings.load(config)
+    problems = str(raised.value).split("; ")
+    assert sorted(problems) == [
+        f"setting GEMGATE_ACCESS_LOG (or `access_log` in {config}): expected true or false"
+        " (got 'maybe')",
+        f"setting GEMGATE_ALIASES (or `aliases` in {config}): expected names and their values"
+        " (a TOML table, or a JSON object) (got 'fast=flash')",
+        f"setting GEMGATE_LOG_FORMAT (or `log_format` in {config}): expected one of 'text',"
+        " 'json' (got 'xml')",
+        f"setting GEMGATE_METRICS_TOKEN (or `metrics_token` in {config}): expected text",
+    ]
+    config.write_text("port = \n")
+    with pytest.raises(SettingsError, match="config file .*gemgate.toml: "):
+        Settings.load(config)
 
 
 def test_changes_from_the_cli_reach_a_running_server(tmp_path: Path, gemini: FakeGeminiAPI) -> None:

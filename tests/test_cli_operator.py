@@ -92,7 +92,7 @@ def test_a_bad_setting_is_one_clear_line(tmp_path: Path) -> None:
         result = gemgate(tmp_path, *args, env={"GEMGATE_PORT": "abc"})
         assert result.returncode != 0
         assert result.stderr.strip().splitlines() == [
-            "Error: setting GEMGATE_PORT: input should be a valid integer (got 'abc')"
+            "Error: setting GEMGATE_PORT: expected a whole number (got 'abc')"
         ]
     config = tmp_path / "bad.toml"
     config.write_text('read_timeout = "slow"\n')

@@ -16,6 +16,7 @@ LATER = {
     "numpy": "the watermark removal",
     "jinja2": "the first admin page",
     "prometheus_client": "the first /metrics scrape (1.0)",
+    "pydantic": "nothing: settings are read with msgspec (14.8)",
 }
 
 BUILD = """

@@ -131,11 +131,7 @@ class _Slot:
 
 class Supervisor:
     def __init__(self, settings: Settings, sockets: list[socket.socket]) -> None:
-        # A plain Settings (not the subclass that read a TOML file) crosses to the workers.
-        self.settings = Settings.model_construct(
-            _fields_set=set(settings.model_fields_set),
-            **{name: getattr(settings, name) for name in Settings.model_fields},
-        )
+        self.settings = settings
         self.slots = [_Slot(number, sock) for number, sock in enumerate(sockets, 1)]
         self.early_deaths = 0
         self.signals: list[int] = []
