@@ -699,7 +699,7 @@ def profile(stack: Stack, seconds: float, out: Path) -> list[tuple[str, float]]:
 
 def top_frames(raw: str, limit: int = 15) -> list[tuple[str, float]]:
     """Self time per function (line numbers dropped) in the event-loop thread, in % of its
-    samples. py-spy counts aiosqlite's blocked worker thread as busy, so other threads go."""
+    samples. py-spy counts the store's idle threads as busy, so other threads go."""
     self_time: dict[str, int] = {}
     for line in raw.splitlines():
         frames, _, count = line.rpartition(" ")

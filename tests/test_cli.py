@@ -158,7 +158,7 @@ def test_settings_are_read_as_an_operator_writes_them(
         f"setting GEMGATE_METRICS_TOKEN (or `metrics_token` in {config}): expected text",
     ]
     config.write_text("port = \n")
-    with pytest.raises(SettingsError, match="config file .*gemgate.toml: "):
+    with pytest.raises(SettingsError, match=r"config file .*gemgate\.toml: "):
         Settings.load(config)
 
 

@@ -14,9 +14,8 @@ import openai
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from gemgate.store.database import async_url
+from gemgate.store.database import engine_url
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.harness import Gemgate
@@ -42,19 +41,19 @@ def _server(tmp_path: Path, gemini: FakeGeminiAPI, url: str | None, **kw: bool) 
 
 def _raw_secrets(server: Gemgate, url: str | None) -> list[str]:
     """The secret column exactly as the database holds it."""
-    rows = asyncio.run(_query(server, url, "SELECT secret FROM credentials"))
+    rows = _query(server, url, "SELECT secret FROM credentials")
     return [str(row[0]) for row in rows]
 
 
-async def _query(server: Gemgate, url: str | None, sql: str) -> list[tuple[object, ...]]:
+def _query(server: Gemgate, url: str | None, sql: str) -> list[tuple[object, ...]]:
     if url is None:
         url = f"sqlite:///{server.data_dir / 'gemgate.db'}"
-    engine = create_async_engine(async_url(url))
+    engine = sa.create_engine(engine_url(url))
     try:
-        async with engine.connect() as conn:
-            return [tuple(row) for row in await conn.execute(sa.text(sql))]
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
     finally:
-        await engine.dispose()
+        engine.dispose()
 
 
 def test_secrets_are_sealed_and_files_are_private(
@@ -185,17 +184,15 @@ sa.Table(
 )
 
 
-async def _old_database(url: str) -> None:
-    engine = create_async_engine(async_url(url))
+def _old_database(url: str) -> None:
+    engine = sa.create_engine(engine_url(url))
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(OLD.create_all)
-            await conn.execute(
-                sa.text("INSERT INTO schema_migrations VALUES (1, 0), (2, 0)")
-            )
-            await conn.execute(sa.text("INSERT INTO revision VALUES (1, 0)"))
+        with engine.begin() as conn:
+            OLD.create_all(conn)
+            conn.execute(sa.text("INSERT INTO schema_migrations VALUES (1, 0), (2, 0)"))
+            conn.execute(sa.text("INSERT INTO revision VALUES (1, 0)"))
             for n, api_key in enumerate((SECRET, "AIzaFakeKeyBravo0002"), start=1):
-                await conn.execute(
+                conn.execute(
                     sa.insert(OLD_CREDENTIALS).values(
                         channel="gemini",
                         label=f"old{n}",
@@ -207,7 +204,7 @@ async def _old_database(url: str) -> None:
                     )
                 )
     finally:
-        await engine.dispose()
+        engine.dispose()
 
 
 def test_a_database_from_before_sealing_is_migrated(
@@ -216,9 +213,9 @@ def test_a_database_from_before_sealing_is_migrated(
     server = _server(tmp_path, gemini, database_url, init_store=False)
     if database_url is None:
         server.data_dir.mkdir()
-        asyncio.run(_old_database(f"sqlite:///{server.data_dir / 'gemgate.db'}"))
+        _old_database(f"sqlite:///{server.data_dir / 'gemgate.db'}")
     else:
-        asyncio.run(_old_database(database_url))
+        _old_database(database_url)
     assert any(SECRET in s for s in _raw_secrets(server, database_url))
     # Sealing needs the key, which only serve and db migrate create.
     early = server.cli("credentials", "list", check=False)

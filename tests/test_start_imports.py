@@ -17,6 +17,7 @@ LATER = {
     "jinja2": "the first admin page",
     "prometheus_client": "the first /metrics scrape (1.0)",
     "pydantic": "nothing: settings are read with msgspec (14.8)",
+    "sqlalchemy.orm": "nothing: the store runs SQLAlchemy Core on threads (7)",
 }
 
 BUILD = """

@@ -10,6 +10,7 @@ import pytest
 
 from gemgate.store import Store
 from gemgate.store.encryption import SecretKeySource
+from gemgate.store.schema import UsageRow
 from tests.conftest import start_gemgate
 from tests.fakes.gemini_api import FakeGeminiAPI
 from tests.services import postgres_database
@@ -45,6 +46,28 @@ async def test_keys_and_credentials_round_trip(database_url: str, tmp_path: Path
         assert not await store.remove_credential(cred.id)
         # Every change a running server must notice moves the revision.
         assert await store.revision() == start + 4
+    finally:
+        await store.close()
+
+
+async def test_usage_rows_are_written_as_given(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url, SecretKeySource(None, tmp_path / "secret.key"))
+    await store.open(create=True)
+    try:
+        odd = 'gemini-"quoted", with commas\nand a line'
+        rows = [
+            UsageRow(1, "gemini", odd, "chat", 200, 3, 4, 1, 8, 1000.5),
+            UsageRow(1, "gemini", "", "chat", 502, 0, 0, 0, 0, 1001.25),
+            *[UsageRow(2, "gemini_cli", "m", "messages", 200, 1, 1, 0, 2, 2000.0)] * 2500,
+        ]
+        await store.add_usage(rows)
+        await store.add_usage([])
+        report = {(r["key_id"], r["model"]): r for r in await store.usage_report()}
+        assert set(report) == {(1, odd), (1, ""), (2, "m")}
+        assert report[1, odd]["total_tokens"] == 8 and report[1, odd]["thought_tokens"] == 1
+        assert report[1, ""]["errors"] == 1
+        assert report[2, "m"]["requests"] == 2500 and report[2, "m"]["total_tokens"] == 5000
+        assert await store.tokens_by_key(since=1001.0) == {1: 0, 2: 5000}
     finally:
         await store.close()
 

@@ -1,18 +1,28 @@
-"""The store: every read and write of keys and credentials, on SQLite or PostgreSQL alike."""
+"""The store: every read and write of keys and credentials, on SQLite or PostgreSQL alike.
+
+The drivers block (the sqlite3 module; pg8000 for PostgreSQL), so each statement runs on one of
+the store's few threads and the event loop only awaits it. The store is off the request path
+(keys and credentials are read into memory, usage is written in batches), and SQLAlchemy's
+asyncio layer would load its ORM: 7 MB of every server's memory for nothing it uses.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import functools
+import io
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gemgate.store import schema
 from gemgate.store.encryption import SecretBox, SecretKeySource
@@ -21,6 +31,8 @@ from gemgate.store.migrations import migrate, pending, read_key_check, write_key
 
 if TYPE_CHECKING:
     from gemgate.config import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +65,25 @@ class CredentialRecord:
     updated_at: float
 
 
-def async_url(url: str) -> str:
-    """Pick the async driver for a plain database URL."""
-    if url.startswith("sqlite:"):
-        return url.replace("sqlite:", "sqlite+aiosqlite:", 1)
-    for plain in ("postgresql:", "postgres:"):
-        if url.startswith(plain):
-            return url.replace(plain, "postgresql+asyncpg:", 1)
-    return url
+# The driver for each way a database URL may be written; any other URL is taken as it is.
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite",  # what gemgate used before: old settings keep working
+    "postgresql": "postgresql+pg8000",
+    "postgres": "postgresql+pg8000",
+    "postgresql+asyncpg": "postgresql+pg8000",
+}
+
+
+def engine_url(url: str) -> str:
+    """The URL with the driver gemgate runs on: sqlite3, or pg8000 for PostgreSQL."""
+    scheme, colon, rest = url.partition(":")
+    return _DRIVERS.get(scheme, scheme) + colon + rest
 
 
 class Store:
     def __init__(self, url: str, secret_key: SecretKeySource) -> None:
-        self.url = async_url(url)
+        self.url = engine_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         path = self.url.split("///", 1)[-1] if self.is_sqlite else ""
         # The SQLite file, when there is one (not for an in-memory database).
@@ -74,9 +92,10 @@ class Store:
         self._box: SecretBox | None = None
         # The usage insert, compiled once for this database (see `add_usage`).
         self._usage_insert: str | None = None
-        self.engine: AsyncEngine = create_async_engine(self.url)
+        self.engine = sa.create_engine(self.url)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gemgate-store")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -105,17 +124,18 @@ class Store:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
-            async with self.engine.begin() as conn:
-                if not prepare:
-                    self._box = await conn.run_sync(self._check)
-                    return
-                if not self.is_sqlite:
-                    # Several instances may start at once; one migrates, the others wait.
-                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
-                self._box = await conn.run_sync(self._prepare, create)
+            self._box = await self._write(functools.partial(self._opened, create, prepare))
         except (sa.exc.SQLAlchemyError, OSError) as exc:
-            reason = getattr(exc, "orig", None) or exc
+            reason = _reason(exc)
             raise StoreError(f"cannot open the database {self.describe()}: {reason}") from None
+
+    def _opened(self, create: bool, prepare: bool, conn: Connection) -> SecretBox:
+        if not prepare:
+            return self._check(conn)
+        if not self.is_sqlite:
+            # Several instances may start at once; one migrates, the others wait.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7061766)"))
+        return self._prepare(conn, create)
 
     def _prepare(self, conn: Connection, create: bool) -> SecretBox:
         check = read_key_check(conn)
@@ -160,56 +180,73 @@ class Store:
         values["secret"] = self.box.open(values["secret"])
         return CredentialRecord(**values)
 
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` on a store thread."""
+        return await self._off_loop(self._connected, work)
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` in one transaction, on a store thread: committed when it returns,
+        rolled back when it raises. A request cancelled meanwhile does not undo it."""
+        return await self._off_loop(self._in_transaction, work)
+
+    def _connected(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return work(conn)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
     async def pending_migrations(self) -> list[int]:
         """Migrations this database still lacks, without applying any."""
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(pending)
+        return await self.read(pending)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self._off_loop(self.engine.dispose)
+        self._threads.shutdown(wait=False)
 
     async def revision(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                sa.select(schema.revision.c.value).where(schema.revision.c.id == 1)
-            )
+        query = sa.select(schema.revision.c.value).where(schema.revision.c.id == 1)
+        value = await self.read(lambda conn: conn.scalar(query))
         return int(value or 0)
 
     # -- client keys ----------------------------------------------------------------------
 
     async def create_key(self, **values: Any) -> KeyRecord:
         values.setdefault("created_at", time.time())
-        async with self.engine.begin() as conn:
-            result = await conn.execute(sa.insert(schema.client_keys).values(**values))
-            await _bump(conn)
-            key_id = result.inserted_primary_key[0]  # type: ignore[index]
-        found = await self.get_key(key_id)
+
+        def insert(conn: Connection) -> Any:
+            result = conn.execute(sa.insert(schema.client_keys).values(**values))
+            _bump(conn)
+            return result.inserted_primary_key[0]  # type: ignore[index]
+
+        found = await self.get_key(await self._write(insert))
         assert found is not None
         return found
 
     async def list_keys(self) -> list[KeyRecord]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(schema.client_keys).order_by(schema.client_keys.c.id)
-            )
-            return [KeyRecord(**row._mapping) for row in rows]
+        query = sa.select(schema.client_keys).order_by(schema.client_keys.c.id)
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [KeyRecord(**row._mapping) for row in rows]
 
     async def get_key(self, ident: int | str) -> KeyRecord | None:
         """A key by id or by name."""
         table = schema.client_keys
         where = table.c.id == int(ident) if _is_id(ident) else table.c.name == str(ident)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(table).where(where))).first()
+        row = await self.read(lambda conn: conn.execute(sa.select(table).where(where)).first())
         return KeyRecord(**row._mapping) if row else None
 
     async def update_key(self, key_id: int, **values: Any) -> KeyRecord | None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(schema.client_keys)
-                .where(schema.client_keys.c.id == key_id)
-                .values(**values)
-            )
-            await _bump(conn)
+        table = schema.client_keys
+
+        def update(conn: Connection) -> None:
+            conn.execute(sa.update(table).where(table.c.id == key_id).values(**values))
+            _bump(conn)
+
+        await self._write(update)
         return await self.get_key(key_id)
 
     # -- credentials ----------------------------------------------------------------------
@@ -221,11 +258,13 @@ class Store:
         values.setdefault("enabled", True)
         values.setdefault("status", "ok")
         values["secret"] = self.box.seal(values["secret"])
-        async with self.engine.begin() as conn:
-            result = await conn.execute(sa.insert(schema.credentials).values(**values))
-            await _bump(conn)
-            cred_id = result.inserted_primary_key[0]  # type: ignore[index]
-        found = await self.get_credential(cred_id)
+
+        def insert(conn: Connection) -> Any:
+            result = conn.execute(sa.insert(schema.credentials).values(**values))
+            _bump(conn)
+            return result.inserted_primary_key[0]  # type: ignore[index]
+
+        found = await self.get_credential(await self._write(insert))
         assert found is not None
         return found
 
@@ -234,40 +273,41 @@ class Store:
         query = sa.select(table).order_by(table.c.id)
         if channel:
             query = query.where(table.c.channel == channel)
-        async with self.engine.connect() as conn:
-            return [self._credential(row) for row in await conn.execute(query)]
+        return await self.read(lambda conn: [self._credential(row) for row in conn.execute(query)])
 
     async def get_credential(self, cred_id: int) -> CredentialRecord | None:
         table = schema.credentials
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(table).where(table.c.id == cred_id))).first()
+        query = sa.select(table).where(table.c.id == cred_id)
+        row = await self.read(lambda conn: conn.execute(query).first())
         return self._credential(row) if row else None
 
     async def update_credential(self, cred_id: int, **values: Any) -> CredentialRecord | None:
         values["updated_at"] = time.time()
         if "secret" in values:
             values["secret"] = self.box.seal(values["secret"])
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(schema.credentials)
-                .where(schema.credentials.c.id == cred_id)
-                .values(**values)
-            )
+        table = schema.credentials
+
+        def update(conn: Connection) -> None:
+            result = conn.execute(sa.update(table).where(table.c.id == cred_id).values(**values))
             if result.rowcount:
-                await _bump(conn)
+                _bump(conn)
+
+        await self._write(update)
         return await self.get_credential(cred_id)
 
     async def remove_credential(self, cred_id: int) -> bool:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
+        def remove(conn: Connection) -> bool:
+            result = conn.execute(
                 sa.delete(schema.credentials).where(schema.credentials.c.id == cred_id)
             )
-            await conn.execute(
+            conn.execute(
                 sa.delete(schema.cooldowns).where(schema.cooldowns.c.credential_id == cred_id)
             )
             if result.rowcount:
-                await _bump(conn)
-        return bool(result.rowcount)
+                _bump(conn)
+            return bool(result.rowcount)
+
+        return await self._write(remove)
 
     # -- cooldowns ------------------------------------------------------------------------
 
@@ -277,17 +317,20 @@ class Store:
         table = schema.cooldowns
         # Several 429s for one credential and model may come in one batch: the last one holds.
         rows = list({(r["credential_id"], r["model"]): r for r in rows}.values())
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(table).where(table.c.until < time.time()))
+
+        def record(conn: Connection) -> None:
+            conn.execute(sa.delete(table).where(table.c.until < time.time()))
             for row in rows:
-                await conn.execute(
+                conn.execute(
                     sa.delete(table).where(
                         table.c.credential_id == row["credential_id"],
                         table.c.model == row["model"],
                     )
                 )
             if rows:
-                await conn.execute(sa.insert(table), rows)
+                conn.execute(sa.insert(table), rows)
+
+        await self._write(record)
 
     async def cooldowns(self, now: float | None = None) -> list[dict[str, Any]]:
         """Cooldowns not yet over, soonest end first."""
@@ -297,8 +340,7 @@ class Store:
             .where(table.c.until > (time.time() if now is None else now))
             .order_by(table.c.credential_id, table.c.until)
         )
-        async with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in await conn.execute(query)]
+        return await self.read(lambda conn: [dict(row._mapping) for row in conn.execute(query)])
 
     # -- usage ----------------------------------------------------------------------------
 
@@ -307,41 +349,53 @@ class Store:
         drop the expired ones on the way."""
         table = schema.web_chats
         keys = [row["key_hash"] for row in rows]
-        async with self.engine.begin() as conn:
-            await conn.execute(
+
+        def save(conn: Connection) -> None:
+            conn.execute(
                 sa.delete(table).where(
                     (table.c.expires_at < time.time()) | table.c.key_hash.in_(keys)
                 )
             )
-            await conn.execute(sa.insert(table), list({r["key_hash"]: r for r in rows}.values()))
+            conn.execute(sa.insert(table), list({r["key_hash"]: r for r in rows}.values()))
+
+        await self._write(save)
 
     async def find_web_chat(self, key_hash: str) -> dict[str, Any] | None:
         table = schema.web_chats
         query = sa.select(table).where(
             table.c.key_hash == key_hash, table.c.expires_at >= time.time()
         )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self.read(lambda conn: conn.execute(query).first())
         return dict(row._mapping) if row else None
 
     async def add_usage(self, rows: Sequence[schema.UsageRow]) -> None:
-        """Usage records, many at once (every request writes one). The statement is compiled
-        once and the rows go to the driver as the tuples they are: SQLAlchemy's handling of
-        each row's parameters cost more CPU than the write itself."""
+        """Usage records, many at once (every request writes one)."""
         if not rows:
             return
-        if self._usage_insert is None:
-            columns = list(schema.UsageRow._fields)
-            compiled = (
-                sa.insert(schema.usage_records)
-                .inline()  # no RETURNING: nothing is read back
-                .compile(dialect=self.engine.dialect, column_keys=columns)
-            )
-            if list(compiled.positiontup or ()) != columns:
-                raise StoreError("the usage insert does not take its values in column order")
-            self._usage_insert = compiled.string
-        async with self.engine.begin() as conn:
-            await conn.exec_driver_sql(self._usage_insert, list(rows))
+        if self.is_sqlite:
+            sql, values = self._usage_insert or self._compile_usage_insert(), list(rows)
+            await self._write(lambda conn: conn.exec_driver_sql(sql, values))
+            return
+        # pg8000 sends an executemany as a statement and a round trip per row (0.3 ms each),
+        # and a many-row INSERT takes SQLAlchemy as long to compile: COPY takes a batch at
+        # once, for about 7 µs a row.
+        text = io.StringIO()
+        csv.writer(text, quoting=csv.QUOTE_NONNUMERIC).writerows(rows)
+        await self._write(functools.partial(_copy_usage, text.getvalue().encode()))
+
+    def _compile_usage_insert(self) -> str:
+        """The one-row insert, compiled once: the rows go to sqlite3 as the tuples they are, as
+        SQLAlchemy's handling of each row's parameters cost more CPU than the write itself."""
+        columns = list(schema.UsageRow._fields)
+        compiled = (
+            sa.insert(schema.usage_records)
+            .inline()  # no RETURNING: nothing is read back
+            .compile(dialect=self.engine.dialect, column_keys=columns)
+        )
+        if list(compiled.positiontup or ()) != columns:
+            raise StoreError("the usage insert does not take its values in column order")
+        self._usage_insert = compiled.string
+        return self._usage_insert
 
     async def tokens_by_key(self, since: float | None = None) -> dict[int, int]:
         """Total tokens each key has used (since a time, when given)."""
@@ -351,8 +405,8 @@ class Store:
         )
         if since is not None:
             query = query.where(table.c.created_at >= since)
-        async with self.engine.connect() as conn:
-            return {key_id: int(total or 0) for key_id, total in await conn.execute(query)}
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return {key_id: int(total or 0) for key_id, total in rows}
 
     async def tokens_by_key_after(self, after_id: int) -> tuple[dict[int, int], int]:
         """Tokens each key used in the records after `after_id`, and the last record's id: what
@@ -364,10 +418,9 @@ class Store:
             .group_by(table.c.key_id)
         )
         totals, last = {}, after_id
-        async with self.engine.connect() as conn:
-            for key_id, total, high in await conn.execute(query):
-                totals[key_id] = int(total or 0)
-                last = max(last, int(high))
+        for key_id, total, high in await self.read(lambda conn: conn.execute(query).all()):
+            totals[key_id] = int(total or 0)
+            last = max(last, int(high))
         return totals, last
 
     async def usage_report(
@@ -394,55 +447,70 @@ class Store:
             query = query.where(t.c.key_id == key_id)
         if since is not None:
             query = query.where(t.c.created_at >= since)
-        async with self.engine.connect() as conn:
-            return [
-                {
-                    k: (int(v) if isinstance(v, int | float) and k != "model" else v)
-                    for k, v in row._mapping.items()
-                }
-                for row in await conn.execute(query)
-            ]
+        rows = await self.read(lambda conn: conn.execute(query).all())
+        return [
+            {
+                k: (int(v) if isinstance(v, int | float) and k != "model" else v)
+                for k, v in row._mapping.items()
+            }
+            for row in rows
+        ]
 
     # -- stored Responses answers ---------------------------------------------------------
 
     async def put_responses(self, rows: list[dict[str, Any]]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.insert(schema.stored_responses), rows)
+        await self._write(lambda conn: conn.execute(sa.insert(schema.stored_responses), rows))
 
     async def get_response(self, response_id: str, key_id: int) -> dict[str, Any] | None:
         t = schema.stored_responses
         query = sa.select(t.c.response, t.c.turn, t.c.previous_id).where(
             t.c.id == response_id, t.c.key_id == key_id, t.c.expires_at > time.time()
         )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self.read(lambda conn: conn.execute(query).first())
         return dict(row._mapping) if row else None
 
     async def delete_response(self, response_id: str, key_id: int) -> bool:
         t = schema.stored_responses
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                sa.delete(t).where(t.c.id == response_id, t.c.key_id == key_id)
-            )
-        return bool(result.rowcount)
+        statement = sa.delete(t).where(t.c.id == response_id, t.c.key_id == key_id)
+        return bool(await self._write(lambda conn: conn.execute(statement).rowcount))
 
     async def purge_responses(self, now: float) -> int:
         t = schema.stored_responses
-        async with self.engine.begin() as conn:
-            result = await conn.execute(sa.delete(t).where(t.c.expires_at <= now))
-        return int(result.rowcount or 0)
+        statement = sa.delete(t).where(t.c.expires_at <= now)
+        return int(await self._write(lambda conn: conn.execute(statement).rowcount) or 0)
+
+
+# Text fields are quoted, so that an empty one is an empty string, not NULL.
+_COPY_USAGE = (
+    f"COPY usage_records ({', '.join(schema.UsageRow._fields)}) FROM STDIN WITH (FORMAT csv)"
+)
+
+
+def _copy_usage(rows: bytes, conn: Connection) -> None:
+    driver: Any = conn.connection.dbapi_connection  # pg8000's, whose execute takes a stream
+    driver.cursor().execute(_COPY_USAGE, stream=io.BytesIO(rows))
 
 
 def _is_id(ident: int | str) -> bool:
     return isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit())
 
 
-async def _bump(conn: AsyncConnection) -> None:
-    await conn.execute(
+def _bump(conn: Connection) -> None:
+    conn.execute(
         sa.update(schema.revision)
         .where(schema.revision.c.id == 1)
         .values(value=schema.revision.c.value + 1)
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, from the driver's own error when there is one. pg8000 gives the
+    server's error fields; its message (M) is what to show."""
+    orig = getattr(exc, "orig", None) or exc
+    fields = orig.args[0] if orig.args else None
+    if isinstance(fields, dict) and "M" in fields:
+        return str(fields["M"])
+    return str(orig)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -455,4 +523,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-__all__: Sequence[str] = ["CredentialRecord", "KeyRecord", "Store", "async_url"]
+__all__: Sequence[str] = ["CredentialRecord", "KeyRecord", "Store", "engine_url"]

@@ -41,8 +41,7 @@ async def usage_series(
         .group_by(sa.text("1"), sa.text("2"))
         .order_by(sa.text("1"), sa.text("2"))
     )
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
+    rows = await store.read(lambda conn: conn.execute(query).all())
     return [
         {
             "start": int(row.slot) * size,
