@@ -233,8 +233,9 @@ def _converted(kind: Any, value: Any) -> Any:
                 value = msgspec.json.decode(value)
             except msgspec.DecodeError:
                 raise ValueError(f"expected {_expected(kind)}") from None
-        elif bool in _members(kind):
-            value = _BOOL_WORDS.get(value.strip().lower(), value)
+        elif {int, float, bool} & set(_members(kind)):
+            value = value.strip()
+            value = _BOOL_WORDS.get(value.lower(), value)
     try:
         return msgspec.convert(value, kind, strict=False, dec_hook=_decode_hook)
     except msgspec.ValidationError:

@@ -90,7 +90,7 @@ class Store:
         self.path = Path(path).resolve() if path and path != ":memory:" else None
         self.secret_key = secret_key
         self._box: SecretBox | None = None
-        # The usage insert, compiled once for this database (see `add_usage`).
+        # SQLite's usage insert, compiled once (see `_compile_usage_insert`).
         self._usage_insert: str | None = None
         self.engine = sa.create_engine(self.url)
         if self.is_sqlite:
