@@ -93,6 +93,7 @@ class Gateway:
         self.audio = Encoder(settings.ffmpeg)
         self.drain = Drain()
         self._revision = -1
+        self._reloading = asyncio.Lock()
         self.credential_records: list[CredentialRecord] = []
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -135,18 +136,21 @@ class Gateway:
 
     async def reload(self) -> None:
         """Load keys and credentials if the store changed since the last load."""
-        revision = await self.store.revision()
-        if revision == self._revision:
-            return
-        self.keys.replace(await self.store.list_keys())
-        records = await self.store.list_credentials()
-        # Kept as loaded (secrets opened once per change), for the admin board to read.
-        self.credential_records = records
-        self.pool.load(
-            [credential_service.to_pool(r) for r in records],
-            {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},
-        )
-        self._revision = revision
+        # One at a time: the admin API reloads after each change while the watcher does too,
+        # and a load that read the store earlier must not land after one that read it later.
+        async with self._reloading:
+            revision = await self.store.revision()
+            if revision == self._revision:
+                return
+            self.keys.replace(await self.store.list_keys())
+            records = await self.store.list_credentials()
+            # Kept as loaded (secrets opened once per change), for the admin board to read.
+            self.credential_records = records
+            self.pool.load(
+                [credential_service.to_pool(r) for r in records],
+                {r.id: r.status_reason or "invalid" for r in records if r.status == "invalid"},
+            )
+            self._revision = revision
 
     async def _watch(self) -> None:
         while True:

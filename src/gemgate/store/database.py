@@ -374,7 +374,14 @@ class Store:
             return
         if self.is_sqlite:
             sql, values = self._usage_insert or self._compile_usage_insert(), list(rows)
-            await self._write(lambda conn: conn.exec_driver_sql(sql, values))
+
+            def insert(conn: Connection) -> None:
+                conn.exec_driver_sql(sql, values)
+                # Let go of the rows here: the thread holds this function a moment after the
+                # loop hears it is done. The result is not returned: it holds them too.
+                values.clear()
+
+            await self._write(insert)
             return
         # pg8000 sends an executemany as a statement and a round trip per row (0.3 ms each),
         # and a many-row INSERT takes SQLAlchemy as long to compile: COPY takes a batch at
@@ -459,7 +466,10 @@ class Store:
     # -- stored Responses answers ---------------------------------------------------------
 
     async def put_responses(self, rows: list[dict[str, Any]]) -> None:
-        await self._write(lambda conn: conn.execute(sa.insert(schema.stored_responses), rows))
+        def insert(conn: Connection) -> None:
+            conn.execute(sa.insert(schema.stored_responses), rows)
+
+        await self._write(insert)
 
     async def get_response(self, response_id: str, key_id: int) -> dict[str, Any] | None:
         t = schema.stored_responses
