@@ -386,6 +386,16 @@ class Stack:
         time.sleep(0.5)  # let start-up work (store load, first reload tick) settle
         self.idle = proc_status(self.server.pid)
 
+    def restart_server(self) -> None:
+        """gemgate stopped and started again on the same data: a figure taken next is not
+        skewed by what the rows before left in its memory."""
+        self.server.terminate()
+        self.server.wait(30)
+        self.processes.remove(self.server)
+        self.server = self._spawn(GEMGATE_CORE, "-m", "gemgate", "serve", log="gemgate-fresh.log")
+        wait_http(f"{self.url}/healthz", self.server)
+        time.sleep(0.5)  # as at the first start: let start-up work settle
+
     def _start_code_assist(self) -> None:
         """The fake Code Assist prints its account's oauth_creds.json once it listens; gemgate
         imports it as an operator would."""
@@ -721,6 +731,7 @@ def derive(
     peak_mb: float,
     streams_mb: float | None,
     floor_mb: float | None = None,
+    after_run_mb: float | None = None,
 ) -> dict[str, float | None]:
     """The figures the targets judge. None: a row it needs was left out with --only (shown as
     skipped); NaN: the row ran but gave no sample (shown as a FAIL)."""
@@ -768,6 +779,9 @@ def derive(
         "added_ttfc_ms_c1_burst": added("stream-c1", lambda r: r.ttfc_p50_ms),
         "rss_mb_1000_streams": streams_mb,
         "rss_mb_1000_streams_floor": floor_mb,
+        # The same on the server that ran every row before: what the load left it holding
+        # (allocator pages not given back, the web channel's curl_cffi, caches) comes on top.
+        "rss_mb_1000_streams_after_run": after_run_mb,
         "throughput_ratio_nonstream": ratio("nonstream-c32"),
         "throughput_ratio_stream": ratio("stream-c32"),
         "throughput_ratio_web_stream": ratio("web-stream-c32"),
@@ -1173,12 +1187,17 @@ def run(args: argparse.Namespace) -> None:
         results = measure(args, stack)
         streams_mb: float | None = None
         floor_mb: float | None = None
+        after_run_mb: float | None = None
+        peak = proc_status(stack.server.pid)["VmHWM"]
         if not args.only or "streams" in args.only:
+            after_run_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
+            print(f"  {OPEN_STREAMS} open streams after the rows: gemgate {after_run_mb:.1f} MB")
+            peak = proc_status(stack.server.pid)["VmHWM"]
+            stack.restart_server()
             streams_mb = asyncio.run(open_streams(stack, OPEN_STREAMS))
-            print(f"  {OPEN_STREAMS} open streams: gemgate RSS {streams_mb:.1f} MB", flush=True)
+            print(f"  {OPEN_STREAMS} open streams, fresh: gemgate {streams_mb:.1f} MB", flush=True)
             floor_mb = asyncio.run(open_streams(stack, OPEN_STREAMS, floor=True))
             print(f"  {OPEN_STREAMS} open streams: floor RSS {floor_mb:.1f} MB", flush=True)
-        peak = proc_status(stack.server.pid)["VmHWM"]
         rig: WorkersRig | None = None
         if not args.only or "workers" in args.only:
             workers, rig = measure_workers(args, stack)
@@ -1187,7 +1206,8 @@ def run(args: argparse.Namespace) -> None:
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)
             hot = profile(stack, args.duration, RESULTS / "profile-nonstream-c32.txt")
-    derived = derive(results, stack, peak, streams_mb, floor_mb) | workers_derived(results)
+    derived = derive(results, stack, peak, streams_mb, floor_mb, after_run_mb)
+    derived |= workers_derived(results)
     print()
     show(results, derived)
     if rig is not None:
