@@ -85,7 +85,10 @@ def shot(page: object, name: str) -> None:
 def log_in(page: object, server: Gemgate, token: str = TOKEN, base: str = "") -> None:
     page.goto((base or server.url) + "/admin/")  # type: ignore[attr-defined]
     page.fill("#token", token)  # type: ignore[attr-defined]
-    page.click("button.primary")  # type: ignore[attr-defined]
+    # Until the page that answers has loaded: a click returns once it starts to arrive, and a
+    # board of 100 rows may not all be there yet.
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("button.primary")  # type: ignore[attr-defined]
 
 
 def add_credential(page: object, server: Gemgate, api_key: str, label: str) -> int:
