@@ -128,6 +128,41 @@ def test_stream_is_relayed_as_it_is_produced(gateway: Gemgate, gemini: FakeGemin
     assert gemini.requests[-1].query.get("alt") == "sse"
 
 
+@pytest.mark.parametrize("write_size", [7, 100_000], ids=["cut-events", "all-at-once"])
+def test_a_stream_reads_whole_however_the_upstream_writes_it(
+    gateway: Gemgate, gemini: FakeGeminiAPI, write_size: int
+) -> None:
+    """Events cut anywhere by the upstream's writes, or all in one write: every word reaches
+    the client once and in order, and the usage it is told and charged is the last chunk's."""
+    final = {"promptTokenCount": 7, "candidatesTokenCount": 12, "totalTokenCount": 19}
+    gemini.script(
+        Reply.text("one two three four five six", chunks=6, usage=final, write_size=write_size)
+    )
+    before = gateway.usage("tests")
+    stream = client(gateway).chat.completions.create(
+        model="gemini-2.5-flash",
+        messages=[{"role": "user", "content": "count"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    words, usage = [], None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        words += [c.delta.content for c in chunk.choices if c.delta.content]
+    assert "".join(words) == "one two three four five six" and len(words) == 6
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (7, 12, 19)
+
+    def charged() -> int:
+        return sum(int(row["total_tokens"]) for row in gateway.usage("tests"))
+
+    deadline = time.monotonic() + 5
+    while charged() == sum(int(row["total_tokens"]) for row in before):
+        assert time.monotonic() < deadline, "the stream's usage was never recorded"
+        time.sleep(0.1)
+    assert charged() - sum(int(row["total_tokens"]) for row in before) == 19
+
+
 def test_stream_framing_ends_with_done(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
     gemini.script(Reply.text("abc", chunks=2))
     body = json.dumps(

@@ -148,6 +148,8 @@ class Exchange:
     first_byte: float | None = None
     credential_id: int | None = None
     usage: ir.Usage = field(default_factory=ir.Usage)
+    # The answer's latest usage event, read only when the exchange finishes (see UsageEvent).
+    usage_event: ir.UsageEvent | None = None
     # What the key's limits hold for this request until `finish` settles it.
     ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
@@ -180,7 +182,7 @@ class Exchange:
         case, with no tool call, media or speech to see to."""
         for event in batch:
             if isinstance(event, ir.UsageEvent):
-                self.usage = event.usage
+                self.usage_event = event
             elif isinstance(event, ir.PartEvent):
                 if not isinstance(event.part, ir.Text):
                     return False
@@ -216,7 +218,7 @@ class Exchange:
                         part = await self.gateway.media.link(part, str(self.media_base))
                     event = ir.PartEvent(part, event.index)
             elif isinstance(event, ir.UsageEvent):
-                self.usage = event.usage
+                self.usage_event = event
             elif isinstance(event, ir.Finish) and self.speech is not None:
                 ready += await self.speech.finish(event.index)
             ready.append(event)
@@ -226,6 +228,8 @@ class Exchange:
         """The one point every routed request passes at its end: usage, metrics, the request
         log line and the operator's list of recent errors are all fed from here."""
         gateway, route = self.gateway, self.route
+        if self.usage_event is not None:
+            self.usage, self.usage_event = self.usage_event.usage, None
         used = gateway.usage.record(
             self.key, route.channel, route.model, self.endpoint, status, self.usage
         )

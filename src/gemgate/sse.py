@@ -33,6 +33,11 @@ async def data(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
     pending = b""
     partial: list[bytes] = []
     async for chunk in chunks:
+        if not pending and not partial and (whole := _single_lines(chunk)) is not None:
+            del chunk
+            yield whole
+            del whole
+            continue
         pending += chunk
         *lines, pending = pending.split(b"\n")
         found = _complete(lines, partial)
@@ -56,6 +61,24 @@ def payloads(events: bytes) -> list[bytes]:
     found = _complete(events.split(b"\n"), partial)
     if partial:
         found.append(b"\n".join(partial))
+    return found
+
+
+def _single_lines(chunk: bytes) -> list[bytes] | None:
+    """The payloads of a read that holds only whole events of one `data: ` line each, the way
+    Google frames every chunk and usually reads arrive; None for anything else (a cut event,
+    several data lines, comments), which the line-by-line reader takes instead."""
+    if chunk.endswith(b"\r\n\r\n"):
+        separator = b"\r\n\r\n"
+    elif chunk.endswith(b"\n\n"):
+        separator = b"\n\n"
+    else:
+        return None
+    found = chunk[: -len(separator)].split(separator)
+    for i, event in enumerate(found):
+        if not event.startswith(b"data: ") or b"\n" in event or b"\r" in event:
+            return None
+        found[i] = event[6:]
     return found
 
 

@@ -462,10 +462,11 @@ class ChunkReader:
     def _read_usage(self, usage: dict[str, Any] | None, out: list[ir.Event]) -> None:
         if usage and usage != self._usage:
             self._usage = usage
-            out.append(ir.UsageEvent(read_usage(usage)))
+            out.append(ir.UsageEvent.later(usage, read_usage))
 
     def _read(self, chunk: dict[str, Any], out: list[ir.Event]) -> None:
-        """A chunk's events but its usage, onto `out`."""
+        """A chunk's events but its usage, onto `out`. Run on every streamed chunk: keys are
+        tested before they are read, so that a chunk allocates nothing it does not carry."""
         if "error" in chunk:
             raise error_from_status(chunk["error"], 500)
         if not self._started:
@@ -474,19 +475,25 @@ class ChunkReader:
             if isinstance(version, str) and version.startswith("models/"):
                 version = version[len("models/") :]
             out.append(ir.Start(chunk.get("responseId"), version))
-        feedback = chunk.get("promptFeedback") or {}
-        candidates = chunk.get("candidates") or []
-        if feedback.get("blockReason") and not candidates:
-            out.append(ir.Finish("blocked", 0, feedback["blockReason"]))
+        candidates = chunk.get("candidates")
+        if not candidates:
+            feedback = chunk.get("promptFeedback")
+            if feedback and feedback.get("blockReason"):
+                out.append(ir.Finish("blocked", 0, feedback["blockReason"]))
+            return
         for cand in candidates:
             index = cand.get("index", 0)
-            for part in (cand.get("content") or {}).get("parts") or ():
-                converted = _read_part(part)
-                if converted is not None:
-                    out.append(ir.PartEvent(converted, index))
-            grounding = _grounding(cand, index)
-            if grounding is not None:
-                out.append(grounding)
+            content = cand.get("content")
+            parts = content.get("parts") if content else None
+            if parts:
+                for part in parts:
+                    converted = _read_part(part)
+                    if converted is not None:
+                        out.append(ir.PartEvent(converted, index))
+            if "groundingMetadata" in cand or "urlContextMetadata" in cand:
+                grounding = _grounding(cand, index)
+                if grounding is not None:
+                    out.append(grounding)
             reason = cand.get("finishReason")
             if reason:
                 out.append(ir.Finish(_FINISH.get(reason, "other"), index, reason))
@@ -494,8 +501,6 @@ class ChunkReader:
 
 def _grounding(cand: dict[str, Any], index: int) -> ir.Grounding | None:
     """Pages a Google Search or URL-context answer drew on, for the client to cite."""
-    if "groundingMetadata" not in cand and "urlContextMetadata" not in cand:
-        return None  # most chunks
     metadata = cand.get("groundingMetadata") or {}
     sources = [
         ir.Source(web["uri"], web.get("title"))
@@ -543,22 +548,22 @@ def new_call_id() -> str:
 
 
 def read_usage(usage: dict[str, Any]) -> ir.Usage:
-    # Read on every streamed chunk (usage is cumulative): the details only when there are any.
-    details = usage.get("promptTokensDetails")
+    # Read once per streamed read (usage is cumulative): plain lookups, in field order.
+    get = usage.get
+    images = 0
+    details = get("promptTokensDetails")
+    if details:
+        for detail in details:
+            if isinstance(detail, dict) and detail.get("modality") == "IMAGE":
+                images += detail.get("tokenCount", 0)
     return ir.Usage(
-        prompt_tokens=usage.get("promptTokenCount", 0),
-        output_tokens=usage.get("candidatesTokenCount", 0),
-        thought_tokens=usage.get("thoughtsTokenCount", 0),
-        cached_tokens=usage.get("cachedContentTokenCount", 0),
-        tool_prompt_tokens=usage.get("toolUsePromptTokenCount", 0),
-        total_tokens=usage.get("totalTokenCount", 0),
-        prompt_image_tokens=sum(
-            d.get("tokenCount", 0)
-            for d in details
-            if isinstance(d, dict) and d.get("modality") == "IMAGE"
-        )
-        if details
-        else 0,
+        get("promptTokenCount", 0),
+        get("candidatesTokenCount", 0),
+        get("thoughtsTokenCount", 0),
+        get("cachedContentTokenCount", 0),
+        get("toolUsePromptTokenCount", 0),
+        get("totalTokenCount", 0),
+        images,
     )
 
 

@@ -142,7 +142,8 @@ class ResponsesStream:
         self.carried: responses_signatures.Carried | None = None
         self.sources: list[ir.Source] = []
         self.finish: ir.FinishReason | None = None
-        self.usage = ir.Usage()
+        # The latest usage event; read when the usage is shown (see UsageEvent).
+        self.usage = ir.UsageEvent(ir.Usage())
         self.final = b""
 
     # -- events in --------------------------------------------------------------------------
@@ -159,7 +160,7 @@ class ResponsesStream:
             if event.index == 0:
                 self.finish = event.reason
         elif isinstance(event, ir.UsageEvent):
-            self.usage = event.usage
+            self.usage = event
         elif isinstance(event, ir.Grounding) and event.index == 0:
             ir.add_sources(self.sources, event.sources)
         elif isinstance(event, ir.Progress):
@@ -481,7 +482,7 @@ class ResponsesStream:
             "incomplete_details": None,
             "model": self.model,
             "output": [self._shown(item) for item in self.output] if done else [],
-            "usage": usage(self.usage) if done else None,
+            "usage": usage(self.usage.usage) if done else None,
             **self.echo,
         }
         if done:

@@ -6,8 +6,9 @@ source of truth for how parts, usage and endings are read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gemgate.ir.request import CodeCall, CodeResult, Media, Part, Text, ToolCall
 
@@ -71,11 +72,40 @@ class Grounding:
     queries: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
 class UsageEvent:
-    """Cumulative usage so far; the last one wins."""
+    """Cumulative usage so far; the last one wins.
 
-    usage: Usage
+    A channel may hand on the upstream's own record of it with the function that reads it
+    (`UsageEvent.later`): a stream's usage changes with every chunk and only the last is
+    normally needed, so it is read the first time someone asks for `usage`. Consumers keep
+    the event rather than its `usage` for the same reason."""
+
+    __slots__ = ("_read", "_source", "_usage")
+
+    def __init__(self, usage: Usage) -> None:
+        self._usage: Usage | None = usage
+        self._source: Any = None
+        self._read: Callable[[Any], Usage] | None = None
+
+    @classmethod
+    def later(cls, source: Any, read: Callable[[Any], Usage]) -> UsageEvent:
+        event = cls.__new__(cls)
+        event._usage, event._source, event._read = None, source, read
+        return event
+
+    @property
+    def usage(self) -> Usage:
+        if self._usage is None:
+            assert self._read is not None
+            self._usage = self._read(self._source)
+            self._source = self._read = None
+        return self._usage
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UsageEvent) and self.usage == other.usage
+
+    def __repr__(self) -> str:
+        return f"UsageEvent({self.usage!r})"
 
 
 @dataclass(slots=True)
