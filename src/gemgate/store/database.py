@@ -525,11 +525,15 @@ def _reason(exc: BaseException) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the server read while the CLI (another process) writes; the timeout makes a
-    # writer wait for the lock instead of failing.
+    # writer wait for the lock instead of failing. Each connection's page cache is held to
+    # 512 KiB (SQLite's default is 2 MiB): re-summing a large usage table filled it and kept it
+    # in the server's memory for good, while the store is off the request path and the file's
+    # pages stay in the system's cache anyway.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA cache_size=-512")
     cursor.close()
 
 
