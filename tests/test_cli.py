@@ -132,19 +132,28 @@ def test_settings_are_read_as_an_operator_writes_them(
     monkeypatch.setenv("GEMGATE_ACCESS_LOG", "yes")
     monkeypatch.setenv("gemgate_read_timeout", "2.5")  # variable names in any case
     monkeypatch.setenv("GEMGATE_SECRET_KEY", "k" * 44)
+    monkeypatch.setenv("GEMGATE_ADMIN_TOKEN", "admin-secret-token")
+    monkeypatch.setenv("GEMGATE_METRICS_TOKEN", "metrics-secret-token")
     monkeypatch.setenv("GEMGATE_ALIASES", '{"fast": "gemini-2.5-flash"}')
     settings = Settings.load()
     assert settings.access_log is True and settings.read_timeout == 2.5
     assert settings.aliases == {"fast": "gemini-2.5-flash"}
     assert settings.secret_key is not None and settings.secret_key.get_secret_value() == "k" * 44
-    assert "k" * 44 not in repr(settings)
+    assert settings.admin_token and settings.metrics_token
+    assert settings.metrics_token.get_secret_value() == "metrics-secret-token"
+    shown = repr(settings)
+    assert "k" * 44 not in shown and "secret-token" not in shown
+    # An empty variable sets nothing: the admin token then comes from the data folder.
+    monkeypatch.setenv("GEMGATE_ADMIN_TOKEN", "")
+    assert not Settings.load().admin_token
+    monkeypatch.delenv("GEMGATE_METRICS_TOKEN")
 
     # Every bad value at once, each named as it can be set, and no secret quoted.
     monkeypatch.setenv("GEMGATE_LOG_FORMAT", "xml")
     monkeypatch.setenv("GEMGATE_ACCESS_LOG", "maybe")
     monkeypatch.setenv("GEMGATE_ALIASES", "fast=flash")
     config = tmp_path / "gemgate.toml"
-    config.write_text("metrics_token = 7\n")
+    config.write_text("metrics_token = 7\ndata_dir = 7\n")
     with pytest.raises(SettingsError) as raised:
         Settings.load(config)
     problems = str(raised.value).split("; ")
@@ -153,6 +162,7 @@ def test_settings_are_read_as_an_operator_writes_them(
         " (got 'maybe')",
         f"setting GEMGATE_ALIASES (or `aliases` in {config}): expected names and their values"
         " (a TOML table, or a JSON object) (got 'fast=flash')",
+        f"setting GEMGATE_DATA_DIR (or `data_dir` in {config}): expected a path (got 7)",
         f"setting GEMGATE_LOG_FORMAT (or `log_format` in {config}): expected one of 'text',"
         " 'json' (got 'xml')",
         f"setting GEMGATE_METRICS_TOKEN (or `metrics_token` in {config}): expected text",

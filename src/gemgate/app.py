@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,9 +48,16 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> ASGIApp:
             error = InvalidRequest(exc.detail or "bad request", status=exc.status_code)
         return error_response(error_format(request.url.path), error)
 
+    # What a scraper sends, made once; compared in constant time.
+    expected = (
+        f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        if settings.metrics_token
+        else None
+    )
+
     async def metrics(request: Request) -> Response:
-        token = settings.metrics_token
-        if token and request.headers.get("authorization", "") != f"Bearer {token}":
+        sent = request.headers.get("authorization", "").encode()
+        if expected is not None and not hmac.compare_digest(sent, expected):
             return Response(
                 b"send the metrics token as 'Authorization: Bearer <token>'\n",
                 status_code=401,

@@ -28,6 +28,10 @@ class Secret:
     def get_secret_value(self) -> str:
         return self._value
 
+    def __bool__(self) -> bool:
+        # An empty variable sets nothing, as an empty string did.
+        return bool(self._value)
+
     def __repr__(self) -> str:
         return "Secret('**********')"
 
@@ -46,7 +50,7 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_url: str | None = None
     # Prefix of every Redis key and channel: deployments that share one Redis stay apart.
     redis_namespace: str = "gemgate"
-    admin_token: str | None = None
+    admin_token: Secret | None = None
 
     gemini_api_base: str = "https://generativelanguage.googleapis.com"
     code_assist_base: str = "https://cloudcode-pa.googleapis.com"
@@ -145,7 +149,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # text logs (where it turns on uvicorn's access log).
     access_log: bool | None = None
     # Bearer token that /metrics asks for; unset, /metrics is open (bind to a private address).
-    metrics_token: str | None = None
+    metrics_token: Secret | None = None
 
     @property
     def request_lines(self) -> bool:
@@ -245,7 +249,8 @@ def _converted(kind: Any, value: Any) -> Any:
 def _decode_hook(kind: type, value: Any) -> Any:
     if kind in (Path, Secret) and isinstance(value, str):
         return kind(value)
-    raise NotImplementedError
+    # msgspec reports this as a value of the wrong type, like any other.
+    raise TypeError(f"expected {_expected(kind)}")
 
 
 def _members(kind: Any) -> tuple[Any, ...]:

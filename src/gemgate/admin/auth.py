@@ -62,7 +62,7 @@ class AdminAuth:
     @classmethod
     def from_settings(cls, settings: Settings) -> AdminAuth:
         if settings.admin_token:
-            return cls(_hash(settings.admin_token))
+            return cls(_hash(settings.admin_token.get_secret_value()))
         path = token_path(settings)
         stored = path.read_text().strip() if path.is_file() else ""
         return cls(stored or None)
