@@ -281,7 +281,8 @@ def test_words_before_a_mid_stream_error_reach_the_client(
 
 
 def test_sdk_stream_accumulates_the_message(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:
-    gemini.script(Reply.text("streamed words arrive", chunks=3, delay=0.2))
+    # 0.6 s between the first words and the last: a busy machine's hiccup cannot close it.
+    gemini.script(Reply.text("streamed words arrive", chunks=3, delay=0.3))
     pieces = []
     with client(gateway).messages.stream(
         model="gemini-2.5-flash",

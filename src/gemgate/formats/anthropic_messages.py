@@ -160,7 +160,7 @@ class MessagesStream:
         self.stop_sequences = request.generation.stop
         self.id = _message_id(None)
         # The latest usage event; read when the usage is shown (see UsageEvent).
-        self.usage = ir.UsageEvent(ir.Usage())
+        self.usage_event = ir.UsageEvent(ir.Usage())
         self.finish: ir.FinishReason | None = None
         self.started = False
         # The first parts wait for the first usage, so message_start can report the prompt
@@ -192,7 +192,7 @@ class MessagesStream:
                 self.finish = event.reason
             return b""
         if isinstance(event, ir.UsageEvent):
-            self.usage = event
+            self.usage_event = event
             return self._start()
         if isinstance(event, ir.Progress):
             return self.ping()  # Anthropic's keep-alive has no room for words
@@ -216,7 +216,7 @@ class MessagesStream:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                "usage": usage(self.usage.usage),
+                "usage": usage(self.usage_event.usage),
             },
         )
         return out + _sse("message_stop", {"type": "message_stop"})
@@ -238,7 +238,7 @@ class MessagesStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {**usage(self.usage.usage), "output_tokens": 0},
+            "usage": {**usage(self.usage_event.usage), "output_tokens": 0},
         }
         out = _sse("message_start", {"type": "message_start", "message": message})
         held, self.held = self.held, []

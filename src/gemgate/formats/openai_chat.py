@@ -148,7 +148,7 @@ class ChatStream:
         # What an audio answer's transcript says: the text, not the whole conversation.
         self._spoken = ir.spoken_text(request)
         self._audio: dict[int, str] = {}  # the audio id of each candidate that has sent audio
-        self._usage: ir.UsageEvent | None = None
+        self.usage_event: ir.UsageEvent | None = None
         # Each candidate's chunk up to its delta, and what follows a delta that ends nothing:
         # most chunks are one text delta, and they differ in the delta alone.
         self._heads: dict[int, bytes] = {}
@@ -164,7 +164,7 @@ class ChatStream:
         if isinstance(event, ir.Finish):
             return self._finish(event)
         if isinstance(event, ir.UsageEvent):
-            self._usage = event
+            self.usage_event = event
             return b""
         if isinstance(event, ir.Start):
             if event.response_id:
@@ -280,7 +280,7 @@ class ChatStream:
                 "created": self.created,
                 "model": self.model,
                 "choices": [],
-                "usage": usage(self._usage.usage if self._usage else ir.Usage()),
+                "usage": usage(self.usage_event.usage if self.usage_event else ir.Usage()),
             }
             tail = b"data: " + orjson.dumps(chunk) + b"\n\n"
         return tail + b"data: [DONE]\n\n"

@@ -143,7 +143,7 @@ class ResponsesStream:
         self.sources: list[ir.Source] = []
         self.finish: ir.FinishReason | None = None
         # The latest usage event; read when the usage is shown (see UsageEvent).
-        self.usage = ir.UsageEvent(ir.Usage())
+        self.usage_event = ir.UsageEvent(ir.Usage())
         self.final = b""
 
     # -- events in --------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class ResponsesStream:
             if event.index == 0:
                 self.finish = event.reason
         elif isinstance(event, ir.UsageEvent):
-            self.usage = event
+            self.usage_event = event
         elif isinstance(event, ir.Grounding) and event.index == 0:
             ir.add_sources(self.sources, event.sources)
         elif isinstance(event, ir.Progress):
@@ -482,7 +482,7 @@ class ResponsesStream:
             "incomplete_details": None,
             "model": self.model,
             "output": [self._shown(item) for item in self.output] if done else [],
-            "usage": usage(self.usage.usage) if done else None,
+            "usage": usage(self.usage_event.usage) if done else None,
             **self.echo,
         }
         if done:
