@@ -138,7 +138,11 @@ def test_a_stream_reads_whole_however_the_upstream_writes_it(
     gemini.script(
         Reply.text("one two three four five six", chunks=6, usage=final, write_size=write_size)
     )
-    before = gateway.usage("tests")
+
+    def charged() -> int:
+        return sum(int(row["total_tokens"]) for row in gateway.usage("tests"))
+
+    before = charged()
     stream = client(gateway).chat.completions.create(
         model="gemini-2.5-flash",
         messages=[{"role": "user", "content": "count"}],
@@ -152,15 +156,11 @@ def test_a_stream_reads_whole_however_the_upstream_writes_it(
     assert "".join(words) == "one two three four five six" and len(words) == 6
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (7, 12, 19)
-
-    def charged() -> int:
-        return sum(int(row["total_tokens"]) for row in gateway.usage("tests"))
-
     deadline = time.monotonic() + 5
-    while charged() == sum(int(row["total_tokens"]) for row in before):
+    while charged() == before:
         assert time.monotonic() < deadline, "the stream's usage was never recorded"
         time.sleep(0.1)
-    assert charged() - sum(int(row["total_tokens"]) for row in before) == 19
+    assert charged() - before == 19
 
 
 def test_stream_framing_ends_with_done(gateway: Gemgate, gemini: FakeGeminiAPI) -> None:

@@ -147,9 +147,8 @@ class Exchange:
     request_id: str | None
     first_byte: float | None = None
     credential_id: int | None = None
-    usage: ir.Usage = field(default_factory=ir.Usage)
-    # The answer's latest usage event, read only when the exchange finishes (see UsageEvent).
-    usage_event: ir.UsageEvent | None = None
+    # The answer's latest usage, read only when the exchange finishes (see UsageEvent).
+    usage_event: ir.UsageEvent = field(default_factory=lambda: ir.UsageEvent(ir.Usage()))
     # What the key's limits hold for this request until `finish` settles it.
     ticket: Ticket = FREE
     # Where generated images are linked from, when the client needs links to show them.
@@ -227,11 +226,9 @@ class Exchange:
     def finish(self, status: int, error: str | None = None) -> None:
         """The one point every routed request passes at its end: usage, metrics, the request
         log line and the operator's list of recent errors are all fed from here."""
-        gateway, route = self.gateway, self.route
-        if self.usage_event is not None:
-            self.usage, self.usage_event = self.usage_event.usage, None
+        gateway, route, usage = self.gateway, self.route, self.usage_event.usage
         used = gateway.usage.record(
-            self.key, route.channel, route.model, self.endpoint, status, self.usage
+            self.key, route.channel, route.model, self.endpoint, status, usage
         )
         gateway.admission.settle(self.key, self.ticket, used)
         self.ticket = FREE
@@ -239,7 +236,7 @@ class Exchange:
         seconds = now - self.started
         first_byte = self.first_byte - self.started if self.first_byte is not None else None
         gateway.metrics.request(
-            route.channel, route.model, self.endpoint, status, seconds, first_byte, self.usage
+            route.channel, route.model, self.endpoint, status, seconds, first_byte, usage
         )
         if status >= 400 or gateway.request_log:
             request_id = self.request_id
@@ -272,8 +269,8 @@ class Exchange:
                         "credential_id": self.credential_id,
                         "status": status,
                         "latency_ms": round(seconds * 1000, 1),
-                        "prompt_tokens": self.usage.prompt_tokens,
-                        "output_tokens": self.usage.output_tokens,
+                        "prompt_tokens": usage.prompt_tokens,
+                        "output_tokens": usage.output_tokens,
                     },
                 )
 
@@ -500,7 +497,8 @@ async def passthrough(
             raw = (first or b"") + b"".join([chunk async for chunk in chunks])
         if exchange is None:  # countTokens: nothing to record
             return Response(raw, media_type="application/json")
-        exchange.usage = upstream.usage_of(raw[-_USAGE_TAIL:]) or exchange.usage
+        if (usage := upstream.usage_of(raw[-_USAGE_TAIL:])) is not None:
+            exchange.usage_event = ir.UsageEvent(usage)
         return Answered(raw, "application/json", exchange)
     except GatewayError as error:
         if exchange is not None:
@@ -565,7 +563,8 @@ async def _relay(
                 drain.leave()
             if exchange is not None:
                 # Usage is cumulative: the last event that carries it holds the answer's.
-                exchange.usage = upstream.usage_of(last[-_USAGE_TAIL:]) or exchange.usage
+                if (usage := upstream.usage_of(last[-_USAGE_TAIL:])) is not None:
+                    exchange.usage_event = ir.UsageEvent(usage)
                 exchange.finish(status, message)
 
 
@@ -628,7 +627,7 @@ async def embed(
             route.model,
             lambda credential: upstream.embed(ir_request, route.model, credential),
         )
-        exchange.usage = result.usage
+        exchange.usage_event = ir.UsageEvent(result.usage)
         exchange.finish(200)
         return Response(fmt.encode(result, ir_request), media_type="application/json")
     except GatewayError as error:

@@ -148,7 +148,8 @@ class ChatStream:
         # What an audio answer's transcript says: the text, not the whole conversation.
         self._spoken = ir.spoken_text(request)
         self._audio: dict[int, str] = {}  # the audio id of each candidate that has sent audio
-        self.usage_event: ir.UsageEvent | None = None
+        # The latest usage event; read when the usage is shown (see UsageEvent).
+        self.usage_event = ir.UsageEvent(ir.Usage())
         # Each candidate's chunk up to its delta, and what follows a delta that ends nothing:
         # most chunks are one text delta, and they differ in the delta alone.
         self._heads: dict[int, bytes] = {}
@@ -280,7 +281,7 @@ class ChatStream:
                 "created": self.created,
                 "model": self.model,
                 "choices": [],
-                "usage": usage(self.usage_event.usage if self.usage_event else ir.Usage()),
+                "usage": usage(self.usage_event.usage),
             }
             tail = b"data: " + orjson.dumps(chunk) + b"\n\n"
         return tail + b"data: [DONE]\n\n"
