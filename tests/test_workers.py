@@ -1,13 +1,16 @@
 """`gemgate serve --workers N`: several server processes on one port. Requests reach every
 worker; SIGTERM to the parent drains the streams of all of them; a worker that dies is
 replaced, workers that cannot start stop the server; startup work happens once, in the
-parent; with Redis a key's rpm holds across the workers. Real `gemgate serve` processes; which
-process answered is read from the JSON log lines (their `pid`), never from an answer."""
+parent; with Redis a key's rpm holds across the workers, and without it the workers still
+pace a web account together and refresh an account's token once. Real `gemgate serve`
+processes; which process answered is read from the JSON log lines (their `pid`), never from an
+answer."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import start_gemgate
+from tests.fakes.code_assist import FakeCodeAssist
 from tests.fakes.gemini_api import FakeGeminiAPI, Reply
+from tests.fakes.gemini_web import FakeGeminiWeb, WebReply
+from tests.gemini_cli_setup import add_oauth, cli_gemgate, write_oauth_file
 from tests.harness import Gemgate
 from tests.services import REDIS_URL, require
 
@@ -352,3 +359,150 @@ def test_workers_whose_parent_is_killed_drain_and_exit(
     assert sorted(finished) == sorted(workers)
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url + "/healthz", timeout=2)
+
+
+# -- accounts paced together without Redis ------------------------------------------------------
+
+
+def _connections(
+    server: Gemgate, workers: list[int], per_worker: int = 1
+) -> list[http.client.HTTPConnection]:
+    """Open connections, `per_worker` held by each worker (the kernel picks a worker for each
+    new connection; the rest are closed)."""
+    held: dict[int, list[http.client.HTTPConnection]] = {pid: [] for pid in workers}
+    for _ in range(40 * per_worker):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.connect()
+        pid = _holder(workers, server.port, conn.sock.getsockname()[1])
+        if len(held[pid]) < per_worker:
+            held[pid].append(conn)
+        else:
+            conn.close()
+        if all(len(conns) == per_worker for conns in held.values()):
+            return [conn for conns in held.values() for conn in conns]
+    raise AssertionError(f"the kernel gave every connection to one worker: {held}")
+
+
+def _chat(
+    conn: http.client.HTTPConnection,
+    key: str,
+    channel: str = "gemini_official",
+    model: str = "gemini-3-fast",
+    stream: bool = False,
+) -> http.client.HTTPResponse:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    conn.request(
+        "POST",
+        f"/{channel}/v1/chat/completions",
+        body=json.dumps(body),
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    return conn.getresponse()
+
+
+def _web_server(
+    tmp_path: Path,
+    gemini: FakeGeminiAPI,
+    web: FakeGeminiWeb,
+    launched: list[Gemgate],
+    pacing: dict[str, str],
+) -> tuple[Gemgate, str, list[int]]:
+    """`serve --workers 2` without Redis, on one web account: the server, a key, the workers."""
+    psid = "g.a000psid-workers"
+    account = web.add_account(psid, tier=2)
+    env = {**JSON_LOGS, **web.env(), "GEMGATE_WEB_ROTATE_INTERVAL": "86400", **pacing}
+    server = _gemgate(launched, tmp_path, gemini, env)
+    key = server.create_key("k")
+    server.cli("credentials", "add", "gemini_official", "--psid", psid, "--psidts", account.psidts)
+    server.start("--workers", "2")
+    return server, key, _serving(server, 2)
+
+
+def test_a_web_account_answers_once_at_a_time_over_the_workers_without_redis(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    """GEMGATE_WEB_CONCURRENCY=1 is one chat at a time on the account, whichever worker takes
+    the request: while one worker streams, the other waits its turn and, past its wait,
+    refuses rather than open a second chat; once the answer ends, it gets the turn."""
+    pacing = {
+        "GEMGATE_WEB_CONCURRENCY": "1",
+        "GEMGATE_WEB_MIN_INTERVAL_MS": "0",
+        "GEMGATE_PACING_MAX_WAIT": "1",
+    }
+    with FakeGeminiWeb() as web:
+        server, key, workers = _web_server(tmp_path, gemini, web, launched, pacing)
+        first, second = _connections(server, workers)
+        gate = threading.Event()
+        web.script(WebReply(text="held answer", chunks=3, gate=gate))
+        held = _chat(first, key, stream=True)
+        assert held.status == 200
+        while b'"content"' not in held.readline():
+            pass  # the first worker's answer is under way, and held
+        busy = _chat(second, key)
+        assert busy.status == 429
+        assert "busy" in json.loads(busy.read())["error"]["message"]
+        assert len(web.chats()) == 1  # no second chat on the account
+        gate.set()
+        assert held.read().endswith(b"data: [DONE]\n\n")
+        answer = _chat(second, key)
+        assert answer.status == 200
+        assert json.loads(answer.read())["choices"][0]["message"]["content"].startswith("You said")
+        assert len(web.chats()) == 2
+    assert server.stop()
+
+
+def test_a_web_accounts_spacing_holds_over_the_workers_without_redis(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    """GEMGATE_WEB_MIN_INTERVAL_MS between two chats on the account, whichever workers send
+    them: four requests at once, two on each worker, reach the web app that far apart."""
+    spacing = 0.7
+    pacing = {
+        "GEMGATE_WEB_CONCURRENCY": "0",
+        "GEMGATE_WEB_MIN_INTERVAL_MS": str(int(spacing * 1000)),
+        "GEMGATE_PACING_MAX_WAIT": "10",
+    }
+    with FakeGeminiWeb() as web:
+        server, key, workers = _web_server(tmp_path, gemini, web, launched, pacing)
+        conns = _connections(server, workers, per_worker=2)
+        with ThreadPoolExecutor(len(conns)) as pool:
+            statuses = list(pool.map(lambda conn: _chat(conn, key).status, conns))
+        assert statuses == [200] * 4
+        starts = sorted(chat.at for chat in web.chats())
+    assert len(starts) == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # The spacing is kept where a worker starts a turn; the chat reaches the web app after the
+    # turn's other work (a worker's first loads the page), which moves it by tens of ms. Two
+    # workers pacing the account apart would send chats a few ms apart.
+    assert min(gaps) > spacing - 0.15, gaps
+    assert server.stop()
+
+
+def test_the_workers_refresh_an_expired_token_once_between_them_without_redis(
+    tmp_path: Path, launched: list[Gemgate]
+) -> None:
+    """A gemini_cli account whose access token expired, asked on both workers at once: one
+    worker refreshes it, the other waits and takes the new token from the store."""
+    with FakeCodeAssist() as code_assist:
+        fred = code_assist.account("fred@example.com", project="proj-fred")
+        expired = code_assist.oauth_file("fred@example.com", expired=True)
+        code_assist.refresh_delay = 0.3  # both workers ask while the first refresh is under way
+        # Neither worker sees the other's write-back by reloading: only the lock helps.
+        env = {**JSON_LOGS, "GEMGATE_RELOAD_INTERVAL": "30"}
+        server = cli_gemgate(tmp_path, code_assist, env)
+        launched.append(server)
+        key = server.create_key("k")
+        add_oauth(server, write_oauth_file(tmp_path, "fred.json", expired), "--no-check")
+        server.start("--workers", "2")
+        conns = _connections(server, _serving(server, 2), per_worker=3)
+
+        def ask(conn: http.client.HTTPConnection) -> str:
+            response = _chat(conn, key, "gemini_cli", "gemini-2.5-pro")
+            assert response.status == 200
+            return str(json.loads(response.read())["choices"][0]["message"]["content"])
+
+        with ThreadPoolExecutor(len(conns)) as pool:
+            answers = list(pool.map(ask, conns))
+        assert answers == ["Hello from gemini-2.5-pro"] * 6
+        assert fred.refreshes == 1
+    assert server.stop()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemgate.api.request_id import CURRENT
@@ -35,6 +36,7 @@ from gemgate.services.usage import UsageMeter
 from gemgate.services.usage_report import SlotCache
 from gemgate.signatures import SignatureCache
 from gemgate.store import CredentialRecord, Store
+from gemgate.store.host_state import HostState
 
 if TYPE_CHECKING:
     from gemgate.store.redis_state import SharedState
@@ -43,7 +45,7 @@ log = logging.getLogger("gemgate")
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, workers_state: Path | None = None) -> None:
         self.settings = settings
         self.store = Store.from_settings(settings)
         self.http = Http(settings)
@@ -55,6 +57,12 @@ class Gateway:
             from gemgate.store.redis_state import SharedState  # loaded only when used
 
             self.shared = SharedState(settings.redis_url, settings.redis_namespace, new_id())
+        # What protects accounts (pacing, one refresh at a time) holds over every instance
+        # through Redis; without it, still over the workers of one `serve --workers N`.
+        peers: SharedState | HostState | None = self.shared
+        if peers is None and workers_state is not None:
+            peers = HostState(workers_state)
+        exclusive = peers.exclusive if peers is not None else None
         self.admission = Admission(RequestRate(), self.usage, self.shared)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(
@@ -70,19 +78,19 @@ class Gateway:
             settings,
             self.store,
             self._save_secret,
-            self.shared.exclusive if self.shared is not None else None,
+            exclusive,
         )
         # The web channel first: unprefixed, it serves only names of its own (gemini-3-fast),
         # which the API channel's name rule would also claim.
         self.channels: dict[str, Channel] = {
             "gemini_official": self.web,
             "gemini": GeminiAPI(settings, self.http),
-            "gemini_cli": GeminiCLI(settings, self.http, self.store, self.shared),
+            "gemini_cli": GeminiCLI(settings, self.http, self.store, exclusive),
         }
         for cid, channel in self.channels.items():
             pacing = getattr(channel, "pacing", None)
             if pacing is not None:
-                self.pool.pace(cid, pacing, self.shared)
+                self.pool.pace(cid, pacing, peers)
         self.router = Router(self.channels, settings.aliases, self.pool.has_usable)
         self.signatures = SignatureCache(shared=self.shared)
         self.responses = StoredResponses(

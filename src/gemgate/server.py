@@ -46,21 +46,22 @@ class DrainingServer(uvicorn.Server):
 @dataclass(frozen=True)
 class Worker:
     """One of the processes of `gemgate serve --workers N`: the socket the parent bound for
-    it, what to call once it accepts requests, and where the workers add up their metrics."""
+    it, what to call once it accepts requests, and the parent's folder where the workers add
+    up their metrics and agree on their accounts' pacing."""
 
     number: int
     sock: socket.socket
     started: Callable[[], None]
-    metrics: Path
+    folder: Path
 
 
 def run(settings: Settings, worker: Worker | None = None) -> None:
     """Serve until SIGTERM or SIGINT: on `settings.host:port`, or as a worker."""
     several = worker is not None
     log_format.configure(settings.log_level, settings.log_format, process=several)
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, worker.folder / "state" if worker is not None else None)
     if worker is not None:
-        gateway.metrics.share(worker.metrics, str(worker.number))
+        gateway.metrics.share(worker.folder / "metrics", str(worker.number))
     json_logs = settings.log_format == "json"
     config = uvicorn.Config(
         build_app(settings, gateway),

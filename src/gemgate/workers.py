@@ -18,7 +18,8 @@ The parent forwards SIGTERM (and SIGINT) to the workers and waits for their drai
 that dies is replaced; workers that die before they serve mean a setting or the environment is
 wrong, and the parent stops with a non-zero exit rather than restart them forever. A worker
 whose parent is gone (killed outright) drains and exits too. Each worker leaves its metrics in
-a folder of the parent's, so that `/metrics` on any worker counts for all of them.
+a folder of the parent's, so that `/metrics` on any worker counts for all of them; without
+Redis, the workers also pace their accounts together through that folder (store/host_state.py).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _worker(
     settings: Settings,
     number: int,
     sock: socket.socket,
-    metrics: Path,
+    folder: Path,
     ready: Connection,
     lifeline: Connection,
 ) -> None:
@@ -114,7 +115,7 @@ def _worker(
     # uvicorn re-raises the stop signal once it has shut down; SIGINT's is a KeyboardInterrupt,
     # which would end a clean stop with a traceback.
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(settings, server.Worker(number, sock, started, metrics))
+        server.run(settings, server.Worker(number, sock, started, folder))
 
 
 class _Slot:
@@ -136,8 +137,10 @@ class Supervisor:
         self.early_deaths = 0
         self.signals: list[int] = []
         self.lifeline, self._lifeline_held = _spawn.Pipe(duplex=False)
-        # Each worker's metrics, for the others to add to theirs when scraped.
-        self.metrics = Path(tempfile.mkdtemp(prefix="gemgate-metrics-"))
+        # Each worker's metrics, for the others to add to theirs when scraped, and (without
+        # Redis) the turns of paced accounts.
+        self.folder = Path(tempfile.mkdtemp(prefix="gemgate-workers-"))
+        (self.folder / "metrics").mkdir()
 
     def run(self) -> int:
         """Start the workers and keep them running until a signal; the process's exit code."""
@@ -166,13 +169,13 @@ class Supervisor:
                 slot.sock.close()
             self.lifeline.close()
             self._lifeline_held.close()
-            shutil.rmtree(self.metrics, ignore_errors=True)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _start(self, slot: _Slot) -> None:
         receive, send = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
             target=_worker,
-            args=(self.settings, slot.number, slot.sock, self.metrics, send, self.lifeline),
+            args=(self.settings, slot.number, slot.sock, self.folder, send, self.lifeline),
             name=f"gemgate-worker-{slot.number}",
         )
         process.start()

@@ -35,6 +35,8 @@ BUILD_LABEL = "boq_assistant-bard-web-server_20261120.07_p0"
 PUSH_ID = "feeds/mcudyrk2a4khkz"
 SENTINEL = b'[000,"-0000000000000000000"]'
 GUEST_MODEL = "cf41b0e0dd7d53e5"
+# How many of an account's latest page tokens are accepted (one per open tab, say).
+_LIVE_PAGE_TOKENS = 4
 FAST, PRO = "fbb127bbb056c959", "9d8ca3786ebdfbea"
 # id -> (category, display name, mode number); what otAQ7b lists to a signed-in account.
 MODELS = {
@@ -94,7 +96,9 @@ class Account:
     psidts: str
     tier: int = 1  # capacity: 1 free, 2 Pro, 4 Plus
     revoked: bool = False  # cookies expired or signed out: served as a guest
-    at: str = ""
+    # The page tokens (SNlM0e) of the latest page loads: each load makes a new one, and the
+    # older ones go on working a while, as the pages open in several tabs of a browser do.
+    at: list[str] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)  # every 1PSIDTS this fake gave out
     reset_at: float = 0.0  # the usage window reset jSf9Qc reports
     previous: str | None = None  # the 1PSIDTS a rotation replaced, still accepted for a while
@@ -145,6 +149,8 @@ class Recorded:
     inner: list[Any] | None = None
     prompt: str = ""
     files: list[Any] = field(default_factory=list)
+    # When the request arrived (time.monotonic(), the same clock in every process).
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -314,7 +320,7 @@ class FakeGeminiWeb:
 
     def stale_token(self, psid: str) -> None:
         """The page token gemgate holds goes stale (the web app answers 400 "xsrf")."""
-        self.accounts[psid].at = "AJvLN6-newer-" + secrets.token_hex(6)
+        self.accounts[psid].at = ["AJvLN6-newer-" + secrets.token_hex(6)]
 
     def revoke(self, psid: str) -> None:
         """Signed out for good (password change, revoked session): no rotation helps."""
@@ -384,8 +390,9 @@ class FakeGeminiWeb:
         values = {"cfb2h": BUILD_LABEL, "TuX5cc": "en", "qKIAYe": PUSH_ID}
         if account is not None:
             # A fresh token and session id per page load, as the real page has.
-            account.at = "AJvLN6" + secrets.token_urlsafe(18) + ":" + str(int(time.time()))
-            values["SNlM0e"] = account.at
+            token = "AJvLN6" + secrets.token_urlsafe(18) + ":" + str(int(time.time()))
+            account.at = [*account.at[-(_LIVE_PAGE_TOKENS - 1) :], token]
+            values["SNlM0e"] = token
             values["FdrFJe"] = str(-secrets.randbelow(2**63))
         data = ",".join(f'"{k}":"{v}"' for k, v in values.items())
         html = f"<!doctype html><html><script>window.WIZ_global_data = {{{data}}};</script></html>"
@@ -406,7 +413,7 @@ class FakeGeminiWeb:
         if account is not None:
             if "at" not in form:
                 raise Refused(400, "signed-in request without at")
-            if form["at"] != account.at:
+            if form["at"] not in account.at:
                 raise Refused(400, "Invalid xsrf token")
             if query.get("bl") != BUILD_LABEL:
                 raise Refused(405, "Method Not Allowed")

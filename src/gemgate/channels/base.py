@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from gemgate import ir
 from gemgate.pool import Credential
+
+# One holder at a time for a name (an account's token refresh, its cookie rotation), over every
+# instance with Redis and every worker of one server without it (gateway.py).
+Exclusive = Callable[[str], AbstractAsyncContextManager[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import dataclasses
 import platform
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
@@ -23,7 +23,7 @@ import orjson
 from gemgate import errors, ir
 from gemgate.channels import _gemini_wire as wire
 from gemgate.channels._http import Http, sse_data
-from gemgate.channels.base import ModelInfo
+from gemgate.channels.base import Exclusive, ModelInfo
 from gemgate.channels.code_assist_errors import (
     LICENCE_NOTE,
     classify,
@@ -36,9 +36,6 @@ from gemgate.config import Settings
 from gemgate.ids import new_id
 from gemgate.pool import Credential, Failure, UpstreamFailed
 from gemgate.store import Store
-
-if TYPE_CHECKING:
-    from gemgate.store.redis_state import SharedState
 
 # What Code Assist serves to Gemini CLI (§B.7). Each id also exists with `_vertex`, a separate
 # quota bucket (§B.8); `-thinking` after either turns thoughts on.
@@ -111,11 +108,11 @@ class GeminiCLI:
         settings: Settings,
         http: Http,
         store: Store | None,
-        shared: SharedState | None = None,
+        exclusive: Exclusive | None = None,
     ) -> None:
         self.base = settings.code_assist_base.rstrip("/") + "/v1internal"
         self.http = http
-        self.tokens = Tokens(lambda: http.session, settings.oauth_token_url, store, shared)
+        self.tokens = Tokens(lambda: http.session, settings.oauth_token_url, store, exclusive)
         self.poll_interval = settings.onboard_poll_interval
         # One setup (loadCodeAssist, onboarding) at a time per credential. Apart from the token
         # lock, which a setup call may need for a refresh after a 401.

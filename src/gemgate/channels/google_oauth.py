@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from gemgate.channels.base import Exclusive
 from gemgate.services.credentials import save_secret
 from gemgate.store import Store
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from gemgate.store.redis_state import SharedState
 
 log = logging.getLogger("gemgate.oauth")
 
@@ -173,13 +172,13 @@ class Tokens:
         session: Callable[[], aiohttp.ClientSession],
         token_url: str,
         store: Store | None,
-        shared: SharedState | None = None,
+        exclusive: Exclusive | None = None,
     ) -> None:
         self._session = session
         self.token_url = token_url
         self.store = store
-        # With several instances, one refresh at a time across all of them too.
-        self.shared = shared
+        # With several instances or workers, one refresh at a time across all of them too.
+        self._exclusive = exclusive
         # Per credential, each value written back: (the pool's copy before, the value written).
         self._pending: dict[int, dict[str, tuple[Any, Any]]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -235,10 +234,11 @@ class Tokens:
             return await self._refresh_locked(cred_id, configured, proxy, stale)
 
     def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
-        """One instance at a time for `name` when instances share state; else nothing to do."""
-        if self.shared is None:
+        """One instance (or worker) at a time for `name` when they share state; else nothing
+        to do."""
+        if self._exclusive is None:
             return contextlib.nullcontext()
-        return self.shared.exclusive(name)
+        return self._exclusive(name)
 
     async def _refresh_locked(
         self, cred_id: int, configured: dict[str, Any], proxy: str | None, stale: str | None

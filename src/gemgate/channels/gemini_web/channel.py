@@ -17,12 +17,11 @@ from urllib.parse import parse_qs, urlencode
 import orjson
 
 from gemgate import errors, ir
-from gemgate.channels.base import ModelInfo
+from gemgate.channels.base import Exclusive, ModelInfo
 from gemgate.channels.features import Features
 from gemgate.channels.gemini_web import conversations, frames, images, research, uploads, video
 from gemgate.channels.gemini_web.client import (
     SIGNED_OUT,
-    Exclusive,
     Reply,
     SecretWriter,
     WebClient,

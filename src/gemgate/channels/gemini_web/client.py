@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import orjson
 
 from gemgate import errors
+from gemgate.channels.base import Exclusive
 from gemgate.channels.gemini_web import frames
 from gemgate.channels.gemini_web.request import ModelTable
 from gemgate.config import Settings
@@ -50,8 +51,6 @@ PSID, PSIDTS = "__Secure-1PSID", "__Secure-1PSIDTS"
 
 SecretWriter = Callable[[Credential, dict[str, Any]], Awaitable[None]]
 SecretReader = Callable[[int], Awaitable[dict[str, Any] | None]]
-# One holder at a time across instances for a name (SharedState.exclusive), when shared.
-Exclusive = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,122 @@
+"""What the workers of one `gemgate serve --workers N` agree on when there is no Redis: the
+turns of a paced credential (its cap on answers at once and the spacing between two starts), and
+one refresh of an account at a time. These protect consumer accounts, so N workers must not
+mean N times the pace an operator set.
+
+Each credential's turns, and each refresh, are a small file in a folder of the parent's, held
+under `flock` only while it is read and written (or for the length of the refresh). The kernel
+lets go of a dead worker's locks, and a turn names the worker that holds it, so a worker that
+dies mid-answer leaves no credential held.
+
+With Redis (GEMGATE_REDIS_URL) the same is shared over every instance (redis_state.py), and
+this is not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# How often a worker waiting for another worker's refresh looks again.
+_LOOK = 0.05
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class HostState:
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        self.folder = folder
+        self.pid = os.getpid()
+
+    # -- pacing (pool/pacing.py's SharedTurns) --------------------------------------------
+
+    async def claim_turn(self, cred_id: int, cap: int, spacing: float) -> tuple[str | None, float]:
+        """A turn on a paced credential counted over every worker: (its lease, 0), or (None,
+        seconds to wait; 0 while the credential is full)."""
+        with self._held(f"turns-{cred_id}") as (state, save):
+            # time.monotonic() is the machine's clock since boot: the same in every worker.
+            now = time.monotonic()
+            turns = {lease: pid for lease, pid in state.get("turns", {}).items() if _alive(pid)}
+            if cap and len(turns) >= cap:
+                return None, 0.0
+            last = state.get("last")
+            if spacing and last is not None and last + spacing > now:
+                return None, last + spacing - now
+            lease = f"{self.pid}:{secrets.token_hex(6)}"
+            turns[lease] = self.pid
+            save({"turns": turns, "last": now if spacing else last})
+        return lease, 0.0
+
+    def end_turn(self, cred_id: int, lease: str) -> None:
+        with self._held(f"turns-{cred_id}") as (state, save):
+            turns = state.get("turns", {})
+            if turns.pop(lease, None) is not None:
+                save(state)
+
+    @contextlib.contextmanager
+    def _held(self, name: str) -> Iterator[tuple[dict[str, Any], Any]]:
+        """A file's JSON under an exclusive lock, and a function that replaces it. The lock is
+        held for a read and a write of a few bytes, never across an await: taking it blocks
+        the event loop for microseconds at most."""
+        fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 1 << 16, 0)
+            try:
+                state = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError:
+                state = {}  # a worker killed mid-write: start the credential afresh
+
+            def save(new: dict[str, Any]) -> None:
+                data = orjson.dumps(new)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, data, 0)
+
+            yield (state if isinstance(state, dict) else {}), save
+        finally:
+            os.close(fd)  # and with it the lock
+
+    # -- one at a time --------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str, hold: float = 30.0) -> AsyncIterator[None]:
+        """Run the body in one worker at a time (an OAuth refresh, a cookie rotation): the
+        others wait for it, then find its result in the store. Past `hold` seconds of waiting
+        the body runs anyway, as with Redis: a stuck refresh must not stop the others."""
+        fd = os.open(self.folder / f"lock-{_UNSAFE.sub('_', name)}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + hold
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(_LOOK)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _alive(pid: Any) -> bool:
+    """Whether the worker that took a turn still runs (a dead one's turns are over)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
