@@ -270,6 +270,46 @@ def test_an_image_that_cannot_be_downloaded_is_a_clear_error(
     assert PSID not in failed.value.message
 
 
+def test_a_download_past_the_limit_is_cut_off(
+    fake: FakeGeminiWeb, web: FakeGeminiWeb, tmp_path: Path
+) -> None:
+    """GEMGATE_WEB_DOWNLOAD_MAX_BYTES: a file past it is never taken whole. Asked for the
+    full-size image, the client gets the preview that fits; with a limit under every size, an
+    error that names the setting (and does not blame the cookies)."""
+    account = fake.accounts.get(PSID) or fake.add_account(PSID, tier=2)
+    previews = len(marked_png(PREVIEW, PREVIEW)), len(clean_png(PREVIEW, PREVIEW))
+    larger = len(clean_png(LARGE_PREVIEW, LARGE_PREVIEW)), len(clean_png(ORIGINAL, ORIGINAL))
+    assert max(previews) < 60_000 < min(larger)
+    for limit in ("60000", "1000"):
+        server = Gemgate(
+            tmp_path / limit,
+            {**fake.env(), "GEMGATE_WEB_MIN_INTERVAL_MS": "0",
+             "GEMGATE_WEB_ROTATE_INTERVAL": "86400", "GEMGATE_WEB_DOWNLOAD_MAX_BYTES": limit},
+        )  # fmt: skip
+        server.client_key = server.create_key("tests")  # type: ignore[attr-defined]
+        server.cli("credentials", "add", "gemini_official", "--psid", PSID,
+                   "--psidts", account.psidts)  # fmt: skip
+        server.start()
+        try:
+            ask = {"return_origin_image": True}
+            if limit == "60000":
+                result = oai(server).images.generate(
+                    model="gemini-3-pro-imagen", prompt="a lighthouse", extra_body=ask
+                )
+                assert _image(_b64(result.data[0].b64_json)).size == (PREVIEW, PREVIEW)
+            else:
+                with pytest.raises(openai.APIStatusError) as failed:
+                    oai(server).images.generate(
+                        model="gemini-3-pro-imagen", prompt="a lighthouse", extra_body=ask
+                    )
+                assert failed.value.status_code == 502
+                message = failed.value.message
+                assert "larger than GEMGATE_WEB_DOWNLOAD_MAX_BYTES (1000 bytes)" in message
+                assert "cookies" not in message
+        finally:
+            server.stop()
+
+
 def test_the_images_api_on_a_plain_web_model_asks_for_the_image_tool(
     gateway: Gemgate, web: FakeGeminiWeb
 ) -> None:

@@ -83,6 +83,9 @@ class Settings(msgspec.Struct, kw_only=True):
     web_chat_ttl: float = 1800.0
     web_prompt_max_bytes: int = 120_000
     web_attachment_max_bytes: int = 150_000
+    # gemini_official: the largest file (a generated image or video) taken from the web app's
+    # media hosts: a download past it is cut off, never held whole in memory.
+    web_download_max_bytes: int = 100 * 1024 * 1024
     # gemini_official: seconds between polls of a rendering video or a running deep research
     # (the web app's own client polls every 10 s), and the longest each may take.
     web_poll_interval: float = 10.0

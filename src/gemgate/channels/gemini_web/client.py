@@ -92,6 +92,14 @@ def transient(message: str) -> UpstreamFailed:
     return UpstreamFailed(Failure("retry", errors.UpstreamError(message), reason=message))
 
 
+class TooLarge(UpstreamFailed):
+    """An answer longer than GEMGATE_WEB_DOWNLOAD_MAX_BYTES, cut off as it came."""
+
+    def __init__(self, limit: int) -> None:
+        message = f"the answer was larger than GEMGATE_WEB_DOWNLOAD_MAX_BYTES ({limit} bytes)"
+        super().__init__(Failure("final", errors.UpstreamError(message), reason=message))
+
+
 class WebSession:
     """What gemgate knows about one account's web session. One page fetch and one rotation
     at a time (a lock each); everything else is shared by concurrent requests."""

@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from gemgate.channels.gemini_web.client import PSID, PSIDTS, WebSession
+from gemgate.channels.gemini_web.client import PSID, PSIDTS, TooLarge, WebSession
 
 MAX_HOPS = 8
 # Cookies a `.google.com` export can hold that are not domain cookies of .google.com: host-only
@@ -40,6 +40,10 @@ class Downloaded:
 class DownloadFailed(Exception):
     """Why a media URL gave no bytes (HTTP status or what came instead), for the log and
     the client's error; never carries a cookie."""
+
+
+class DownloadTooLarge(DownloadFailed):
+    """A file past GEMGATE_WEB_DOWNLOAD_MAX_BYTES: cut off, whatever the cookies."""
 
 
 class StillRendering(DownloadFailed):
@@ -85,9 +89,12 @@ async def fetch(session: WebSession, url: str) -> Downloaded:
         }
         if _takes_cookies(parts.hostname or "", web_host):
             headers["Cookie"] = cookie
-        reply = await client.send(
-            session, "GET", url, headers=headers, cookies=False, redirects=False
-        )
+        try:
+            reply = await client.send(
+                session, "GET", url, headers=headers, cookies=False, redirects=False
+            )
+        except TooLarge as cut:
+            raise DownloadTooLarge(f"{parts.hostname}: {cut.failure.error.message}") from None
         if reply.status in (301, 302, 303, 307, 308):
             location = reply.location
             if not location:

@@ -100,23 +100,27 @@ async def deliver(
         *(_download(session, answer, image, original) for image in found),
         return_exceptions=True,
     )
-    failures = []
+    failures: list[Exception] = []
     for result in results:
         if isinstance(result, downloads.Downloaded):
             yield ir.PartEvent(
                 ir.Media(result.mime_type, data=base64.b64encode(result.data).decode())
             )
         elif isinstance(result, downloads.DownloadFailed | UpstreamFailed):
-            failures.append(str(result))
+            failures.append(result)
         elif isinstance(result, BaseException):
             raise result
     if failures:
         log.warning("gemini_official: %d of %d generated images could not be downloaded: %s",
                     len(failures), len(found), failures[0])  # fmt: skip
     if len(failures) == len(found):
+        first = failures[0]
+        hint = "; the account's cookies may have expired"
+        if isinstance(first, downloads.DownloadTooLarge):
+            hint = ""
         raise errors.UpstreamError(
             f"the Gemini web app made {len(found)} image(s) but they could not be downloaded "
-            f"({failures[0]}); the account's cookies may have expired"
+            f"({first}){hint}"
         )
 
 

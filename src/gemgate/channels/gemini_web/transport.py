@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from curl_cffi import CurlMime
+from curl_cffi import CurlECode, CurlMime, CurlOpt
 from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
-from gemgate.channels.gemini_web.client import FilePart, Reply, transient
+from gemgate.channels.gemini_web.client import FilePart, Reply, TooLarge, transient
 from gemgate.channels.gemini_web.streaming import Head, StreamFailed, StreamingPost
 from gemgate.config import Settings
 
@@ -29,7 +29,12 @@ class Transport:
             allow_redirects=True,
             trust_env=False,
             max_clients=64,
+            # Media URLs come from the web app's answers: libcurl stops a body past the limit
+            # as it arrives (or at once, by its Content-Length). Pages and RPC answers are far
+            # smaller than any sensible limit.
+            curl_options={CurlOpt.MAXFILESIZE_LARGE: settings.web_download_max_bytes},
         )
+        self.download_limit = settings.web_download_max_bytes
         self.streaming = StreamingPost(
             settings.web_impersonate, settings.connect_timeout, settings.read_timeout
         )
@@ -69,6 +74,8 @@ class Transport:
                 allow_redirects=redirects,
             )
         except RequestException as exc:
+            if exc.code == CurlECode.FILESIZE_EXCEEDED:
+                raise TooLarge(self.download_limit) from None
             raise transient(f"could not reach the Gemini web app: {type(exc).__name__}") from None
         finally:
             if form is not None:
