@@ -233,7 +233,7 @@ def test_proxy_urls_are_checked_when_added(tmp_path: Path) -> None:
         "http://proxy.local:port",
         "http://proxy.local:3128/path?x=1",
         "ftp://user:s3cret@proxy.local",
-        "socks5h://proxy.local:1080",
+        "socks4://proxy.local:1080",
     ):
         refused = server.cli(
             "credentials", "add", "gemini", "--api-key", "AIzaFakeKeyAlpha0001",
@@ -242,7 +242,8 @@ def test_proxy_urls_are_checked_when_added(tmp_path: Path) -> None:
         assert refused.returncode == 1 and "--proxy" in refused.stderr, proxy
         assert "s3cret" not in refused.stderr
     assert json.loads(server.cli("credentials", "list", "--json").stdout) == []
-    for n, proxy in enumerate(("http://p:3128", "https://u:pw@p", "HTTP://p"), 1):
+    accepted = ("http://p:3128", "https://u:pw@p", "HTTP://p", "socks5h://u:pw@p:1080")
+    for n, proxy in enumerate(accepted, 1):
         server.add_api_key(f"AIzaFakeKeyAlpha000{n}", "--proxy", proxy)
 
 

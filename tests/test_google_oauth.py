@@ -10,7 +10,7 @@ from tests.fakes.code_assist import id_token
 
 
 def tokens() -> Tokens:
-    return Tokens(lambda: None, "http://127.0.0.1:9/token", None)  # type: ignore[arg-type,return-value]
+    return Tokens(lambda proxy: (None, None), "http://127.0.0.1:9/token", None)  # type: ignore[arg-type,return-value]
 
 
 def test_what_was_written_back_wins_until_the_copy_shows_it() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 LATER = {
     "curl_cffi": "the gemini_official channel's first call (3.5)",
     "aiohttp.web": "the `gemgate login` browser flow (1.5)",
+    "aiohttp_socks": "the first request through a SOCKS5 proxy",
     "websockets": "nothing: gemgate serves no WebSocket (0.4)",
     "PIL": "image resizing and the watermark",
     "numpy": "the watermark removal",

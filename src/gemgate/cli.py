@@ -444,7 +444,9 @@ def credentials() -> None:
 @click.option("--project", help="gemini_cli: the Google Cloud project with a Code Assist licence.")
 @click.option("--no-check", is_flag=True, help="gemini_cli: do not ask Google about the account.")
 @click.option("--label", help="A name to recognise the credential by.")
-@click.option("--proxy", help="Outbound proxy URL for this credential (http:// or socks5://).")
+@click.option(
+    "--proxy", help="Outbound proxy URL for this credential (http://, https:// or socks5://)."
+)
 @_with_store
 async def credentials_add(
     store: Store,
@@ -461,7 +463,7 @@ async def credentials_add(
     proxy: str | None,
 ) -> None:
     """Add a credential to a channel's pool."""
-    proxy = credential_service.checked_proxy(proxy, socks=channel == "gemini_official")
+    proxy = credential_service.checked_proxy(proxy)
     if channel == "gemini_official":
         record = await cookie_import.add_gemini_official(
             store,

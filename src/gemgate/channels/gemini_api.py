@@ -293,24 +293,17 @@ class GeminiAPI:
         return f"{self.base}/models/{model_names.path_segment(model)}:{method}"
 
     def _post(self, url: str, body: bytes, credential: Credential) -> Any:
-        return self.http.session.post(
-            url,
-            data=body,
-            headers=_headers(credential),
-            proxy=self.http.proxy_for(credential.proxy),
-        )
+        session, proxy = self.http.via(credential.proxy)
+        return session.post(url, data=body, headers=_headers(credential), proxy=proxy)
 
     async def _call_json(
         self, url: str, body: bytes | None, credential: Credential
     ) -> dict[str, Any]:
         method = "POST" if body is not None else "GET"
+        session, proxy = self.http.via(credential.proxy)
         try:
-            async with self.http.session.request(
-                method,
-                url,
-                data=body,
-                headers=_headers(credential),
-                proxy=self.http.proxy_for(credential.proxy),
+            async with session.request(
+                method, url, data=body, headers=_headers(credential), proxy=proxy
             ) as response:
                 raw = await response.read()
                 if response.status != 200:

@@ -112,7 +112,7 @@ class GeminiCLI:
     ) -> None:
         self.base = settings.code_assist_base.rstrip("/") + "/v1internal"
         self.http = http
-        self.tokens = Tokens(lambda: http.session, settings.oauth_token_url, store, exclusive)
+        self.tokens = Tokens(http.via, settings.oauth_token_url, store, exclusive)
         self.poll_interval = settings.onboard_poll_interval
         # One setup (loadCodeAssist, onboarding) at a time per credential. Apart from the token
         # lock, which a setup call may need for a refresh after a 401.
@@ -237,7 +237,7 @@ class GeminiCLI:
     async def _token(self, credential: Credential, stale: str | None = None) -> str:
         try:
             return await self.tokens.access_token(
-                credential.id, credential.secret, self.http.proxy_for(credential.proxy), stale=stale
+                credential.id, credential.secret, credential.proxy, stale=stale
             )
         except TokenRefused as exc:
             if exc.needs_login:
@@ -360,8 +360,7 @@ class GeminiCLI:
         if method[0] == "s":  # streamGenerateContent
             headers["accept"] = "text/event-stream"
         url = f"{self.base}:{method}"
-        proxy = self.http.proxy_for(credential.proxy)
-        session = self.http.session
+        session, proxy = self.http.via(credential.proxy)
         response = await session.post(url, data=body, headers=headers, proxy=proxy)
         if response.status == 401:
             response.release()
@@ -387,10 +386,10 @@ class GeminiCLI:
         token = await self._token(credential)
         url = f"{self.base}:{method}" if body is not None else f"{self.base}/{method}"
         data = orjson.dumps(body) if body is not None else None
-        proxy = self.http.proxy_for(credential.proxy)
+        session, proxy = self.http.via(credential.proxy)
         try:
             for attempt in (1, 2):
-                async with self.http.session.request(
+                async with session.request(
                     "POST" if body is not None else "GET",
                     url,
                     data=data,

@@ -200,8 +200,9 @@ class FilesAPI:
         headers: dict[str, str],
         credential: Credential,
     ) -> tuple[int, CIMultiDict[str], bytes]:
-        async with self.http.session.request(
-            method, url, data=body, headers=headers, proxy=self.http.proxy_for(credential.proxy)
+        session, proxy = self.http.via(credential.proxy)
+        async with session.request(
+            method, url, data=body, headers=headers, proxy=proxy
         ) as response:
             return response.status, response.headers.copy(), await response.read()
 

@@ -169,12 +169,13 @@ class Tokens:
 
     def __init__(
         self,
-        session: Callable[[], aiohttp.ClientSession],
+        via: Callable[[str | None], tuple[aiohttp.ClientSession, str | None]],
         token_url: str,
         store: Store | None,
         exclusive: Exclusive | None = None,
     ) -> None:
-        self._session = session
+        # A credential's proxy -> the session and proxy its calls go out on (Http.via).
+        self._via = via
         self.token_url = token_url
         self.store = store
         # With several instances or workers, one refresh at a time across all of them too.
@@ -225,7 +226,8 @@ class Tokens:
         *,
         stale: str | None = None,
     ) -> str:
-        """A usable access token; `stale` is one upstream just refused (401), never returned.
+        """A usable access token, refreshed through the credential's `proxy` when it must be;
+        `stale` is one upstream just refused (401), never returned.
         Raises TokenRefused (the operator must log in again) or TokenUnreachable."""
         token = self.fresh(self.secret(cred_id, configured), stale)
         if token:
@@ -258,7 +260,8 @@ class Tokens:
         if refused is not None and refused[0] == refresh_token:
             raise refused[1]
         try:
-            grant = await refresh(self._session(), self.token_url, secret, proxy)
+            session, through = self._via(proxy)
+            grant = await refresh(session, self.token_url, secret, through)
         except TokenRefused as exc:
             if exc.needs_login:
                 self._refused[cred_id] = (refresh_token, exc)

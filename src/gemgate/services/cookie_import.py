@@ -136,7 +136,7 @@ async def add_gemini_official(
     label: str | None = None,
     proxy: str | None = None,
 ) -> CredentialRecord:
-    proxy = checked_proxy(proxy, socks=True)
+    proxy = checked_proxy(proxy)
     if cookies_text is not None:
         cookies = parse(cookies_text)
     elif psid:
@@ -201,6 +201,5 @@ credential_service.register(
         ),
         add=_add_kind,
         steps=steps("paste them here and press Add, before anything else"),
-        socks=True,
     )
 )

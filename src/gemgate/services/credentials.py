@@ -20,25 +20,20 @@ def mask(secret: str) -> str:
     return f"{secret[:4]}…{secret[-4:]}"
 
 
-# What the outbound HTTP client (aiohttp) can speak to; it would talk HTTP to a SOCKS proxy.
-PROXY_SCHEMES = ("http", "https")
+# What every channel's transport speaks to: aiohttp names an HTTP(S) proxy per request and
+# reaches a SOCKS5 one through a connector of its own; curl_cffi speaks all of them.
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
-def checked_proxy(proxy: str | None, socks: bool = False) -> str | None:
-    """A credential's proxy URL, refused when it is added rather than failing every request.
-    `socks`: the channel's transport speaks SOCKS5 too (gemini_official's does)."""
+def checked_proxy(proxy: str | None) -> str | None:
+    """A credential's proxy URL, refused when it is added rather than failing every request."""
     if proxy is None:
         return None
     proxy = proxy.strip()
     parts = urlsplit(proxy)
-    schemes = (*PROXY_SCHEMES, "socks5", "socks5h") if socks else PROXY_SCHEMES
-    if parts.scheme.lower() in ("socks4", "socks5", "socks5h") and parts.scheme not in schemes:
-        raise InvalidRequest(
-            "--proxy: SOCKS proxies are not supported yet; give an http:// or https:// proxy"
-        )
     try:
         valid = (
-            parts.scheme.lower() in schemes
+            parts.scheme.lower() in PROXY_SCHEMES
             and bool(parts.hostname)
             and parts.port != 0  # reading .port refuses a port that is not a number
             and parts.path in ("", "/")
@@ -50,7 +45,7 @@ def checked_proxy(proxy: str | None, socks: bool = False) -> str | None:
     if not valid:
         raise InvalidRequest(
             f"--proxy must be a URL like http://host:port, its scheme one of "
-            f"{', '.join(schemes)}, not {_mask_proxy(proxy)!r}"
+            f"{', '.join(PROXY_SCHEMES)}, not {_mask_proxy(proxy)!r}"
         )
     return proxy
 
@@ -106,8 +101,6 @@ class CredentialKind:
     # A few words beside the form: where to find the value; or numbered steps.
     guide: str = ""
     steps: tuple[str, ...] = ()
-    # The channel's transport speaks SOCKS5 too, so a socks5:// proxy is accepted.
-    socks: bool = False
     # The form may hold a file to upload (its `document` fields).
     upload: bool = False
 
@@ -142,7 +135,7 @@ async def add(
     label = (label or "").strip() or None
     if label and len(label) > 200:
         raise InvalidRequest("a label is at most 200 characters")
-    proxy = checked_proxy((proxy or "").strip() or None, socks=kind.socks)
+    proxy = checked_proxy((proxy or "").strip() or None)
     return await kind.add(store, given, label, proxy)
 
 

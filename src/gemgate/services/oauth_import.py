@@ -281,14 +281,10 @@ async def signed_in(
     account already here was renewed). Shared by `gemgate login` and the admin page."""
     proxy = credential_service.checked_proxy(proxy)
     http = Http(settings)
+    session, through = http.via(proxy)
     try:
         grant = await google_oauth.exchange_code(
-            http.session,
-            settings.oauth_token_url,
-            code,
-            redirect_uri,
-            verifier=verifier,
-            proxy=http.proxy_for(proxy),
+            session, settings.oauth_token_url, code, redirect_uri, verifier=verifier, proxy=through
         )
     except google_oauth.LoginFailed as exc:
         raise InvalidRequest(f"login failed: {exc}") from None
