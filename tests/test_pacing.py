@@ -82,3 +82,18 @@ async def test_spacing_holds_between_workers(tmp_path: Path) -> None:
     lease, wait = await two.claim_turn(A.id, 0, 1.0)
     assert lease is None and 0.9 < wait <= 1.0
     assert (await two.claim_turn(B.id, 0, 1.0))[0]  # another credential is not held back
+
+
+async def test_turns_start_afresh_when_the_folder_is_cleaned_away(tmp_path: Path) -> None:
+    """A cleaner of old files in /tmp may take the workers' folder on a long run: the next
+    turn and the next refresh lock make it again rather than fail every request."""
+    folder = tmp_path / "state"
+    state = HostState(folder)
+    lease, _ = await state.claim_turn(A.id, 1, 0.0)
+    assert lease
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    assert (await state.claim_turn(A.id, 1, 0.0))[0]
+    async with state.exclusive("oauth-refresh:1"):
+        assert (folder / "lock-oauth-refresh_1").exists()

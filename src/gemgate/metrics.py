@@ -135,6 +135,8 @@ class Metrics:
             "tokens": [[*k, v] for k, v in list(self._tokens.items())],
             "upstream_errors": [[*k, v] for k, v in list(self._upstream_errors.items())],
         }
+        # A cleaner of old files in /tmp may have taken the parent's folder on a long run.
+        self._folder.mkdir(parents=True, exist_ok=True)
         partial = self._folder / f".{self._name}.part"
         partial.write_bytes(orjson.dumps(snapshot))
         # A scrape reads the whole of the old file or the whole of the new one.

@@ -68,7 +68,7 @@ class HostState:
         """A file's JSON under an exclusive lock, and a function that replaces it. The lock is
         held for a read and a write of a few bytes, never across an await: taking it blocks
         the event loop for microseconds at most."""
-        fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open(name)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, 1 << 16, 0)
@@ -86,6 +86,14 @@ class HostState:
         finally:
             os.close(fd)  # and with it the lock
 
+    def _open(self, name: str) -> int:
+        try:
+            return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            # A cleaner of old files in /tmp took the folder: the state starts afresh.
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+
     # -- one at a time --------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -93,7 +101,7 @@ class HostState:
         """Run the body in one worker at a time (an OAuth refresh, a cookie rotation): the
         others wait for it, then find its result in the store. Past `hold` seconds of waiting
         the body runs anyway, as with Redis: a stuck refresh must not stop the others."""
-        fd = os.open(self.folder / f"lock-{_UNSAFE.sub('_', name)}", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._open(f"lock-{_UNSAFE.sub('_', name)}")
         try:
             deadline = time.monotonic() + hold
             while True:
