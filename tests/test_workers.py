@@ -326,6 +326,30 @@ def test_a_keys_rpm_holds_across_workers_with_redis(
     assert server.stop()
 
 
+def test_a_keys_rpm_and_tpm_hold_across_workers_without_redis(
+    tmp_path: Path, gemini: FakeGeminiAPI, launched: list[Gemgate]
+) -> None:
+    """Without Redis the workers still count a key's requests and tokens together: each
+    worker alone would let every request of these through."""
+    server = _gemgate(launched, tmp_path, gemini, JSON_LOGS)
+    rpm_key = server.create_key("by-requests", "--rpm", "4")
+    tpm_key = server.create_key("by-tokens", "--tpm", "30")
+    server.add_api_key("AIzaFakeKeyAlpha0001")
+    server.start("--workers", "2")
+    workers = _serving(server, 2)
+    results = [_post(server, rpm_key, workers) for _ in range(12)]
+    statuses = [status for status, _, _ in results]
+    assert {holder for _, _, holder in results} == set(workers), results
+    assert statuses.count(200) == 4 and statuses.count(429) == 8, statuses
+    # 15 tokens an answer: two answers use the key's 30 a minute, on whichever workers.
+    gemini.always(Reply.text("fifteen tokens", usage=USAGE))
+    results = [_post(server, tpm_key, workers) for _ in range(8)]
+    statuses = [status for status, _, _ in results]
+    assert {holder for _, _, holder in results} == set(workers), results
+    assert statuses[:2] == [200, 200] and set(statuses[2:]) == {429}, statuses
+    assert server.stop()
+
+
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_workers_value_is_one_clear_line(tmp_path: Path, value: str) -> None:
     server = Gemgate(tmp_path, init_store=False)

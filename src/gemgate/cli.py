@@ -202,9 +202,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: str |
 
     if not settings.redis_url:
         say(
-            f"warning: {count} workers without GEMGATE_REDIS_URL: each keeps its own --rpm and"
-            f" --tpm windows (a key may get up to {count}x its --rpm) and learns the others'"
-            " cooldowns only through the database (README: Workers)"
+            f"warning: {count} workers without GEMGATE_REDIS_URL: each learns the others'"
+            " cooldowns and broken credentials only through the database, and keeps its own"
+            " thought-signature cache (README: Workers)"
         )
     sys.exit(supervisor.run(settings, count))
 

@@ -57,13 +57,13 @@ class Gateway:
             from gemgate.store.redis_state import SharedState  # loaded only when used
 
             self.shared = SharedState(settings.redis_url, settings.redis_namespace, new_id())
-        # What protects accounts (pacing, one refresh at a time) holds over every instance
-        # through Redis; without it, still over the workers of one `serve --workers N`.
+        # Pacing, one refresh at a time and key limits hold over every instance through Redis;
+        # without it, still over the workers of one `serve --workers N`.
         peers: SharedState | HostState | None = self.shared
         if peers is None and workers_state is not None:
             peers = HostState(workers_state)
         exclusive = peers.exclusive if peers is not None else None
-        self.admission = Admission(RequestRate(), self.usage, self.shared)
+        self.admission = Admission(RequestRate(), self.usage, peers)
         self.cooldowns = CooldownLog(self.store)
         self.pool = Pool(
             on_invalid=self._store_invalid,

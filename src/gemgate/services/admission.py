@@ -1,24 +1,21 @@
 """Admission: whether a key's request may go upstream now, by its `--rpm`, `--tpm` and
 `--quota-tokens`; and, when it ends, the settling of what it had reserved.
 
-Without Redis the limits are held by this instance (`RequestRate`, `UsageMeter`). With Redis
-they hold across every instance together, in one script call per request; when Redis cannot
-answer, this instance decides alone until it can. Keys without limits cost nothing here."""
+Without Redis the limits are held by this instance (`RequestRate`, `UsageMeter`), and over the
+workers of one `serve --workers N` (store/host_state.py). With Redis they hold across every
+instance together, in one script call per request; when Redis cannot answer, this instance
+decides alone until it can. Keys without limits cost nothing here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gemgate.errors import RateLimited
 from gemgate.ids import new_id
 from gemgate.services.keys import ClientKey
 from gemgate.services.limits import RequestRate
 from gemgate.services.usage import UsageMeter
-
-if TYPE_CHECKING:
-    # Only an instance with GEMGATE_REDIS_URL loads the Redis client (about 6 MB).
-    from gemgate.store.redis_state import SharedState
 
 
 class Refused(Exception):
@@ -28,6 +25,27 @@ class Refused(Exception):
         super().__init__(limit)
         self.limit = limit
         self.wait = wait
+
+
+class SharedLimits(Protocol):
+    """Key limits counted over every instance (redis_state.py) or every worker of one server
+    (host_state.py)."""
+
+    up: bool
+
+    async def admit(
+        self,
+        key_id: int,
+        request_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        tokens: int,
+        quota: int | None,
+        used_total: int,
+    ) -> None: ...
+
+    def settle(self, key_id: int, request_id: str, tokens: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +61,7 @@ FREE = Ticket()
 
 
 class Admission:
-    def __init__(self, rate: RequestRate, usage: UsageMeter, shared: SharedState | None) -> None:
+    def __init__(self, rate: RequestRate, usage: UsageMeter, shared: SharedLimits | None) -> None:
         self.rate = rate
         self.usage = usage
         self.shared = shared

@@ -1,12 +1,12 @@
 """What the workers of one `gemgate serve --workers N` agree on when there is no Redis: the
-turns of a paced credential (its cap on answers at once and the spacing between two starts), and
-one refresh of an account at a time. These protect consumer accounts, so N workers must not
-mean N times the pace an operator set.
+turns of a paced credential (its cap on answers at once and the spacing between two starts),
+one refresh of an account at a time, and each key's `--rpm`, `--tpm` and `--quota-tokens`.
+N workers must not mean N times the pace an operator set for an account, or for a client.
 
-Each credential's turns, and each refresh, are a small file in a folder of the parent's, held
-under `flock` only while it is read and written (or for the length of the refresh). The kernel
-lets go of a dead worker's locks, and a turn names the worker that holds it, so a worker that
-dies mid-answer leaves no credential held.
+Each credential's turns, each key's windows, and each refresh are a small file in a folder of
+the parent's, held under `flock` only while it is read and written (or for the length of the
+refresh). The kernel lets go of a dead worker's locks; a turn names the worker that holds it,
+and a key's reservation ends by itself, so a worker that dies mid-answer holds nothing for long.
 
 With Redis (GEMGATE_REDIS_URL) the same is shared over every instance (redis_state.py), and
 this is not used.
@@ -27,12 +27,22 @@ from typing import Any
 
 import orjson
 
+from gemgate.services.admission import Refused
+
 # How often a worker waiting for another worker's refresh looks again.
 _LOOK = 0.05
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# A key's windows, in seconds; counted by the second, so their state stays 60 numbers at most
+# whatever the limit (a request may get in up to a second early at the window's edge).
+WINDOW = 60
+# A reservation whose request never settled (its worker died) stops counting after this.
+RESERVATION_TTL = 600.0
 
 
 class HostState:
+    # Admission asks, as of Redis: files are always there.
+    up = True
+
     def __init__(self, folder: Path) -> None:
         folder.mkdir(mode=0o700, exist_ok=True)
         self.folder = folder
@@ -62,6 +72,63 @@ class HostState:
             turns = state.get("turns", {})
             if turns.pop(lease, None) is not None:
                 save(state)
+
+    # -- key limits (services/admission.py's SharedLimits) -------------------------------
+
+    async def admit(
+        self,
+        key_id: int,
+        request_id: str,
+        *,
+        rpm: int | None,
+        tpm: int | None,
+        tokens: int,
+        quota: int | None,
+        used_total: int,
+    ) -> None:
+        """Count the request against the key's limits over every worker, or raise `Refused`
+        (the same rules as redis_state.py's script)."""
+        tokens = tokens if (tpm or quota) else 0
+        with self._held(f"key-{key_id}") as (state, save):
+            now = time.time()
+            second = int(now)
+            requests = _window(state.get("rpm"), second)
+            if rpm and sum(count for _, count in requests) >= rpm:
+                raise Refused("rpm", requests[0][0] + WINDOW - now)
+            held = {
+                rid: pair
+                for rid, pair in (state.get("held") or {}).items()
+                if isinstance(pair, list) and pair[1] >= now
+            }
+            reserved = sum(amount for amount, _ in held.values())
+            spent = _window(state.get("tpm"), second)
+            if tpm:
+                used = sum(count for _, count in spent)
+                if used >= tpm:
+                    raise Refused("tpm", spent[0][0] + WINDOW - now)
+                if reserved and used + reserved + tokens > tpm:
+                    raise Refused("tpm", 1.0)
+            if quota:
+                if used_total >= quota:
+                    raise Refused("quota", 0.0)
+                if reserved and used_total + reserved + tokens > quota:
+                    raise Refused("quota", 1.0)
+            if rpm:
+                _count(requests, second, 1)
+            if tokens:
+                held[request_id] = [tokens, now + RESERVATION_TTL]
+            save({"rpm": requests, "tpm": spent, "held": held})
+
+    def settle(self, key_id: int, request_id: str, tokens: int) -> None:
+        """Release a request's reservation and count what it really used."""
+        with self._held(f"key-{key_id}") as (state, save):
+            held = state.get("held") or {}
+            held.pop(request_id, None)
+            second = int(time.time())
+            spent = _window(state.get("tpm"), second)
+            if tokens > 0:
+                _count(spent, second, tokens)
+            save({**state, "tpm": spent, "held": held})
 
     @contextlib.contextmanager
     def _held(self, name: str) -> Iterator[tuple[dict[str, Any], Any]]:
@@ -115,6 +182,20 @@ class HostState:
             yield
         finally:
             os.close(fd)
+
+
+def _window(pairs: Any, second: int) -> list[list[int]]:
+    """A window's [second, count] pairs still inside it, oldest first."""
+    if not isinstance(pairs, list):
+        return []
+    return [pair for pair in pairs if pair[0] > second - WINDOW]
+
+
+def _count(pairs: list[list[int]], second: int, amount: int) -> None:
+    if pairs and pairs[-1][0] == second:
+        pairs[-1][1] += amount
+    else:
+        pairs.append([second, amount])
 
 
 def _alive(pid: Any) -> bool:
