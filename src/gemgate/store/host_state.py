@@ -40,7 +40,7 @@ RESERVATION_TTL = 600.0
 
 
 class HostState:
-    # Admission asks, as of Redis: files are always there.
+    # Admission asks whether Redis answers; these files always do.
     up = True
 
     def __init__(self, folder: Path) -> None:
