@@ -147,3 +147,34 @@ def test_a_web_account_behind_a_socks5_proxy(tmp_path: Path) -> None:
         port = urlsplit(web.base_url).port
         assert proxy.connects and {(p, u) for _, p, u in proxy.connects} == {(port, "me")}
         assert web.chats()
+
+
+def test_gemgate_proxy_is_the_proxy_of_credentials_without_their_own(
+    tmp_path: Path, gemini: FakeGeminiAPI
+) -> None:
+    """GEMGATE_PROXY (here SOCKS5) carries the calls of a credential with no proxy; one with
+    its own goes through that one instead."""
+    fake = urlsplit(gemini.base_url)
+    with FakeSocks5("all", "pw") as everyone, FakeSocks5("own", "pw") as own:
+        server = start_gemgate(tmp_path, gemini, {"GEMGATE_PROXY": everyone.url})
+        key = server.create_key("k")
+        server.add_api_key("AIzaFakeKeyAlpha0001", "--label", "plain")
+        server.add_api_key("AIzaFakeKeyBravo0002", "--label", "own", "--proxy", own.url)
+        server.start()
+        try:
+            sdk = _chat(server, key, "/gemini")
+            for label in ("own", "plain"):  # each key serves once, the other disabled
+                server.cli("credentials", "disable", label)
+                server.wait_reload()
+                gemini.script(Reply.text("proxied"))
+                answer = sdk.chat.completions.create(model="gemini-2.5-flash", messages=HI)
+                assert answer.choices[0].message.content == "proxied"
+                server.cli("credentials", "enable", label)
+        finally:
+            server.stop()
+    assert [r.api_key for r in gemini.requests] == [
+        "AIzaFakeKeyAlpha0001",
+        "AIzaFakeKeyBravo0002",
+    ]
+    assert set(own.connects) == {(fake.hostname, fake.port, "own")}
+    assert set(everyone.connects) == {(fake.hostname, fake.port, "all")}
